@@ -1,0 +1,116 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+
+from flask import Flask, g, jsonify, request
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+from . import config as config_mod
+from .errors import ApiError, Issue, operation_outcome
+from .storage import Store
+
+log = logging.getLogger("her2cds")
+
+
+def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flask:
+    """Build the WSGI app.
+
+    ``settings`` defaults to the ``HER2CDS_*`` environment; keyword overrides
+    replace single settings (handy in tests: ``create_app(auth="disabled")``).
+    Knowledge (value sets, rulebook) and the database are opened here, once,
+    so a broken artifact or an unreachable database fails start-up loudly.
+    """
+    settings = settings.replace(**overrides) if settings else config_mod.from_env(**overrides)
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
+    app.json.sort_keys = False
+
+    from .logs import configure_logging
+    configure_logging(settings.log_level)
+
+    app.extensions["her2cds.store"] = Store(settings.resolved_database_url())
+    from .knowledge import load_knowledge
+    app.extensions["her2cds.knowledge"] = load_knowledge(settings)
+
+    origins = "*" if settings.cors_origins.strip() == "*" else [
+        o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    CORS(app, origins=origins, methods=["GET", "POST", "OPTIONS"],
+         allow_headers=["Content-Type", "Authorization"], max_age=86400)
+
+    from .auth import init_auth
+    init_auth(app)
+
+    from .discovery import bp as discovery_bp
+    from .feedback import bp as feedback_bp
+    from .hooks import bp as hooks_bp
+    from .ops import bp as ops_bp
+    app.register_blueprint(discovery_bp)
+    app.register_blueprint(hooks_bp)
+    app.register_blueprint(feedback_bp)
+    app.register_blueprint(ops_bp)
+    try:
+        from .smart import bp as smart_bp
+    except ImportError:  # the SMART app is optional during development
+        smart_bp = None
+    if smart_bp is not None:
+        app.register_blueprint(smart_bp)
+
+    _install_request_hooks(app)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start():
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(resp):
+        resp.headers["X-Request-Id"] = g.get("request_id", "")
+        resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError):
+        resp = jsonify(err.to_json())
+        resp.status_code = err.status
+        for k, v in err.headers.items():
+            resp.headers[k] = v
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        messages = {
+            404: "No such endpoint. Discovery is at GET /cds-services.",
+            405: f"Method {request.method} is not allowed on {request.path}.",
+            413: f"Request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes.",
+        }
+        message = messages.get(err.code, err.description or err.name)
+        location = "body" if err.code == 413 else request.path
+        code = {404: "not-found", 405: "not-supported", 413: "too-long"}.get(err.code, "processing")
+        resp = jsonify(operation_outcome([Issue(message, location, code)], err.code, message))
+        resp.status_code = err.code or 500
+        if err.code == 405 and getattr(err, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(err.valid_methods)
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        # Never a traceback to the caller; the log keeps it, keyed by request id.
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        message = "Internal error; the service log has the details under this request id: " + g.get("request_id", "")
+        resp = jsonify(operation_outcome([Issue(message, None, "exception")], 500, message))
+        resp.status_code = 500
+        return resp

@@ -1,0 +1,1 @@
+"""Sub-commands of ``her2-cds``; each module exposes ``command``."""

@@ -1,0 +1,120 @@
+"""Settings read once from ``HER2CDS_*`` environment variables.
+
+Every knob the service has lives here, with its default, so that the README's
+configuration table and the code cannot drift apart: ``SETTINGS_DOC`` is what
+the README table is generated from (``her2-cds config``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+DEFAULT_PROFILES_DIR = REPO_DIR / "fhir_profiles"
+DEFAULT_DATA_DIR = REPO_DIR / "var"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use; raised at start-up."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    profiles_dir: Path = DEFAULT_PROFILES_DIR
+    max_body_bytes: int = 2_000_000
+    max_json_depth: int = 64
+    fhir_connect_timeout: float = 0.2
+    fhir_read_timeout: float = 0.35
+    fhir_time_budget: float = 0.4
+    fhir_max_pages: int = 5
+    fhir_max_workers: int = 8
+    auth: str = "required"
+    trusted_issuers: str = ""
+    public_url: str = ""
+    jwt_leeway: int = 30
+    jwt_max_age: int = 600
+    smart_client_id: str = "her2-cds"
+    smart_scopes: str = (
+        "launch openid fhirUser patient/Patient.read patient/Observation.read "
+        "patient/Condition.read patient/MedicationStatement.read patient/MedicationRequest.read"
+    )
+    smart_redirect_url: str = ""
+    secret_key: str = ""
+    log_level: str = "INFO"
+    cors_origins: str = "*"
+    extra: dict = field(default_factory=dict)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        DEFAULT_DATA_DIR.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{DEFAULT_DATA_DIR / 'her2cds.db'}"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth != "disabled"
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+# name -> (description, default shown in the README)
+SETTINGS_DOC: dict[str, str] = {
+    "database_url": "SQLAlchemy URL for feedback, issued cards, audit and the JWT replay cache "
+    "(default: SQLite file `var/her2cds.db`; e.g. `postgresql+psycopg://user:pw@host/db`)",
+    "profiles_dir": "Folder with the FHIR ValueSets/ConceptMaps and the rulebook",
+    "max_body_bytes": "Largest request body accepted; larger bodies get 413",
+    "max_json_depth": "Deepest JSON nesting accepted; deeper bodies get 400",
+    "fhir_connect_timeout": "Seconds to connect to the EHR's FHIR server",
+    "fhir_read_timeout": "Seconds to wait for one FHIR response",
+    "fhir_time_budget": "Total seconds per request for all FHIR fetching (spec asks for ~0.5 s overall)",
+    "fhir_max_pages": "How many `next` links one prefetch query may follow",
+    "fhir_max_workers": "Parallel FHIR queries per request",
+    "auth": "`required` (default): every call needs a CDS client JWT; `disabled`: local use only",
+    "trusted_issuers": "JSON file mapping each trusted JWT issuer to its `jwks_url` or inline `jwks`",
+    "public_url": "This service's public base URL (the JWT `aud` behind a proxy), e.g. `https://cds.example.org`",
+    "jwt_leeway": "Seconds of clock skew tolerated for `exp`/`iat`",
+    "jwt_max_age": "Oldest `iat` accepted, in seconds",
+    "smart_client_id": "OAuth client id of the SMART app",
+    "smart_scopes": "Scopes the SMART app asks for",
+    "smart_redirect_url": "Redirect URL registered for the SMART app (default: `{public_url}/smart/callback`)",
+    "secret_key": "Flask session key for the SMART app (random per start if unset)",
+    "log_level": "Python log level",
+    "cors_origins": "Allowed CORS origins (`*` or a comma list)",
+}
+
+_INT = {"max_body_bytes", "max_json_depth", "fhir_max_pages", "fhir_max_workers", "jwt_leeway", "jwt_max_age"}
+_FLOAT = {"fhir_connect_timeout", "fhir_read_timeout", "fhir_time_budget"}
+
+
+def from_env(environ: dict | None = None, **overrides) -> Settings:
+    """Build Settings from ``HER2CDS_<NAME>`` variables, then apply overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict = {}
+    for f in dataclasses.fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = environ.get(f"HER2CDS_{f.name.upper()}")
+        if raw is None:
+            continue
+        try:
+            if f.name in _INT:
+                values[f.name] = int(raw)
+            elif f.name in _FLOAT:
+                values[f.name] = float(raw)
+            elif f.name == "profiles_dir":
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        except ValueError:
+            raise ConfigError(f"HER2CDS_{f.name.upper()}={raw!r} is not a valid {f.type}") from None
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.auth not in ("required", "disabled"):
+        raise ConfigError(f"HER2CDS_AUTH must be 'required' or 'disabled', not {settings.auth!r}")
+    return settings

@@ -1,0 +1,3 @@
+"""Placeholder for POST /cds-services/{id}/feedback (being written now)."""
+from flask import Blueprint
+bp = Blueprint("feedback", __name__)

@@ -1,0 +1,3 @@
+"""Placeholder for POST /cds-services/{id} (being written now)."""
+from flask import Blueprint
+bp = Blueprint("hooks", __name__)

@@ -1,0 +1,249 @@
+"""Durable records: feedback, issued cards, the JWT replay cache and the audit trail.
+
+SQLAlchemy Core (not the ORM) so that SQLite and PostgreSQL are a URL apart.
+All writes are single short transactions; uniqueness constraints, not
+read-then-write, make repeated feedback and replayed ``jti`` values safe across
+gunicorn workers and across instances that share a database.
+
+No access token, JWT or clinical data is ever written here: issued-card rows
+carry only the card uuid, rule, rulebook version and service; the audit row
+carries ids (patient id, hook instance), never resource content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+metadata = MetaData()
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(100), nullable=False),
+    Column("card_uuid", String(100), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("outcome_timestamp", String(40), nullable=False),
+    Column("accepted_suggestions", Text, nullable=False, default="[]"),
+    Column("override_system", String(300)),
+    Column("override_code", String(100)),
+    Column("override_display", String(300)),
+    Column("user_comment", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("service_id", "card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_once"),
+)
+
+issued_cards = Table(
+    "issued_cards",
+    metadata,
+    Column("card_uuid", String(100), primary_key=True),
+    Column("service_id", String(100), nullable=False),
+    Column("hook", String(50), nullable=False),
+    Column("rule_id", String(50), nullable=False),
+    Column("rulebook_version", String(50), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+)
+
+jwt_replay = Table(
+    "jwt_replay",
+    metadata,
+    Column("issuer", String(300), primary_key=True),
+    Column("jti", String(300), primary_key=True),
+    Column("expires_at", Integer, nullable=False, index=True),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("service_id", String(100)),
+    Column("hook", String(50)),
+    Column("hook_instance", String(100)),
+    Column("patient_id", String(200)),
+    Column("client_iss", String(300)),
+    Column("status", Integer, nullable=False),
+    Column("outcome", String(100), nullable=False),
+    Column("card_count", Integer, nullable=False, default=0),
+    Column("rule_ids", Text, nullable=False, default=""),
+    Column("duration_ms", Integer, nullable=False, default=0),
+)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class Store:
+    """One engine per process; safe to share between threads."""
+
+    def __init__(self, url: str):
+        kwargs = {"future": True, "pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        self.url = url
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._create_lock = threading.Lock()
+        self.create_schema()
+
+    def create_schema(self) -> None:
+        with self._create_lock:
+            try:
+                metadata.create_all(self.engine)
+            except IntegrityError:
+                # Another worker created the tables at the same moment (PostgreSQL
+                # catalog race); what we wanted exists now.
+                metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+        return True
+
+    # -- feedback -----------------------------------------------------------
+    def record_feedback(self, service_id: str, item: dict) -> bool:
+        """Store one feedback entry; False when the same entry was already stored."""
+        reason = (item.get("overrideReason") or {}).get("reason") or {}
+        row = {
+            "service_id": service_id,
+            "card_uuid": item["card"],
+            "outcome": item["outcome"],
+            "outcome_timestamp": item["outcomeTimestamp"],
+            "accepted_suggestions": json.dumps(
+                [s.get("id") for s in item.get("acceptedSuggestions") or []]
+            ),
+            "override_system": reason.get("system"),
+            "override_code": reason.get("code"),
+            "override_display": reason.get("display"),
+            "user_comment": (item.get("overrideReason") or {}).get("userComment"),
+            "received_at": _utcnow(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(feedback).values(**row))
+            return True
+        except IntegrityError:
+            return False
+
+    def feedback_rows(self, service_id: str | None = None) -> list[dict]:
+        q = select(feedback).order_by(feedback.c.id)
+        if service_id:
+            q = q.where(feedback.c.service_id == service_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- issued cards -------------------------------------------------------
+    def record_issued_cards(self, service_id: str, hook: str, cards: list[tuple[str, str, str]]) -> None:
+        """cards: (card_uuid, rule_id, rulebook_version) for each card sent."""
+        if not cards:
+            return
+        now = _utcnow()
+        rows = [
+            {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
+             "rulebook_version": v, "issued_at": now}
+            for u, r, v in cards
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(issued_cards), rows)
+
+    def feedback_report(self) -> list[dict]:
+        """Per rule: cards issued, accepted, overridden, and override reasons with counts."""
+        with self.engine.connect() as conn:
+            issued = {
+                (r.rule_id, r.rulebook_version): r.n
+                for r in conn.execute(
+                    select(issued_cards.c.rule_id, issued_cards.c.rulebook_version,
+                           func.count().label("n")).group_by(
+                        issued_cards.c.rule_id, issued_cards.c.rulebook_version)
+                )
+            }
+            joined = conn.execute(
+                select(
+                    issued_cards.c.rule_id,
+                    issued_cards.c.rulebook_version,
+                    feedback.c.outcome,
+                    feedback.c.override_display,
+                    feedback.c.override_code,
+                    func.count(func.distinct(feedback.c.card_uuid)).label("n"),
+                )
+                .select_from(feedback.join(issued_cards, feedback.c.card_uuid == issued_cards.c.card_uuid))
+                .group_by(issued_cards.c.rule_id, issued_cards.c.rulebook_version, feedback.c.outcome,
+                          feedback.c.override_display, feedback.c.override_code)
+            ).all()
+            unlinked = conn.execute(
+                select(func.count()).select_from(feedback).where(
+                    ~feedback.c.card_uuid.in_(select(issued_cards.c.card_uuid)))
+            ).scalar_one()
+        report: dict[tuple, dict] = {}
+        for key, n in issued.items():
+            report[key] = {"rule_id": key[0], "rulebook_version": key[1], "issued": n,
+                           "accepted": 0, "overridden": 0, "override_reasons": {}}
+        for r in joined:
+            entry = report.setdefault((r.rule_id, r.rulebook_version), {
+                "rule_id": r.rule_id, "rulebook_version": r.rulebook_version, "issued": 0,
+                "accepted": 0, "overridden": 0, "override_reasons": {}})
+            entry[r.outcome] = entry.get(r.outcome, 0) + r.n
+            if r.outcome == "overridden":
+                label = r.override_display or r.override_code or "(no reason given)"
+                entry["override_reasons"][label] = entry["override_reasons"].get(label, 0) + r.n
+        rows = sorted(report.values(), key=lambda e: (e["rule_id"], e["rulebook_version"]))
+        if unlinked:
+            rows.append({"rule_id": "(unknown card)", "rulebook_version": "", "issued": 0,
+                         "accepted": None, "overridden": None, "override_reasons": {},
+                         "unlinked_feedback": unlinked})
+        return rows
+
+    # -- JWT replay cache ---------------------------------------------------
+    def remember_jti(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
+        """Record a token id; False when it was seen before (a replay)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(jwt_replay.delete().where(jwt_replay.c.expires_at < now))
+                conn.execute(insert(jwt_replay).values(issuer=issuer, jti=jti, expires_at=expires_at))
+            return True
+        except IntegrityError:
+            return False
+
+    # -- audit --------------------------------------------------------------
+    def record_audit(self, **row) -> None:
+        row.setdefault("at", _utcnow())
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit).values(**row))
+
+    def audit_rows(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.id))]

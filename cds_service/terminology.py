@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the terminology loader (issue 3)."""
+
+
+def load_terminology(profiles_dir):
+    return None
