@@ -7,6 +7,6 @@ from __future__ import annotations
 
 
 def advise(hook: str, service_id: str, context: dict, resources: list[dict],
-           findings: list | None = None, knowledge=None) -> list[dict]:
+           findings: list | None = None, knowledge=None, base_url: str | None = None) -> list[dict]:
     """Return the CDS cards for one hook call. Placeholder until the rulebook lands."""
     return []

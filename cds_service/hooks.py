@@ -1,3 +1,122 @@
-"""Placeholder for POST /cds-services/{id} (being written now)."""
-from flask import Blueprint
+"""``POST /cds-services/{id}``: one hook invocation, from request to cards.
+
+The imperative shell around the pure pipeline in ``advice``: read and check
+the body, gather data (prefetch + FHIR), call ``advise``, check the cards
+against the response schema, record what was issued, audit, answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from . import advice, prefetch
+from .discovery import PREFETCH, SERVICES
+from .errors import ApiError
+from .fhir_client import FhirClient
+from .validation import check, read_json, schema_issues
+
+log = logging.getLogger("her2cds.hooks")
 bp = Blueprint("hooks", __name__)
+
+_client_lock = threading.Lock()
+
+
+def fhir_client() -> FhirClient:
+    """The process's FhirClient, created after fork (gunicorn preloads the app)."""
+    ext = current_app.extensions
+    client = ext.get("her2cds.fhir_client")
+    if client is None or client[0] != os.getpid():
+        with _client_lock:
+            client = ext.get("her2cds.fhir_client")
+            if client is None or client[0] != os.getpid():
+                client = (os.getpid(), FhirClient(current_app.config["SETTINGS"]))
+                ext["her2cds.fhir_client"] = client
+    return client[1]
+
+
+def find_service(service_id: str):
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise ApiError(404, f"No CDS service with id {service_id!r}; see GET /cds-services",
+                       f"path:/cds-services/{service_id}", "not-found")
+    return service
+
+
+@bp.post("/cds-services/<service_id>")
+def invoke(service_id: str):
+    settings = current_app.config["SETTINGS"]
+    store = current_app.extensions["her2cds.store"]
+    audit = {"service_id": service_id, "hook": None, "hook_instance": None, "patient_id": None,
+             "status": 500, "outcome": "error", "card_count": 0, "rule_ids": ""}
+    started = time.perf_counter()
+    try:
+        service = find_service(service_id)
+        body = read_json(request, settings.max_json_depth)
+        hook = body.get("hook")
+        if isinstance(hook, str):
+            audit["hook"] = hook[:50]
+        if isinstance(body.get("hookInstance"), str):
+            audit["hook_instance"] = body["hookInstance"][:100]
+        context = body.get("context")
+        if isinstance(context, dict) and isinstance(context.get("patientId"), str):
+            audit["patient_id"] = context["patientId"][:200]
+        if isinstance(hook, str) and hook != service.hook:
+            raise ApiError(400, f"Service {service_id!r} answers the {service.hook!r} hook, not {hook!r}",
+                           "/hook", "value")
+        check("cds-request", body, "The CDS Hooks request")
+
+        gathered = prefetch.gather(body, PREFETCH, fhir_client(), settings.fhir_time_budget)
+        knowledge = current_app.extensions["her2cds.knowledge"]
+        cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
+                              gathered.findings, knowledge, base_url=public_base_url(settings))
+        cards = [c for c in cards if card_is_valid(c)]
+        issued = [(c["uuid"], *rule_of(c)) for c in cards]
+        store.record_issued_cards(service.id, service.hook, issued)
+        audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
+                     rule_ids=",".join(r for _, r, _ in issued))
+        return jsonify({"cards": cards})
+    except ApiError as err:
+        audit.update(status=err.status, outcome=err.issues[0].code if err.issues else "error")
+        raise
+    finally:
+        audit["duration_ms"] = int((time.perf_counter() - started) * 1000)
+        _audit(store, audit)
+
+
+def _audit(store, row: dict) -> None:
+    client = g.get("client") or {}
+    row = dict(row, request_id=g.get("request_id", ""), client_iss=client.get("iss"))
+    log.info("hook invocation", extra={k: v for k, v in row.items() if k != "patient_id"})
+    try:
+        store.record_audit(**row)
+    except Exception:  # the audit must not turn an answer into a 500
+        log.exception("audit record failed", extra={"request_id": row["request_id"]})
+
+
+def public_base_url(settings) -> str:
+    return (settings.public_url or request.url_root).rstrip("/")
+
+
+def card_is_valid(card: dict) -> bool:
+    """Drop (and log) a card the spec would reject rather than send it to an EHR."""
+    issues = schema_issues("cds-response", {"cards": [card]})
+    if issues:
+        log.error("dropped an invalid card", extra={"rule": rule_of(card)[0],
+                                                    "problems": [i.diagnostics for i in issues]})
+        return False
+    return True
+
+
+RULE_EXTENSION = "org.her2-cds.rule"
+
+
+def rule_of(card: dict) -> tuple[str, str]:
+    """(rule id, rulebook version) from the card's extension, for the issued-card record."""
+    ext = (card.get("extension") or {}).get(RULE_EXTENSION) or {}
+    return str(ext.get("id") or "unknown"), str(ext.get("rulebookVersion") or "unknown")
+

@@ -1,0 +1,143 @@
+"""Gather the data a hook call needs: what the client prefetched, plus what it did not.
+
+The spec lets a client satisfy any subset of the prefetch templates, send
+``null`` for "no data", report a failure with an OperationOutcome, or send a
+paginated Bundle.  This module turns all of that into one list of resources
+and a list of data-quality findings, fetching from ``fhirServer`` (with the
+client's bearer token) only what is missing.  When required data can be got
+neither way, it raises a 412, as the spec demands.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from .errors import ApiError, Issue
+from .fhir_client import FetchResult, FhirClient, bundle_resources, next_link
+
+# Without these the service cannot judge HER2 status, disease extent or what
+# the patient already takes (and could suggest a drug already given).
+REQUIRED_KEYS = ("patient", "her2", "conditions", "medicationStatements", "medicationRequests")
+
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+
+@dataclass
+class Gathered:
+    resources: list[dict]
+    findings: list[dict] = field(default_factory=list)  # {"code", "message", "keys"}
+    sources: dict[str, str] = field(default_factory=dict)  # key -> prefetch | fetched | none
+
+
+def render_template(template: str, context: dict) -> str | None:
+    """Fill ``{{context.x}}`` and ``{{userPractitionerId}}``-style tokens; None if one cannot be filled."""
+    missing = False
+
+    def sub(match: re.Match) -> str:
+        nonlocal missing
+        token = match.group(1)
+        if token.startswith("context."):
+            value = context.get(token[len("context."):])
+        elif token in _USER_TOKENS:
+            user = context.get("userId") or ""
+            rtype, _, uid = user.partition("/")
+            value = uid if rtype == _USER_TOKENS[token] else None
+        else:
+            value = None
+        if not isinstance(value, str) or not value:
+            missing = True
+            return ""
+        return value
+
+    rendered = _TOKEN.sub(sub, template)
+    return None if missing else rendered
+
+
+def classify(value) -> str:
+    """What a client-sent prefetch value means: data, no-data, or a failure to report."""
+    if value is None:
+        return "no-data"
+    if value.get("resourceType") == "OperationOutcome":
+        return "failed"
+    return "data"
+
+
+def gather(request_body: dict, templates: dict[str, str], client: FhirClient | None, budget_s: float) -> Gathered:
+    deadline = time.monotonic() + budget_s
+    context = request_body.get("context") or {}
+    prefetch = request_body.get("prefetch") or {}
+    base = request_body.get("fhirServer")
+    token = (request_body.get("fhirAuthorization") or {}).get("access_token")
+
+    resources: list[dict] = []
+    findings: list[dict] = []
+    sources: dict[str, str] = {}
+    to_fetch: dict[str, str] = {}
+    to_continue: dict[str, dict] = {}
+    unobtainable: dict[str, str] = {}
+
+    for key, template in templates.items():
+        if key in prefetch:
+            kind = classify(prefetch[key])
+            if kind == "no-data":
+                sources[key] = "prefetch"
+                continue
+            if kind == "data":
+                value = prefetch[key]
+                sources[key] = "prefetch"
+                if value.get("resourceType") == "Bundle":
+                    if next_link(value):
+                        to_continue[key] = value
+                    else:
+                        resources.extend(bundle_resources(value))
+                else:
+                    resources.append(value)
+                continue
+            # "failed": the client tried and could not; try ourselves.
+        query = render_template(template, context)
+        if query is None:
+            unobtainable[key] = "its prefetch template needs a context value the request does not have"
+        elif not base:
+            unobtainable[key] = "not prefetched and the request has no fhirServer to fetch it from"
+        else:
+            to_fetch[key] = query
+
+    if client is not None and base:
+        results: dict[str, FetchResult] = client.fetch_all(base, token, to_fetch, deadline)
+        for key, bundle in to_continue.items():
+            results[key] = client.continue_bundle(key, base, token, bundle, deadline)
+    else:
+        results = {}
+        for key, bundle in to_continue.items():
+            results[key] = FetchResult(key, bundle_resources(bundle), error="the prefetched Bundle has more pages "
+                                       "but the request has no fhirServer to read them from")
+
+    for key, result in results.items():
+        resources.extend(result.resources)
+        sources.setdefault(key, "fetched")
+        if result.ok:
+            continue
+        if result.resources or key in to_continue:
+            findings.append({"code": "data-partial", "keys": [key],
+                             "message": f"Only part of '{key}' could be read: {result.error}."})
+        else:
+            unobtainable[key] = result.error or "unknown error"
+
+    missing_required = {k: v for k, v in unobtainable.items() if k in REQUIRED_KEYS}
+    if missing_required:
+        issues = [Issue(f"Required data '{k}' could not be obtained: {why}", f"/prefetch/{k}", "incomplete")
+                  for k, why in missing_required.items()]
+        raise ApiError(412, "Required data is neither prefetched nor retrievable from fhirServer", issues=issues)
+    for key, why in unobtainable.items():
+        sources[key] = "none"
+        findings.append({"code": "data-missing", "keys": [key],
+                         "message": f"'{key}' could not be read ({why}); related checks may be incomplete."})
+    return Gathered(resources=resources, findings=findings, sources=sources)

@@ -1,0 +1,120 @@
+"""Reading and checking JSON bodies against the schemas in ``cds_service/schemas``.
+
+Schemas are files, loaded and compiled once.  Errors come back as ``ApiError``
+with a JSON pointer per problem, so a caller sees *what* is wrong and *where*
+(``/context/draftOrders/entry/0/resource``) rather than a generic 400.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Request
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from .errors import ApiError, Issue
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+JSON_TYPES = ("application/json", "application/fhir+json")
+MAX_REPORTED_ERRORS = 10
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> Draft202012Validator:
+    """The compiled validator for ``schemas/<name>.schema.json``."""
+    with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as fh:
+        schema = json.load(fh)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def pointer(path) -> str:
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def schema_issues(name: str, instance) -> list[Issue]:
+    """Every schema violation as an Issue (most relevant first, capped)."""
+    errors = sorted(validator(name).iter_errors(instance), key=lambda e: (len(e.path), list(e.path)))
+    issues = []
+    for err in errors[:MAX_REPORTED_ERRORS]:
+        # For oneOf/anyOf, the best sub-error says more than "is not valid under any".
+        detail = best_match(err.context) if err.context else err
+        message = detail.message
+        if len(message) > 300:
+            message = message[:297] + "..."
+        path = list(detail.absolute_path)
+        if detail.validator in ("required", "dependentRequired"):
+            # Point at the missing member itself, not at its parent object.
+            missing = [p for p in _quoted(detail.message)[:1]]
+            path += missing
+        issues.append(Issue(message, pointer(path), "required" if detail.validator == "required" else "structure"))
+    return issues
+
+
+def _quoted(message: str) -> list[str]:
+    """The first quoted name in a jsonschema message ("'context' is a required property")."""
+    start = message.find("'")
+    end = message.find("'", start + 1)
+    return [message[start + 1:end]] if start >= 0 and end > start else []
+
+
+def check(name: str, instance, what: str) -> None:
+    issues = schema_issues(name, instance)
+    if issues:
+        raise ApiError(400, f"{what} does not conform to its schema", issues=issues)
+
+
+def json_depth_exceeds(value, limit: int) -> bool:
+    """Iterative depth check: deeply nested JSON must not reach recursive code."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
+def read_json(request: Request, max_depth: int):
+    """Parse the request body as JSON or raise a 4xx saying why.
+
+    415 for a non-JSON media type, 413 (via Werkzeug) above the size limit,
+    400 for unparsable or too deeply nested JSON.
+    """
+    mimetype = request.mimetype or ""
+    if mimetype not in JSON_TYPES:
+        raise ApiError(
+            415,
+            f"Content-Type must be application/json, not {request.content_type or 'missing'!r}",
+            "header:Content-Type",
+            "not-supported",
+        )
+    raw = request.get_data(cache=True)  # raises 413 above MAX_CONTENT_LENGTH
+    if not raw.strip():
+        raise ApiError(400, "Request body is empty; a JSON object is required", "body", "required")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"Request body is not UTF-8 (byte {exc.start})", "body", "invalid") from None
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ApiError(400, f"JSON nesting deeper than {max_depth} levels", "body", "too-costly") from None
+    except ValueError as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}", "body", "invalid") from None
+    if json_depth_exceeds(body, max_depth):
+        raise ApiError(400, f"JSON nesting deeper than {max_depth} levels", "body", "too-costly")
+    if not isinstance(body, dict):
+        raise ApiError(400, f"Request body must be a JSON object, not {type(body).__name__}", "/", "structure")
+    return body
+
+
+def _reject_constant(name: str):
+    """JSON has no NaN or Infinity; Python's parser would accept them."""
+    raise ValueError(f"{name} is not valid JSON")
