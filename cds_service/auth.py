@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask, current_app, g, request
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
@@ -53,7 +54,7 @@ ALLOWED_ALGORITHMS = (
     "RS256", "RS384", "RS512",
     "PS256", "PS384", "PS512",
 )
-_KEY_TYPE_FOR_ALG_PREFIX = {"ES": "EC", "RS": "RSA", "PS": "RSA"}
+_CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 #: Routes that need a token.  Probes, the SMART app and CORS preflight do not.
 PROTECTED_PREFIX = "/cds-services"
@@ -266,18 +267,22 @@ def _select_key(auth: Authenticator, issuer: Issuer, header: dict) -> PyJWK:
 
 
 def _check_alg_matches_key(alg: str, key: PyJWK) -> None:
-    """The header's ``alg`` must be allowed and fit the key (and the key's own ``alg`` if it has one).
+    """The header's ``alg`` must fit the key: its type, its curve, and its own ``alg`` if declared.
 
-    PyJWK guesses RS256 for RSA keys without ``alg``; we verify with the raw key
-    instead so an RS384 client whose JWKS omits ``alg`` still works.
+    PyJWK guesses RS256 for an RSA key without ``alg``; we verify with the raw
+    key instead, so an RS384 client whose JWK Set omits ``alg`` still works,
+    and do the fitting checks here.
     """
-    if alg not in ALLOWED_ALGORITHMS:
-        raise AuthError(f"alg {alg!r} is not allowed")
-    declared = key._jwk_data.get("alg") if isinstance(key._jwk_data, dict) else None
+    jwk_data = getattr(key, "_jwk_data", None) or {}
+    declared = jwk_data.get("alg")
     if declared and declared != alg:
         raise AuthError("alg does not match the key's alg")
-    if _KEY_TYPE_FOR_ALG_PREFIX[alg[:2]] != key._jwk_data.get("kty"):
-        raise AuthError("alg does not fit the key type")
+    public = key.key
+    if alg.startswith("ES"):
+        if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != _CURVE_FOR_ALG[alg]:
+            raise AuthError("alg does not fit the key (EC curve)")
+    elif not isinstance(public, rsa.RSAPublicKey):
+        raise AuthError("alg does not fit the key type (RSA expected)")
 
 
 def _is_number(value: Any) -> bool:
