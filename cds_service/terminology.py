@@ -1,5 +1,355 @@
-"""Placeholder: replaced by the terminology loader (issue 3)."""
+"""Terminology: the ValueSets, CodeSystems and ConceptMaps in ``fhir_profiles/terminology``.
+
+Loaded once at start-up (``load_terminology``) into plain dictionaries so that
+every look-up during a hook call is an O(1) ``dict`` access; nothing here is
+parsed or compiled per request.  Knowledge is data: to teach the service a new
+code, edit the JSON artifact, not this module.
+
+A broken artifact raises ``KnowledgeError`` naming the file and the JSON path,
+so the service refuses to start instead of silently missing a drug or a code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterable, Mapping
+
+from .knowledge import KnowledgeError
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ATC = "http://www.whocc.no/atc"
+HGNC = "http://www.genenames.org"
+
+# Systems that real EHRs spell differently; all are folded to the canonical URI.
+_SYSTEM_ALIASES = {
+    "urn:oid:2.16.840.1.113883.6.1": LOINC,
+    "http://loinc.org/": LOINC,
+    "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "http://snomed.info/sct/": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "http://hl7.org/fhir/sid/icd-10": ICD10CM,  # WHO ICD-10 shares the C-chapter codes used here
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "urn:oid:2.16.840.1.113883.6.73": ATC,
+    "http://www.whocc.no/atc/": ATC,
+    "https://www.whocc.no/atc": ATC,
+    "http://www.genenames.org/": HGNC,
+    "https://www.genenames.org": HGNC,
+    "http://www.genenames.org/geneId": HGNC,
+}
+
+_PREFIX_SYSTEMS = {ICD10CM}  # is-a is a code prefix in ICD-10-CM
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
-def load_terminology(profiles_dir):
-    return None
+def canonical_system(system: str | None) -> str:
+    """Fold a code system URI to the form the artifacts use."""
+    if not system:
+        return ""
+    return _SYSTEM_ALIASES.get(system, system)
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case and turn punctuation into single spaces ("Trastuzumab-dkst" → "trastuzumab dkst")."""
+    return _NON_ALNUM.sub(" ", text.lower()).strip()
+
+
+def _icd_key(code: str) -> str:
+    return code.upper().replace(".", "")
+
+
+@dataclass(frozen=True)
+class Drug:
+    """What a medication code or name means to the rules."""
+
+    ingredients: tuple[str, ...]  # the ingredient itself first, then components (Phesgo)
+    classes: tuple[str, ...]
+
+
+class Terminology:
+    """Immutable look-up tables built from the artifacts."""
+
+    def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
+                 drugs_by_code, drugs_by_name, name_pattern, artifacts):
+        self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
+        self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
+        self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
+        self._maps: Mapping[str, Mapping[tuple[str, str], str]] = maps
+        self._map_prefixes: Mapping[str, Mapping[tuple[str, str], str]] = map_prefixes
+        self._drugs_by_code: Mapping[tuple[str, str], Drug] = drugs_by_code
+        self._drugs_by_name: Mapping[str, Drug] = drugs_by_name
+        self._name_pattern: re.Pattern | None = name_pattern
+        self.artifacts: tuple[str, ...] = artifacts
+
+    # -- value sets -----------------------------------------------------------
+    def valuesets_of(self, system: str | None, code: str | None) -> frozenset[str]:
+        """The ids of every ValueSet that contains system|code (ICD-10-CM by prefix)."""
+        if not code:
+            return frozenset()
+        system = canonical_system(system)
+        if system in _PREFIX_SYSTEMS:
+            key = _icd_key(code)
+            found: set[str] = set()
+            for n in range(len(key), 0, -1):
+                found |= self._vs_prefixes.get((system, key[:n]), frozenset())
+            found |= self._valuesets.get((system, key), frozenset())
+            found -= self._vs_excludes.get((system, key), frozenset())
+            return frozenset(found)
+        return self._valuesets.get((system, code), frozenset())
+
+    def in_valueset(self, valueset_id: str, system: str | None, code: str | None) -> bool:
+        return valueset_id in self.valuesets_of(system, code)
+
+    def codings_in(self, valueset_id: str, codeable: dict | None) -> bool:
+        """True if any coding of a CodeableConcept dict is in the ValueSet."""
+        for c in (codeable or {}).get("coding") or ():
+            if isinstance(c, dict) and self.in_valueset(valueset_id, c.get("system"), c.get("code")):
+                return True
+        return False
+
+    # -- concept maps ---------------------------------------------------------
+    def translate(self, map_id: str, system: str | None, code: str | None) -> str | None:
+        """Target code of ConceptMap ``map_id`` for system|code (ICD-10-CM: longest prefix)."""
+        if not code:
+            return None
+        system = canonical_system(system)
+        table = self._maps.get(map_id, {})
+        if system in _PREFIX_SYSTEMS:
+            key = _icd_key(code)
+            prefixes = self._map_prefixes.get(map_id, {})
+            for n in range(len(key), 0, -1):
+                hit = prefixes.get((system, key[:n]))
+                if hit is not None:
+                    return hit
+            return None
+        return table.get((system, code))
+
+    def translate_codeable(self, map_id: str, codeable: dict | None) -> str | None:
+        """First mapped coding of a CodeableConcept dict."""
+        for c in (codeable or {}).get("coding") or ():
+            if isinstance(c, dict):
+                hit = self.translate(map_id, c.get("system"), c.get("code"))
+                if hit is not None:
+                    return hit
+        return None
+
+    # -- drugs ------------------------------------------------------------------
+    def drug_for_code(self, system: str | None, code: str | None) -> Drug | None:
+        if not code:
+            return None
+        return self._drugs_by_code.get((canonical_system(system), code.strip()))
+
+    def drugs_in_text(self, text: str | None) -> list[Drug]:
+        """Every known ingredient, brand or biosimilar name in free text (case-insensitive).
+
+        One pre-compiled alternation, longest names first, so that
+        "trastuzumab deruxtecan" is never read as plain trastuzumab.
+        """
+        if not text or self._name_pattern is None:
+            return []
+        norm = " " + normalize_text(text) + " "
+        return [self._drugs_by_name[m] for m in self._name_pattern.findall(norm)]
+
+    def drugs_for_codeable(self, codeable: dict | None) -> list[Drug]:
+        """Codes first (RxNorm/ATC); only when no code maps, the displays and text."""
+        codeable = codeable or {}
+        found: list[Drug] = []
+        codings = [c for c in codeable.get("coding") or () if isinstance(c, dict)]
+        for c in codings:
+            d = self.drug_for_code(c.get("system"), c.get("code"))
+            if d is not None and d not in found:
+                found.append(d)
+        if found:
+            return found
+        for text in [codeable.get("text")] + [c.get("display") for c in codings]:
+            if isinstance(text, str):
+                for d in self.drugs_in_text(text):
+                    if d not in found:
+                        found.append(d)
+            if found:
+                break
+        return found
+
+
+# ---------------------------------------------------------------------------
+# loading
+
+
+def _fail(path: Path, where: str, message: str) -> KnowledgeError:
+    return KnowledgeError(f"{path}: {where}: {message}")
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}") from None
+    except OSError as exc:
+        raise _fail(path, "$", f"cannot read: {exc}") from None
+    if not isinstance(data, dict) or data.get("resourceType") not in ("ValueSet", "CodeSystem", "ConceptMap"):
+        raise _fail(path, "$.resourceType", "must be ValueSet, CodeSystem or ConceptMap")
+    return data
+
+
+def _validate_r4(path: Path, data: dict) -> None:
+    """Structural FHIR R4 check so a typo in an artifact is caught at start-up."""
+    from fhir.resources.R4B import get_fhir_model_class
+    from pydantic import ValidationError
+
+    try:
+        get_fhir_model_class(data["resourceType"]).model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ()))
+        raise _fail(path, loc, err.get("msg", "invalid")) from None
+
+
+def _walk_concepts(concepts: Iterable[dict], parents: tuple[str, ...] = ()):
+    for c in concepts or ():
+        yield c, parents
+        yield from _walk_concepts(c.get("concept") or (), parents + (c["code"],))
+
+
+def load_terminology(profiles_dir) -> Terminology:
+    """Read every artifact under ``profiles_dir/terminology`` and build the look-up tables."""
+    folder = Path(profiles_dir) / "terminology"
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise KnowledgeError(f"{folder}: no terminology artifacts (ValueSet/CodeSystem/ConceptMap JSON) found")
+    docs: dict[str, tuple[Path, dict]] = {}
+    for path in files:
+        data = _read(path)
+        _validate_r4(path, data)
+        key = f"{data['resourceType']}/{data.get('id')}"
+        if key in docs:
+            raise _fail(path, "$.id", f"duplicate {key} (also in {docs[key][0].name})")
+        docs[key] = (path, data)
+
+    # -- value sets
+    vs: dict[tuple[str, str], set[str]] = {}
+    vs_prefix: dict[tuple[str, str], set[str]] = {}
+    vs_exclude: dict[tuple[str, str], set[str]] = {}
+    for key, (path, data) in docs.items():
+        if data["resourceType"] != "ValueSet":
+            continue
+        vid = data.get("id")
+        compose = data.get("compose") or {}
+        for part, target in (("include", None), ("exclude", vs_exclude)):
+            for i, inc in enumerate(compose.get(part) or ()):
+                system = inc.get("system")
+                if not system:
+                    raise _fail(path, f"$.compose.{part}[{i}].system", "required")
+                for c in inc.get("concept") or ():
+                    k = (system, _icd_key(c["code"]) if system in _PREFIX_SYSTEMS else c["code"])
+                    (target if target is not None else vs).setdefault(k, set()).add(vid)
+                for j, f in enumerate(inc.get("filter") or ()):
+                    if part == "exclude" or system not in _PREFIX_SYSTEMS or f.get("op") != "is-a":
+                        raise _fail(path, f"$.compose.{part}[{i}].filter[{j}]",
+                                    "only 'is-a' filters on ICD-10-CM includes are supported without a terminology server")
+                    vs_prefix.setdefault((system, _icd_key(f["value"])), set()).add(vid)
+
+    # -- code systems
+    code_systems: dict[str, set[str]] = {}
+    for key, (path, data) in docs.items():
+        if data["resourceType"] == "CodeSystem":
+            code_systems[data["url"]] = {c["code"] for c, _ in _walk_concepts(data.get("concept") or ())}
+
+    # -- concept maps (checked against the target CodeSystems)
+    maps: dict[str, dict[tuple[str, str], str]] = {}
+    map_prefix: dict[str, dict[tuple[str, str], str]] = {}
+    for key, (path, data) in docs.items():
+        if data["resourceType"] != "ConceptMap":
+            continue
+        mid = data["id"]
+        table = maps.setdefault(mid, {})
+        ptable = map_prefix.setdefault(mid, {})
+        for gi, grp in enumerate(data.get("group") or ()):
+            source, target_system = grp.get("source"), grp.get("target")
+            if not source or not target_system:
+                raise _fail(path, f"$.group[{gi}]", "source and target are required")
+            known = code_systems.get(target_system)
+            if known is None:
+                raise _fail(path, f"$.group[{gi}].target", f"no CodeSystem with url {target_system}")
+            for ei, el in enumerate(grp.get("element") or ()):
+                targets = el.get("target") or ()
+                if len(targets) != 1:
+                    raise _fail(path, f"$.group[{gi}].element[{ei}].target", "exactly one target expected")
+                tcode = targets[0].get("code")
+                if tcode not in known:
+                    raise _fail(path, f"$.group[{gi}].element[{ei}].target[0].code",
+                                f"{tcode!r} is not in {target_system}")
+                if source in _PREFIX_SYSTEMS:
+                    ptable[(source, _icd_key(el["code"]))] = tcode
+                else:
+                    table[(source, el["code"])] = tcode
+
+    # -- drugs: ingredient CodeSystem + drug-class hierarchy + drug-ingredient map
+    drugs_by_code, drugs_by_name, pattern = _build_drugs(docs, maps)
+
+    freeze = lambda d: MappingProxyType({k: frozenset(v) for k, v in d.items()})  # noqa: E731
+    return Terminology(
+        valuesets=freeze(vs), valueset_prefixes=freeze(vs_prefix), valueset_excludes=freeze(vs_exclude),
+        maps=MappingProxyType({k: MappingProxyType(v) for k, v in maps.items()}),
+        map_prefixes=MappingProxyType({k: MappingProxyType(v) for k, v in map_prefix.items()}),
+        drugs_by_code=MappingProxyType(drugs_by_code), drugs_by_name=MappingProxyType(drugs_by_name),
+        name_pattern=pattern, artifacts=tuple(sorted(docs)),
+    )
+
+
+def _build_drugs(docs, maps):
+    ing_doc = docs.get("CodeSystem/ingredient")
+    cls_doc = docs.get("CodeSystem/drug-class")
+    if ing_doc is None or cls_doc is None:
+        raise KnowledgeError("fhir_profiles/terminology: CodeSystem-ingredient.json and "
+                             "CodeSystem-drug-class.json are required")
+    cls_path, cls_data = cls_doc
+    ancestors = {c["code"]: parents for c, parents in _walk_concepts(cls_data.get("concept") or ())}
+    ing_path, ing_data = ing_doc
+    raw: dict[str, tuple[list[str], list[str]]] = {}
+    synonyms: dict[str, str] = {}
+    for i, c in enumerate(ing_data.get("concept") or ()):
+        name = c["code"]
+        classes, comps = [], []
+        for p in c.get("property") or ():
+            if p.get("code") == "class":
+                if p.get("valueCode") not in ancestors:
+                    raise _fail(ing_path, f"$.concept[{i}].property", f"unknown drug class {p.get('valueCode')!r}")
+                classes.append(p["valueCode"])
+            elif p.get("code") == "component":
+                comps.append(p.get("valueCode"))
+        raw[name] = (classes, comps)
+        for label in [name, c.get("display") or name] + [d.get("value", "") for d in c.get("designation") or ()]:
+            norm = normalize_text(label)
+            if not norm:
+                continue
+            if synonyms.get(norm, name) != name:
+                raise _fail(ing_path, f"$.concept[{i}].designation",
+                            f"name {label!r} already means {synonyms[norm]!r}")
+            synonyms[norm] = name
+
+    def drug(name: str) -> Drug:
+        classes, comps = raw[name]
+        ingredients = [name] + [x for x in comps]
+        all_classes: list[str] = []
+        for ing in ingredients:
+            if ing not in raw:
+                raise _fail(ing_path, "$.concept", f"component {ing!r} of {name!r} is not an ingredient")
+            for k in raw[ing][0]:
+                for x in (k,) + tuple(ancestors[k]):
+                    if x not in all_classes:
+                        all_classes.append(x)
+        return Drug(ingredients=tuple(ingredients), classes=tuple(all_classes))
+
+    by_ingredient = {name: drug(name) for name in raw}
+    by_code = {k: by_ingredient[v] for k, v in maps.get("drug-ingredient", {}).items()}
+    by_name = {syn: by_ingredient[name] for syn, name in synonyms.items()}
+    alternatives = sorted(by_name, key=len, reverse=True)
+    pattern = re.compile(r"(?<= )(" + "|".join(re.escape(a) for a in alternatives) + r")(?= )") if alternatives else None
+    return by_code, by_name, pattern
