@@ -1,0 +1,90 @@
+"""A table of bad requests: each gets a clear 4xx JSON body saying what and where."""
+
+import json
+
+import pytest
+
+from conftest import empty_prefetch, hook_request
+
+URL = "/cds-services/her2-mbc-order-select"
+
+
+def good():
+    return hook_request("order-select", prefetch=empty_prefetch(), draft_orders=[
+        {"resourceType": "MedicationRequest", "id": "d1", "status": "draft"}])
+
+
+def with_(path, value):
+    body = good()
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return json.dumps(body)
+
+
+CASES = [
+    # (name, url, data, content type, status, where)
+    ("not json", URL, "{", "application/json", 400, "body"),
+    ("empty body", URL, "", "application/json", 400, "body"),
+    ("array body", URL, "[]", "application/json", 400, "/"),
+    ("NaN", URL, '{"hook": NaN}', "application/json", 400, "body"),
+    ("form post", URL, "hook=x", "application/x-www-form-urlencoded", 415, "header:Content-Type"),
+    ("no content type", URL, json.dumps(good()), None, 415, "header:Content-Type"),
+    ("unknown service", "/cds-services/nope", json.dumps(good()), "application/json", 404, "path:/cds-services/nope"),
+    ("wrong hook", URL, with_(["hook"], "order-sign"), "application/json", 400, "/hook"),
+    ("no hookInstance", URL, with_(["hookInstance"], KeyError), "application/json", 400, "/hookInstance"),
+    ("no context", URL, with_(["context"], KeyError), "application/json", 400, "/context"),
+    ("no patientId", URL, with_(["context", "patientId"], KeyError), "application/json", 400, "/context/patientId"),
+    ("patientId number", URL, with_(["context", "patientId"], 7), "application/json", 400, "/context/patientId"),
+    ("no draftOrders", URL, with_(["context", "draftOrders"], KeyError), "application/json", 400, "/context/draftOrders"),
+    ("no selections", URL, with_(["context", "selections"], KeyError), "application/json", 400, "/context/selections"),
+    ("selection not a reference", URL, with_(["context", "selections"], ["d1"]), "application/json", 400,
+     "/context/selections/0"),
+    ("draftOrders not a Bundle", URL, with_(["context", "draftOrders"], {"resourceType": "List"}),
+     "application/json", 400, "/context/draftOrders/resourceType"),
+    ("draft without resourceType", URL, with_(["context", "draftOrders", "entry"], [{"resource": {"id": "x"}}]),
+     "application/json", 400, "/context/draftOrders/entry/0/resource/resourceType"),
+    ("prefetch value a string", URL, with_(["prefetch", "her2"], "lots"), "application/json", 400, "/prefetch/her2"),
+    ("fhirAuthorization without fhirServer", URL,
+     with_(["fhirAuthorization"], {"access_token": "t", "token_type": "Bearer"}), "application/json", 400,
+     "/fhirServer"),
+    ("fhirServer not a URL", URL, with_(["fhirServer"], "ftp://x"), "application/json", 400, "/fhirServer"),
+    ("GET on a hook", URL, None, None, 405, URL),
+]
+
+
+@pytest.mark.parametrize("name,url,data,ctype,status,where", CASES, ids=[c[0] for c in CASES])
+def test_bad_request_table(client, name, url, data, ctype, status, where):
+    if data is None and ctype is None:
+        resp = client.get(url)
+    else:
+        headers = {"Content-Type": ctype} if ctype else {}
+        resp = client.post(url, data=data, headers=headers)
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    locations = [e for issue in body["issue"] for e in issue.get("expression", [])]
+    assert where in locations, locations
+    assert all(issue["diagnostics"] for issue in body["issue"])
+
+
+def test_body_over_the_limit_is_413(db_url):
+    from cds_service import create_app
+    app = create_app(auth="disabled", database_url=db_url, max_body_bytes=10_000)
+    body = good()
+    body["prefetch"]["conditions"]["entry"] = [{"resource": {"resourceType": "Condition", "id": str(i)}}
+                                               for i in range(2000)]
+    resp = app.test_client().post(URL, json=body)
+    assert resp.status_code == 413
+    assert resp.get_json()["issue"][0]["code"] == "too-long"
+
+
+def test_deep_json_is_refused(client):
+    deep = '{"a":' * 200 + "1" + "}" * 200
+    resp = client.post(URL, data=deep, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert "nesting" in resp.get_json()["issue"][0]["diagnostics"]

@@ -1,0 +1,155 @@
+"""The FHIR server misbehaves; the service answers anyway, within its budget.
+
+Required data missing → 412 with a reason; optional data missing or partial →
+200 with a data-gathering finding.  Never a 500, never a hang, never the token
+in the answer.
+"""
+
+import socket
+import time
+
+import pytest
+
+from cds_service import hooks
+from cds_service.discovery import PREFETCH
+
+from conftest import empty_prefetch, hook_request
+from fake_fhir import FakeFhir, empty_bundle, send_json
+
+TOKEN = "tok-123-never-logged"
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    calls = []
+
+    def fake_advise(hook, service_id, context, resources, findings, knowledge, base_url=None):
+        calls.append({"resources": resources, "findings": findings})
+        return []
+
+    monkeypatch.setattr(hooks.advice, "advise", fake_advise)
+    return calls
+
+
+def call(client, base, drop=("her2",)):
+    prefetch = empty_prefetch()
+    for key in drop:
+        del prefetch[key]
+    body = hook_request(prefetch=prefetch, fhirServer=base,
+                        fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
+                                           "scope": "patient/*.read", "subject": "her2-cds"})
+    resp = client.post("/cds-services/her2-mbc-patient-view", json=body)
+    assert resp.status_code < 500
+    assert TOKEN not in resp.get_data(as_text=True)
+    assert "Traceback" not in resp.get_data(as_text=True)
+    return resp
+
+
+def status_server(status):
+    return lambda h, path, q: send_json(h, {"resourceType": "OperationOutcome", "issue": []}, status)
+
+
+@pytest.mark.parametrize("status,phrase", [
+    (401, "rejected the access token"), (403, "does not allow"), (404, "not found"),
+    (429, "rate limiting"), (500, "failed (500)"), (503, "failed (503)"), (302, "redirected"),
+])
+def test_http_errors_on_required_data_give_412_with_reason(client, status, phrase):
+    with FakeFhir(status_server(status)) as fhir:
+        resp = call(client, fhir.base)
+    assert resp.status_code == 412
+    issue = resp.get_json()["issue"][0]
+    assert issue["expression"] == ["/prefetch/her2"]
+    assert phrase in issue["diagnostics"]
+
+
+def test_http_error_on_optional_data_gives_cards_and_a_finding(client, captured):
+    with FakeFhir(status_server(500)) as fhir:
+        resp = call(client, fhir.base, drop=("otherObservations",))
+    assert resp.status_code == 200
+    assert captured[0]["findings"][0]["keys"] == ["otherObservations"]
+    assert captured[0]["findings"][0]["code"] == "data-missing"
+
+
+def test_bearer_token_is_sent_to_the_fhir_server(client):
+    with FakeFhir(lambda h, p, q: send_json(h, empty_bundle())) as fhir:
+        call(client, fhir.base, drop=("her2", "conditions"))
+    assert {r["authorization"] for r in fhir.requests} == {f"Bearer {TOKEN}"}
+    assert sorted(r["path"] for r in fhir.requests) == ["/fhir/Condition", "/fhir/Observation"]
+
+
+def test_invalid_json(client):
+    with FakeFhir(lambda h, p, q: send_json(h, b"{not json")) as fhir:
+        resp = call(client, fhir.base)
+    assert resp.status_code == 412
+    assert "invalid JSON" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_stalled_server_times_out_within_budget(client, app):
+    with FakeFhir(lambda h, p, q: send_json(h, empty_bundle(), delay=3)) as fhir:
+        resp = call(client, fhir.base)
+    assert resp.status_code == 412
+    assert "time" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_dripping_server_is_cut_off(client):
+    def drip(h, path, q):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/fhir+json")
+        h.end_headers()
+        h.wfile.write(b'{"resourceType": "Bundle", "entry": [')
+        for _ in range(200):  # never finishes within the budget
+            h.wfile.write(b' ')
+            h.wfile.flush()
+            time.sleep(0.02)
+    with FakeFhir(drip) as fhir:
+        resp = call(client, fhir.base)
+    assert resp.status_code == 412
+    assert "time" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_endless_paging_is_bounded(client, captured, app):
+    def pages(h, path, q):
+        n = int(q.split("page=")[1]) if "page=" in q else 0
+        next_url = f"http://{h.headers['Host']}{path}?patient=p1&page={n + 1}"
+        send_json(h, {**empty_bundle(next_url), "entry": [
+            {"resource": {"resourceType": "Condition", "id": f"c{n}"}}]})
+    with FakeFhir(pages) as fhir:
+        resp = call(client, fhir.base, drop=("conditions",))
+    assert resp.status_code == 200
+    max_pages = app.config["SETTINGS"].fhir_max_pages
+    assert len(fhir.requests) == max_pages
+    assert len(captured[0]["resources"]) == 1 + max_pages  # the Patient + one Condition per page
+    assert captured[0]["findings"][0]["code"] == "data-partial"
+
+
+def test_huge_response_is_refused(client, monkeypatch):
+    from cds_service import fhir_client
+    monkeypatch.setattr(fhir_client, "MAX_RESPONSE_BYTES", 50_000)
+    big = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "id": str(i),
+                                                             "status": "final"}} for i in range(5000)]}
+    with FakeFhir(lambda h, p, q: send_json(h, big)) as fhir:
+        resp = call(client, fhir.base)
+    assert resp.status_code == 412
+    assert "more than" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_connection_refused(client):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    resp = call(client, f"http://127.0.0.1:{port}/fhir")
+    assert resp.status_code == 412
+    assert "could not connect" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_queries_run_in_parallel(client, captured):
+    """Seven slowish queries must not take seven times one query."""
+    with FakeFhir(lambda h, p, q: send_json(h, empty_bundle() if "Patient/" not in p else
+                                            {"resourceType": "Patient", "id": "p1"}, delay=0.15)) as fhir:
+        body = hook_request(fhirServer=fhir.base)
+        resp = client.post("/cds-services/her2-mbc-patient-view", json=body)
+    assert resp.status_code == 200, resp.get_json()
+    assert len(fhir.requests) == len(PREFETCH)
+    # 7 × 0.15 s sequentially = 1.05 s, over the 0.4 s budget: success proves they overlapped.
+    assert captured[0]["findings"] == []
