@@ -44,6 +44,7 @@ class Settings:
         "patient/Condition.read patient/MedicationStatement.read patient/MedicationRequest.read"
     )
     smart_redirect_url: str = ""
+    smart_allowed_issuers: str = ""
     secret_key: str = ""
     log_level: str = "INFO"
     cors_origins: str = "*"
@@ -83,6 +84,8 @@ SETTINGS_DOC: dict[str, str] = {
     "smart_client_id": "OAuth client id of the SMART app",
     "smart_scopes": "Scopes the SMART app asks for",
     "smart_redirect_url": "Redirect URL registered for the SMART app (default: `{public_url}/smart/callback`)",
+    "smart_allowed_issuers": "Comma list of FHIR base URLs the SMART app may be launched against "
+    "(empty: any; set it in production so /smart/launch cannot be used to probe other hosts)",
     "secret_key": "Flask session key for the SMART app (random per start if unset)",
     "log_level": "Python log level",
     "cors_origins": "Allowed CORS origins (`*` or a comma list)",

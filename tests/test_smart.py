@@ -1,0 +1,383 @@
+"""The SMART app at HTTP level: launch redirects, PKCE, state, token errors, the page.
+
+A fake authorization server + FHIR server (pytest-httpserver) stands in for
+the EHR; the app is driven through Flask's test client, so every redirect
+and cookie is visible.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import xml.etree.ElementTree as ET
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from werkzeug import Response
+
+from cds_service import smart
+
+PATIENT_ID = "smart-p1"
+ACCESS_TOKEN = "secret-access-token-4711"
+
+
+def _patient():
+    return {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female", "birthDate": "1968-03-01",
+            "name": [{"given": ["Ada"], "family": "Testpatient"}]}
+
+
+def _her2_obs():
+    return {"resourceType": "Observation", "id": "her2-ihc-1", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85319-2"}]},
+            "subject": {"reference": f"Patient/{PATIENT_ID}"}, "effectiveDateTime": "2023-02-01",
+            "valueCodeableConcept": {"text": "3+"}}
+
+
+def _med():
+    return {"resourceType": "MedicationStatement", "id": "ms-1", "status": "active",
+            "medicationCodeableConcept": {"text": "trastuzumab"},
+            "subject": {"reference": f"Patient/{PATIENT_ID}"}, "effectivePeriod": {"start": "2023-03-01"}}
+
+
+def _searchset(*resources):
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            "entry": [{"resource": r} for r in resources]}
+
+
+class FakeEhr:
+    """Authorization server + FHIR server on one pytest-httpserver; records what the app sent."""
+
+    def __init__(self, httpserver, token_response=None, token_status=200, patient_in_token=True):
+        self.server = httpserver
+        self.iss = httpserver.url_for("/fhir").rstrip("/")
+        self.token_requests: list[dict] = []
+        self.fhir_auth_headers: list[str | None] = []
+        self.challenge: str | None = None
+        self.token_status = token_status
+        self.token_response = token_response
+        self.patient_in_token = patient_in_token
+        httpserver.expect_request("/fhir/.well-known/smart-configuration").respond_with_json({
+            "authorization_endpoint": httpserver.url_for("/authorize"),
+            "token_endpoint": httpserver.url_for("/token"),
+            "code_challenge_methods_supported": ["S256"],
+            "capabilities": ["launch-ehr", "launch-standalone", "client-public"],
+        })
+        httpserver.expect_request("/token", method="POST").respond_with_handler(self._token)
+        httpserver.expect_request(re.compile(r"^/fhir/.*")).respond_with_handler(self._fhir)
+
+    def _token(self, request):
+        form = request.form.to_dict()
+        self.token_requests.append(form)
+        if self.token_response is not None:
+            return Response(json.dumps(self.token_response), status=self.token_status,
+                            content_type="application/json")
+        digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != self.challenge:
+            return Response(json.dumps({"error": "invalid_grant", "error_description": "PKCE verification failed"}),
+                            status=400, content_type="application/json")
+        body = {"access_token": ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3600,
+                "scope": "launch patient/*.read"}
+        if self.patient_in_token:
+            body["patient"] = PATIENT_ID
+        return Response(json.dumps(body), content_type="application/json")
+
+    def _fhir(self, request):
+        self.fhir_auth_headers.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+            return Response(json.dumps({"resourceType": "OperationOutcome"}), status=401)
+        path = request.path
+        if path == f"/fhir/Patient/{PATIENT_ID}":
+            body = _patient()
+        elif path == "/fhir/Observation" and "85319-2" in request.query_string.decode():
+            body = _searchset(_her2_obs())
+        elif path == "/fhir/MedicationStatement":
+            body = _searchset(_med())
+        else:
+            body = _searchset()
+        return Response(json.dumps(body), content_type="application/fhir+json")
+
+    def remember_challenge(self, authorize_location: str) -> dict:
+        params = {k: v[0] for k, v in parse_qs(urlsplit(authorize_location).query).items()}
+        self.challenge = params.get("code_challenge")
+        return params
+
+
+@pytest.fixture
+def ehr(httpserver):
+    return FakeEhr(httpserver)
+
+
+def _launch(client, ehr, launch="launch-123"):
+    query = {"iss": ehr.iss}
+    if launch is not None:
+        query["launch"] = launch
+    resp = client.get("/smart/launch", query_string=query)
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    params = ehr.remember_challenge(resp.headers["Location"])
+    return resp, params
+
+
+def _full_flow(client, ehr):
+    _, params = _launch(client, ehr)
+    resp = client.get("/smart/callback", query_string={"code": "code-1", "state": params["state"]})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    assert resp.headers["Location"].endswith("/smart/app")
+    return params
+
+
+# -- launch ----------------------------------------------------------------------------
+
+def test_ehr_launch_redirects_to_authorize_with_smart_parameters(client, ehr, httpserver):
+    resp, params = _launch(client, ehr, launch="launch-123")
+    location = urlsplit(resp.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == httpserver.url_for("/authorize")
+    assert params["response_type"] == "code"
+    assert params["client_id"] == "her2-cds"
+    assert params["redirect_uri"] == "http://localhost/smart/callback"
+    assert params["launch"] == "launch-123"
+    assert params["aud"] == ehr.iss
+    assert "launch" in params["scope"].split()
+    assert "patient/Observation.read" in params["scope"].split()
+    assert params["code_challenge_method"] == "S256"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", params["code_challenge"])
+    assert len(params["state"]) >= 22
+
+
+def test_each_launch_gets_fresh_state_and_challenge(client, ehr):
+    _, first = _launch(client, ehr)
+    _, second = _launch(client, ehr)
+    assert first["state"] != second["state"]
+    assert first["code_challenge"] != second["code_challenge"]
+
+
+def test_standalone_launch_asks_for_launch_patient_scope(client, ehr):
+    _, params = _launch(client, ehr, launch=None)
+    scopes = params["scope"].split()
+    assert "launch/patient" in scopes
+    assert "launch" not in scopes
+    assert "launch" not in params
+
+
+def test_configured_client_id_scopes_and_redirect_are_used(db_url, ehr):
+    from cds_service import create_app
+
+    app = create_app(auth="disabled", database_url=db_url, smart_client_id="my-app",
+                     smart_scopes="launch patient/*.read", smart_redirect_url="https://cds.example.org/smart/callback")
+    _, params = _launch(app.test_client(), ehr)
+    assert params["client_id"] == "my-app"
+    assert params["scope"] == "launch patient/*.read"
+    assert params["redirect_uri"] == "https://cds.example.org/smart/callback"
+
+
+@pytest.mark.parametrize("query, status, text", [
+    ({}, 400, "needs an &#39;iss&#39; parameter"),
+    ({"iss": "javascript:alert(1)"}, 400, "must be an http(s) URL"),
+    ({"iss": "ftp://example.org/fhir"}, 400, "must be an http(s) URL"),
+])
+def test_launch_rejects_bad_iss_with_html_page(client, query, status, text):
+    resp = client.get("/smart/launch", query_string=query)
+    assert resp.status_code == status
+    assert resp.mimetype == "text/html"
+    assert text in resp.get_data(as_text=True)
+
+
+def test_launch_against_server_without_smart_configuration_is_502_page(client, httpserver):
+    httpserver.expect_request("/nosmart/.well-known/smart-configuration").respond_with_data("nope", status=404)
+    resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/nosmart")})
+    assert resp.status_code == 502
+    assert "does not publish a SMART configuration (HTTP 404" in resp.get_data(as_text=True)
+
+
+def test_launch_against_server_without_s256_is_refused(client, httpserver):
+    httpserver.expect_request("/plain/.well-known/smart-configuration").respond_with_json({
+        "authorization_endpoint": httpserver.url_for("/a"), "token_endpoint": httpserver.url_for("/t"),
+        "code_challenge_methods_supported": ["plain"]})
+    resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/plain")})
+    assert resp.status_code == 502
+    assert "PKCE S256" in resp.get_data(as_text=True)
+
+
+def test_allowed_issuers_setting_blocks_other_servers(db_url, ehr):
+    from cds_service import create_app
+
+    app = create_app(auth="disabled", database_url=db_url,
+                     smart_allowed_issuers=f"https://ehr.example.org/fhir, {ehr.iss}/")
+    client = app.test_client()
+    resp = client.get("/smart/launch", query_string={"iss": "http://10.0.0.1/fhir", "launch": "x"})
+    assert resp.status_code == 403
+    assert "not configured to launch against that FHIR server" in resp.get_data(as_text=True)
+    assert client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "x"}).status_code == 302
+
+
+# -- callback: state and token ------------------------------------------------------------
+
+def test_full_flow_sends_pkce_verifier_and_renders_the_patient_page(client, ehr):
+    params = _full_flow(client, ehr)
+    [form] = ehr.token_requests
+    assert form["grant_type"] == "authorization_code"
+    assert form["code"] == "code-1"
+    assert form["client_id"] == "her2-cds"
+    assert form["redirect_uri"] == params["redirect_uri"]
+    assert smart.pkce_challenge(form["code_verifier"]) == params["code_challenge"]
+    assert 43 <= len(form["code_verifier"]) <= 128
+
+    page = client.get("/smart/app")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Ada Testpatient" in html
+    assert f'<code id="patient-id">{PATIENT_ID}</code>' in html
+    assert 'id="timeline-img"' in html
+    assert ACCESS_TOKEN not in html
+    # the FHIR server was read with the bearer token, with the discovery prefetch queries
+    assert ehr.fhir_auth_headers and set(ehr.fhir_auth_headers) == {f"Bearer {ACCESS_TOKEN}"}
+
+
+def test_timeline_svg_is_served_for_the_session(client, ehr):
+    _full_flow(client, ehr)
+    resp = client.get("/smart/timeline.svg")
+    assert resp.status_code == 200
+    assert resp.mimetype == "image/svg+xml"
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    root = ET.fromstring(resp.get_data())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    text = resp.get_data(as_text=True)
+    assert "trastuzumab" in text and "HER2 3+" in text
+
+
+def test_access_token_is_not_in_the_cookie_nor_the_logs(client, ehr, app, caplog):
+    caplog.set_level(logging.DEBUG)
+    _full_flow(client, ehr)
+    client.get("/smart/app")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    assert ACCESS_TOKEN not in cookie.value
+    content = app.session_interface.get_signing_serializer(app).loads(cookie.value)
+    assert ACCESS_TOKEN not in json.dumps(content)
+    assert set(content) <= {"smart_sid", "smart_state"}
+    for record in caplog.records:
+        assert ACCESS_TOKEN not in record.getMessage()
+        assert ACCESS_TOKEN not in json.dumps(record.__dict__, default=str)
+
+
+def test_callback_without_state_is_400(client, ehr):
+    _launch(client, ehr)
+    resp = client.get("/smart/callback", query_string={"code": "c"})
+    assert resp.status_code == 400
+    assert "Missing state" in resp.get_data(as_text=True)
+    assert ehr.token_requests == []
+
+
+def test_callback_with_unknown_state_is_400_and_no_token_request(client, ehr):
+    _launch(client, ehr)
+    resp = client.get("/smart/callback", query_string={"code": "c", "state": "forged"})
+    assert resp.status_code == 400
+    assert "Unknown or expired launch" in resp.get_data(as_text=True)
+    assert ehr.token_requests == []
+
+
+def test_state_is_single_use(client, ehr):
+    params = _full_flow(client, ehr)
+    again = client.get("/smart/callback", query_string={"code": "code-1", "state": params["state"]})
+    assert again.status_code == 400
+    assert len(ehr.token_requests) == 1
+
+
+def test_state_from_another_browser_is_rejected(app, ehr):
+    victim, attacker = app.test_client(), app.test_client()
+    _, params = _launch(attacker, ehr)
+    resp = victim.get("/smart/callback", query_string={"code": "attacker-code", "state": params["state"]})
+    assert resp.status_code == 400
+    assert "state mismatch" in resp.get_data(as_text=True)
+    assert ehr.token_requests == []
+
+
+def test_expired_state_is_rejected(client, ehr, app, monkeypatch):
+    _, params = _launch(client, ehr)
+    real = smart.time.monotonic
+    monkeypatch.setattr(smart.time, "monotonic", lambda: real() + smart.STATE_TTL + 1)
+    resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert resp.status_code == 400
+    assert "took too long" in resp.get_data(as_text=True)
+
+
+def test_authorization_error_is_shown(client, ehr):
+    _, params = _launch(client, ehr)
+    resp = client.get("/smart/callback", query_string={
+        "state": params["state"], "error": "access_denied", "error_description": "<b>user said no</b>"})
+    assert resp.status_code == 400
+    html = resp.get_data(as_text=True)
+    assert "access_denied" in html
+    assert "<b>user said no</b>" not in html and "&lt;b&gt;user said no&lt;/b&gt;" in html
+
+
+def test_wrong_pkce_verifier_is_refused_by_token_endpoint_and_reported(client, ehr):
+    _, params = _launch(client, ehr)
+    ehr.challenge = "something-else"  # the server now expects another verifier
+    resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert resp.status_code == 400
+    assert "invalid_grant" in resp.get_data(as_text=True)
+    assert client.get("/smart/app").status_code == 401
+
+
+@pytest.mark.parametrize("token_response, status, text", [
+    ({"token_type": "Bearer", "patient": PATIENT_ID}, 502, "no access_token"),
+    ({"access_token": "t", "token_type": "MAC", "patient": PATIENT_ID}, 502, "Unsupported token_type"),
+    ({"access_token": "t", "token_type": "Bearer"}, 400, "without a patient in context"),
+    (["not", "an", "object"], 502, "without a JSON token"),
+])
+def test_bad_token_responses_give_clear_pages(client, httpserver, token_response, status, text):
+    ehr = FakeEhr(httpserver, token_response=token_response)
+    _, params = _launch(client, ehr)
+    resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert resp.status_code == status
+    assert resp.mimetype == "text/html"
+    assert text in resp.get_data(as_text=True)
+
+
+def test_token_endpoint_server_error_is_502(client, httpserver):
+    ehr = FakeEhr(httpserver, token_response={"error": "server_error"}, token_status=500)
+    _, params = _launch(client, ehr)
+    resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert resp.status_code == 502
+    assert "HTTP 500" in resp.get_data(as_text=True)
+
+
+# -- the app without a session and the absolute fallback ---------------------------------
+
+@pytest.mark.parametrize("path", ["/smart/app", "/smart/timeline.svg"])
+def test_app_without_session_is_401_page(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 401
+    assert resp.mimetype == "text/html"
+    assert "Launch the app again" in resp.get_data(as_text=True)
+
+
+def test_open_starts_a_standalone_launch_and_flags_a_different_patient(client, ehr):
+    resp = client.get("/smart/open", query_string={"iss": ehr.iss, "patient": "someone-else"})
+    assert resp.status_code == 302
+    params = ehr.remember_challenge(resp.headers["Location"])
+    assert "launch/patient" in params["scope"].split()
+    client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    html = client.get("/smart/app").get_data(as_text=True)
+    assert 'id="hint-mismatch"' in html
+
+
+def test_open_with_matching_patient_shows_no_warning(client, ehr):
+    resp = client.get("/smart/open", query_string={"iss": ehr.iss, "patient": PATIENT_ID})
+    params = ehr.remember_challenge(resp.headers["Location"])
+    client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    html = client.get("/smart/app").get_data(as_text=True)
+    assert 'id="hint-mismatch"' not in html
+    assert "Ada Testpatient" in html
+
+
+def test_expiring_store_bounds_its_size():
+    store = smart.ExpiringStore(max_entries=3)
+    for i in range(10):
+        store.put(f"k{i}", i, ttl=60)
+    assert len(store) == 3
+    assert store.get("k9") == 9
+    assert store.pop("k9") == 9 and store.get("k9") is None
