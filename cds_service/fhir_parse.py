@@ -1,0 +1,202 @@
+"""One FHIR R4 resource at a time: shape check and small value readers.
+
+The criteria read plain dicts (fast), but only after each relevant resource
+passed ``fhir.resources.R4B`` validation on its own, so one malformed or
+R5-shaped resource becomes a data-quality finding instead of sinking the
+request.  Every reader here is total: bad input gives ``None``, never an
+exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+# Fields that exist in R5 but not in R4 for the types we read: their presence
+# in a resource that fails R4 validation means "an R5 resource", not "garbage".
+R5_MARKERS: dict[str, frozenset[str]] = {
+    "MedicationStatement": frozenset({"medication", "adherence", "relatedClinicalInformation"}),
+    "MedicationRequest": frozenset({"medication", "informationSource", "renderedDosageInstruction", "effectiveDosePeriod"}),
+    "MedicationAdministration": frozenset({"medication", "occurenceDateTime", "occurencePeriod", "isSubPotent"}),
+    "Observation": frozenset({"triggeredBy", "instantiatesCanonical", "bodyStructure"}),
+    "Condition": frozenset({"participant"}),
+    "Patient": frozenset(),
+    "Medication": frozenset({"totalVolume", "doseForm"}) ,
+}
+
+_MODELS: dict[str, Any] = {}
+
+
+def _model(resource_type: str):
+    model = _MODELS.get(resource_type)
+    if model is None:
+        from fhir.resources.R4B import get_fhir_model_class
+
+        model = _MODELS[resource_type] = get_fhir_model_class(resource_type)
+    return model
+
+
+def reference_of(resource: dict) -> str:
+    """``Type/id`` (or ``Type/?`` when the id is missing) for provenance."""
+    return f"{resource.get('resourceType', '?')}/{resource.get('id') or '?'}"
+
+
+def check_r4(resource: dict) -> tuple[str, str] | None:
+    """Validate one resource as FHIR R4; ``None`` when fine, else (finding code, message).
+
+    The message names the field and the error, never the value (it may be
+    patient data).
+    """
+    rtype = resource.get("resourceType")
+    try:
+        _model(rtype).model_validate(resource)
+        return None
+    except ValidationError as exc:
+        errors = exc.errors()
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())) or "(root)" for e in errors})
+        r5 = R5_MARKERS.get(rtype, frozenset()) & set(resource)
+        if r5:
+            return ("non-r4-resource",
+                    f"{reference_of(resource)} looks like FHIR R5 (has {', '.join(sorted(r5))}); skipped")
+        return ("malformed-resource",
+                f"{reference_of(resource)} is not valid FHIR R4 ({'; '.join(fields[:5])}); skipped")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return ("malformed-resource", f"{reference_of(resource)} could not be read as FHIR R4 ({type(exc).__name__}); skipped")
+
+
+# -- dates ------------------------------------------------------------------
+
+def parse_date(value: Any) -> dt.date | None:
+    """The calendar date of a FHIR date/dateTime/instant (partial dates: first day)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) == 4:
+            return dt.date(int(value), 1, 1)
+        if len(value) == 7:
+            return dt.date(int(value[:4]), int(value[5:7]), 1)
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def observation_date(obs: dict) -> dt.date | None:
+    """When the observation applies: effective[x], else issued."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        d = parse_date(obs.get(key))
+        if d:
+            return d
+    period = obs.get("effectivePeriod") or {}
+    d = parse_date(period.get("start")) or parse_date(period.get("end"))
+    return d or parse_date(obs.get("issued"))
+
+
+def period_bounds(period: dict | None) -> tuple[dt.date | None, dt.date | None]:
+    period = period or {}
+    return parse_date(period.get("start")), parse_date(period.get("end"))
+
+
+# -- codeable concepts ------------------------------------------------------
+
+def codings(codeable: Any) -> list[dict]:
+    if not isinstance(codeable, dict):
+        return []
+    return [c for c in codeable.get("coding") or () if isinstance(c, dict)]
+
+
+def texts(codeable: Any) -> list[str]:
+    """``text`` then every coding ``display`` of a CodeableConcept."""
+    if not isinstance(codeable, dict):
+        return []
+    out = [codeable["text"]] if isinstance(codeable.get("text"), str) else []
+    out += [c["display"] for c in codings(codeable) if isinstance(c.get("display"), str)]
+    return out
+
+
+def first_codeable(items: Any) -> Iterable[dict]:
+    for item in items or ():
+        if isinstance(item, dict):
+            yield item
+
+
+# -- quantities -------------------------------------------------------------
+
+_NUMBER = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?)\s*(%|percent)?\s*$", re.IGNORECASE)
+_PERCENT_UNITS = {"%", "percent", "pct"}
+_FRACTION_UNITS = {"1", "{ratio}", "{fraction}", "ratio", "fraction"}
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def percent_value(obs: dict) -> tuple[float | None, str | None, str | None]:
+    """A percentage from valueQuantity / valueInteger / valueString.
+
+    Returns (value in %, comparator, problem). UCUM ``%`` is taken as is; a
+    unitless or ``1`` quantity ≤ 1 is a fraction and is multiplied by 100;
+    any other unit is a problem (not guessed).
+    """
+    q = obs.get("valueQuantity")
+    if isinstance(q, dict):
+        v = _to_float(q.get("value"))
+        if v is None:
+            return None, None, "quantity without a number"
+        unit = (q.get("code") or q.get("unit") or "").strip().lower()
+        comparator = q.get("comparator")
+        if unit in _PERCENT_UNITS:
+            pass
+        elif unit in _FRACTION_UNITS or unit == "":
+            if 0 <= v <= 1 and unit in _FRACTION_UNITS:
+                v = v * 100
+            elif unit == "" and 0 <= v < 1:
+                v = v * 100
+        else:
+            return None, None, f"unexpected unit {unit!r}"
+        if not 0 <= v <= 100:
+            return None, None, "percentage outside 0–100"
+        return v, comparator, None
+    if "valueInteger" in obs:
+        v = _to_float(obs.get("valueInteger"))
+        if v is not None and 0 <= v <= 100:
+            return v, None, None
+        return None, None, "integer outside 0–100"
+    s = obs.get("valueString")
+    if isinstance(s, str):
+        m = _NUMBER.match(s)
+        if m:
+            v = float(m.group(2).replace(",", "."))
+            comp = {"≤": "<=", "≥": ">="}.get(m.group(1), m.group(1))
+            if 0 <= v <= 100:
+                return v, comp, None
+        return None, None, "text is not a percentage"
+    return None, None, None
+
+
+def number_value(obs: dict) -> float | None:
+    """A plain number from valueQuantity, valueRatio, valueInteger or a numeric valueString."""
+    q = obs.get("valueQuantity")
+    if isinstance(q, dict):
+        return _to_float(q.get("value"))
+    r = obs.get("valueRatio")
+    if isinstance(r, dict):
+        n = _to_float((r.get("numerator") or {}).get("value"))
+        d = _to_float((r.get("denominator") or {}).get("value"))
+        if n is not None and d:
+            return n / d
+        return None
+    if "valueInteger" in obs:
+        return _to_float(obs.get("valueInteger"))
+    s = obs.get("valueString")
+    if isinstance(s, str):
+        m = _NUMBER.match(s)
+        if m:
+            return float(m.group(2).replace(",", "."))
+    return None
