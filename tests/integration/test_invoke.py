@@ -1,0 +1,103 @@
+"""`her2-cds invoke` against the running service and sekmet-fhir.
+
+The central check: for every fixture patient and every hook, the cards are
+the same whether the client fills the prefetch or the service fetches the
+data itself with the bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import DATA, fixture_patient_ids, run_cli
+
+pytestmark = pytest.mark.integration
+
+HOOKS = ["her2-mbc-patient-view", "her2-mbc-order-select", "her2-mbc-order-sign"]
+DRAFT = str(DATA / "draft-tucatinib.json")
+
+
+def invoke_json(service, sekmet, service_id: str, patient: str, *extra: str) -> dict:
+    args = ["invoke", service_id, "--patient", patient, "--fhir-server", sekmet.base, "--token", sekmet.token,
+            "--service", service.url, "--json", *extra]
+    if service_id != "her2-mbc-patient-view":
+        args += ["--draft-order", DRAFT]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output + result.stderr
+    return json.loads(result.stdout)
+
+
+def comparable(cards: list[dict]) -> list[dict]:
+    """Cards without the per-call random uuids, in a stable order."""
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "uuid"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+    return sorted((strip(c) for c in cards), key=lambda c: json.dumps(c, sort_keys=True))
+
+
+def test_every_fixture_patient_is_collected():
+    ids = fixture_patient_ids()
+    assert {"itest-alpha", "itest-beta"} <= set(ids)
+
+
+@pytest.mark.parametrize("patient", fixture_patient_ids())
+@pytest.mark.parametrize("service_id", HOOKS)
+def test_prefetch_filled_and_fetched_give_the_same_cards(loaded, service, patient, service_id):
+    filled = invoke_json(service, loaded, service_id, patient)
+    fetched = invoke_json(service, loaded, service_id, patient, "--no-prefetch")
+    assert comparable(filled["cards"]) == comparable(fetched["cards"])
+
+
+def test_invoke_prints_cards_readably(loaded, service):
+    result = run_cli("invoke", "patient-view", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--token", loaded.token, "--service", service.url)
+    assert result.exit_code == 0, result.output + result.stderr
+    out = result.stdout.splitlines()
+    assert out[0].endswith("card(s)")
+    count = int(out[0].split()[0])
+    assert sum(1 for line in out if line.startswith("[")) == count
+    assert "patient-view -> her2-mbc-patient-view" in result.stderr
+    assert "prefetch filled by client (7 keys)" in result.stderr
+
+
+def test_show_request_redacts_the_token(loaded, service):
+    result = run_cli("invoke", "patient-view", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--token", loaded.token, "--service", service.url, "--show-request", "--no-prefetch", "--json")
+    assert result.exit_code == 0, result.stderr
+    request = json.loads(result.stderr[: result.stderr.rindex("}") + 1])
+    assert request["fhirAuthorization"]["access_token"] == "***"
+    assert "prefetch" not in request
+    assert loaded.token not in result.stderr
+
+
+def test_no_prefetch_without_token_reports_the_services_412(loaded, service):
+    result = run_cli("invoke", "patient-view", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--service", service.url, "--no-prefetch")
+    assert result.exit_code == 1
+    assert "HTTP 412" in result.stderr
+
+
+def test_unknown_hook_lists_the_offered_ones(loaded, service):
+    result = run_cli("invoke", "encounter-start", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--service", service.url)
+    assert result.exit_code == 2
+    assert "her2-mbc-order-sign" in result.stderr
+
+
+def test_order_hooks_need_a_draft_order(loaded, service):
+    result = run_cli("invoke", "order-sign", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--service", service.url)
+    assert result.exit_code == 2
+    assert "needs at least one --draft-order" in result.stderr
+
+
+def test_service_down_is_a_clear_error(loaded):
+    result = run_cli("invoke", "patient-view", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--service", "http://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert "cannot reach the CDS service" in result.stderr
