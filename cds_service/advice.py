@@ -1,12 +1,59 @@
 """The pure pipeline: resources → patient profile → recommendations → cards.
 
-Nothing here does I/O; the HTTP layer hands in what prefetch gathered.
+Nothing here does I/O; the HTTP layer hands in what prefetch gathered and the
+knowledge loaded at start-up.  Each card carries its rule id and the rulebook
+version in ``card["extension"][rulebook.extension_key]`` (``{"id", "version",
+"rulebookId", "rulebookVersion"}``), which is what the HTTP layer records as
+an issued card; ``issued_cards(cards, knowledge)`` returns those
+``(card_uuid, rule_id, rulebook_version)`` triples directly.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from . import cards as cards_mod
+from . import rules as rules_mod
+
+
+@dataclass(frozen=True)
+class _Fact:
+    """Stand-in for ``criteria.Fact`` for facts this module adds (merged findings)."""
+
+    value: Any
+    refs: tuple[str, ...] = ()
+    note: str | None = None
+
+
+def _finding_codes(findings: Iterable[Any]) -> list[str]:
+    return sorted({getattr(f, "code", None) or str(f) for f in findings})
+
 
 def advise(hook: str, service_id: str, context: dict, resources: list[dict],
-           findings: list | None = None, knowledge=None, base_url: str | None = None) -> list[dict]:
-    """Return the CDS cards for one hook call. Placeholder until the rulebook lands."""
-    return []
+           findings: list | None = None, knowledge=None, base_url: str | None = None,
+           today: dt.date | None = None) -> list[dict]:
+    """Return the CDS cards for one hook call (most severe first).
+
+    ``findings`` are prefetch/data-gathering findings; they are merged with the
+    profile's own data-quality findings so the D cards can show both.
+    """
+    if knowledge is None or knowledge.rulebook is None:
+        return []
+    from .criteria import build_profile
+
+    profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
+    all_findings = list(profile.findings) + list(findings or [])
+    facts = dict(profile.facts)
+    facts["findings"] = _Fact(_finding_codes(all_findings),
+                              tuple(r for f in all_findings for r in (getattr(f, "refs", ()) or ())))
+    recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
+    patient_id = (context or {}).get("patientId") or getattr(profile, "patient_id", None) or "unknown"
+    return cards_mod.render(recommendations, knowledge.rulebook, facts=facts, patient_id=patient_id,
+                            draft_orders=profile.draft_orders, findings=all_findings, base_url=base_url)
+
+
+def issued_cards(cards: list[dict], knowledge) -> list[tuple[str, str, str]]:
+    """``(card_uuid, rule_id, rulebook_version)`` for ``Store.record_issued_cards``."""
+    return cards_mod.issued(cards, knowledge.rulebook.extension_key)

@@ -94,6 +94,7 @@ class Rulebook:
     title: str
     topic_system: str
     extension_key: str
+    override_reason_system: str
     scopes: dict[str, Condition]
     facts: dict[str, str]
     evidence: dict[str, dict]
@@ -384,7 +385,8 @@ def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
         ))
     return Rulebook(
         id=doc["id"], version=str(doc["version"]), title=doc["title"], topic_system=doc["topic_system"],
-        extension_key=doc["extension_key"], scopes=scopes, facts=facts, evidence=dict(doc["evidence"]),
+        extension_key=doc["extension_key"],
+        override_reason_system=doc["override_reason_system"], scopes=scopes, facts=facts, evidence=dict(doc["evidence"]),
         medications=dict(doc["medications"]), service_requests=dict(doc.get("service_requests") or {}),
         override_reasons=dict(doc["override_reasons"]), left_out=tuple(doc.get("left_out") or ()),
         rules=tuple(rules), files=tuple(files),

@@ -1,0 +1,163 @@
+"""The condition language and rule evaluation, with hand-made fact dicts."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from cds_service.knowledge import KnowledgeError
+from cds_service.rules import (
+    check_rulebook_dir, compile_condition, evaluate, load_rulebook, load_rulebook_document, validate_document,
+)
+
+PROFILES = Path(__file__).resolve().parents[1] / "fhir_profiles"
+
+
+def test_comparators():
+    facts = {"a": 5, "s": "positive", "l": ["taxane", "anti-her2"], "n": None, "b": True}
+    cases = [
+        ({"fact": "a", "gte": 5}, True), ({"fact": "a", "gt": 5}, False), ({"fact": "a", "lt": 6}, True),
+        ({"fact": "a", "lte": 4}, False), ({"fact": "s", "eq": "positive"}, True),
+        ({"fact": "s", "ne": "positive"}, False), ({"fact": "s", "in": ["low", "positive"]}, True),
+        ({"fact": "s", "not_in": ["low"]}, True), ({"fact": "l", "contains": "taxane"}, True),
+        ({"fact": "l", "contains_any": ["x", "anti-her2"]}, True), ({"fact": "l", "contains_all": ["taxane", "x"]}, False),
+        ({"fact": "n", "exists": False}, True), ({"fact": "l", "exists": True}, True),
+        ({"fact": "b", "eq": True}, True), ({"fact": "a", "eq": True}, False),
+    ]
+    for node, expected in cases:
+        assert compile_condition(node)(facts) is expected, node
+
+
+def test_missing_fact_never_satisfies_a_comparison():
+    for node in ({"fact": "x", "gte": 0}, {"fact": "x", "lt": 100}, {"fact": "x", "in": ["a"]},
+                 {"fact": "x", "eq": "a"}, {"fact": "x", "contains": "a"}, {"fact": "x", "not_in": ["a"]}):
+        assert compile_condition(node)({}) is False, node
+    assert compile_condition({"fact": "x", "ne": True})({}) is True
+
+
+def test_boolean_combinators_and_facts_read():
+    cond = compile_condition({"all": [{"fact": "a", "eq": 1},
+                                      {"any": [{"fact": "b", "eq": 2}, {"not": {"fact": "c", "eq": 3}}]}]})
+    assert cond.facts == ("a", "b", "c")
+    assert cond({"a": 1, "b": 0, "c": 0}) is True
+    assert cond({"a": 1, "b": 0, "c": 3}) is False
+    assert cond({"a": 2, "b": 2}) is False
+
+
+def test_bad_condition_names_the_path():
+    with pytest.raises(ValueError) as exc:
+        compile_condition({"all": [{"fact": "a", "eq": 1}, {"fact": "b", "between": [1, 2]}]}, "/rules/0/when")
+    assert exc.value.args[0] == "/rules/0/when/all/1"
+    with pytest.raises(ValueError) as exc:
+        compile_condition({"fact": "nope", "eq": 1}, "/w", known_facts={"a"})
+    assert "unknown fact" in exc.value.args[1]
+
+
+def test_shipped_rulebook_is_valid_and_covers_every_table_rule():
+    rulebook, problems = check_rulebook_dir(PROFILES / "rulebook")
+    assert problems == []
+    ids = {r.id.split("-")[0] for r in rulebook.rules} | {d["id"].split(" ")[0] for d in rulebook.left_out}
+    table = [f"D{i}" for i in range(1, 4)] + [f"F{i}" for i in range(1, 10)] + [f"M{i}" for i in range(1, 6)] \
+        + [f"L{i}" for i in range(1, 4)] + [f"S{i}" for i in range(1, 10)] + ["P1"]
+    assert set(table) <= ids
+    for r in rulebook.rules:
+        assert r.evidence and len(r.card["summary"]) < 140 and r.override_reasons
+
+
+def _doc():
+    doc, _ = load_rulebook_document(PROFILES / "rulebook")
+    return copy.deepcopy(doc)
+
+
+def _index(doc, rule_id):
+    return next(i for i, r in enumerate(doc["rules"]) if r["id"] == rule_id)
+
+
+def test_broken_rule_is_rejected_with_id_and_path():
+    doc = _doc()
+    i = _index(doc, "F2")
+    doc["rules"][i]["card"]["indicator"] = "hard-stop"
+    problems = validate_document(doc)
+    assert any("rule F2" in p and f"/rules/{i}/card/indicator" in p for p in problems), problems
+
+
+def test_unknown_fact_evidence_and_medication_are_rejected():
+    doc = _doc()
+    i = _index(doc, "M2")
+    doc["rules"][i]["when"]["all"][0] = {"fact": "hr.stauts", "eq": "positive"}
+    doc["rules"][i]["evidence"].append("NOPE")
+    doc["rules"][i]["suggestions"][0]["actions"][0]["create_medication"] = "ribociclib"
+    problems = validate_document(doc)
+    assert any("rule M2" in p and f"/rules/{i}/when/all/0/fact" in p and "hr.stauts" in p for p in problems)
+    assert any("rule M2" in p and "/evidence/" in p for p in problems)
+    assert any("rule M2" in p and "create_medication" in p for p in problems)
+
+
+def test_summary_over_139_chars_is_rejected():
+    doc = _doc()
+    i = _index(doc, "S3")
+    doc["rules"][i]["card"]["summary"] = "x" * 140
+    assert any(f"/rules/{i}/card/summary" in p for p in validate_document(doc))
+
+
+def test_load_rulebook_raises_knowledge_error(tmp_path):
+    target = tmp_path / "rulebook"
+    target.mkdir()
+    for f in (PROFILES / "rulebook").glob("*.yaml"):
+        (target / f.name).write_text(f.read_text())
+    p = target / "rules-safety.yaml"
+    p.write_text(p.read_text().replace("indicator: critical", "indicator: severe", 1))
+    with pytest.raises(KnowledgeError) as exc:
+        load_rulebook(tmp_path)
+    assert "S1-C" in str(exc.value) and "/card/indicator" in str(exc.value)
+
+
+BASE = {
+    "breast_cancer": True, "metastatic": True, "her2.status": "positive", "her2.conflict": False,
+    "er.conflict": False, "hr.status": "positive", "therapy.line": 1, "therapy.prior_metastatic_anti_her2": False,
+    "meds.active.ingredients": [], "meds.active.classes": [], "draft.all.ingredients": [], "draft.all.classes": [],
+    "draft.ingredients": [], "draft.classes": [], "ild": False, "ild.on_tdxd": False,
+    "lvef.value": 60.0, "lvef.days_ago": 10, "patient.age": 55, "ecog": 0,
+}
+
+
+def _fire(rulebook, hook, **over):
+    facts = dict(BASE)
+    facts.update({k.replace("__", "."): v for k, v in over.items()})
+    return [r.rule.id for r in evaluate(rulebook, facts, hook)]
+
+
+@pytest.fixture(scope="module")
+def rulebook():
+    return load_rulebook(PROFILES)
+
+
+def test_thp_first_line_and_scope_gate(rulebook):
+    thp = {"draft.ingredients": ["docetaxel", "trastuzumab", "pertuzumab"],
+           "draft.classes": ["taxane", "chemotherapy", "anti-her2", "anti-her2-antibody"]}
+    thp_all = {"draft.all.ingredients": thp["draft.ingredients"], "draft.all.classes": thp["draft.classes"]}
+    facts = {**thp, **thp_all}
+    assert _fire(rulebook, "order-select", **{k.replace(".", "__"): v for k, v in facts.items()}) == ["F1"]
+    # HER2-low patient ordered THP: the safety rule, no regimen card
+    fired = _fire(rulebook, "order-select", her2__status="low", **{k.replace(".", "__"): v for k, v in facts.items()})
+    assert fired == ["S6"]
+    # not metastatic: no F card
+    assert "F1" not in _fire(rulebook, "order-select", metastatic=False,
+                             **{k.replace(".", "__"): v for k, v in facts.items()})
+
+
+def test_suppression_frail_replaces_f1(rulebook):
+    facts = {"draft.all.ingredients": ["paclitaxel", "trastuzumab", "pertuzumab"],
+             "draft.all.classes": ["taxane", "chemotherapy", "anti-her2"],
+             "draft.ingredients": ["paclitaxel"], "draft.classes": ["taxane", "chemotherapy"]}
+    fired = _fire(rulebook, "order-select", patient__age=79, ecog=2, **{k.replace(".", "__"): v for k, v in facts.items()})
+    assert "F5" in fired and "F1" not in fired
+
+
+def test_hr_negative_never_gets_endocrine_or_cdk46_offers(rulebook):
+    facts = {"hr.status": "negative", "taxane.cycles": 6, "disease.progression": False,
+             "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"],
+             "therapy.prior_metastatic_anti_her2": True}
+    fired = _fire(rulebook, "patient-view", **{k.replace(".", "__"): v for k, v in facts.items()})
+    assert "M1" not in fired and "M2" not in fired and "M3" in fired
+
