@@ -576,8 +576,8 @@ class _Builder:
         for comp in obs.get("component") or ():
             if self.t.codings_in("gene-studied", comp.get("code")):
                 value = comp.get("valueCodeableConcept")
-                if self.t.codings_in("pik3ca-gene", value):
-                    return True
+                if fp.codings(value):  # a coded gene decides; its display is not trusted over the code
+                    return self.t.codings_in("pik3ca-gene", value)
                 if any("pik3ca" in s.lower() for s in fp.texts(value)):
                     return True
         return any("pik3ca" in s.lower() for s in fp.texts(obs.get("code")))
@@ -718,7 +718,7 @@ class _Builder:
     def _related_primary_not_breast(self, cond: dict) -> bool:
         """mCODE relatedPrimaryCancerCondition pointing to a known non-breast primary."""
         for ext in cond.get("extension") or ():
-            if isinstance(ext, dict) and str(ext.get("url", "")).endswith("relatedPrimaryCancerCondition"):
+            if isinstance(ext, dict) and str(ext.get("url", "")).endswith(_RELATED_PRIMARY):
                 ref = (ext.get("valueReference") or {}).get("reference") or ""
                 primary = self.all_conditions.get(ref.split("/")[-1])
                 if primary is not None and not self.t.codings_in("primary-breast-cancer", primary.get("code")):
@@ -969,6 +969,7 @@ class _Builder:
         return None if f is None else f.value
 
 
+_RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
 _ANTICANCER = frozenset({"anti-her2", "chemotherapy", "endocrine", "gnrh-agonist", "cdk46-inhibitor", "pi3k-inhibitor"})
 
 
