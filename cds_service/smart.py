@@ -553,7 +553,7 @@ def describe_facts(profile, resources: list[dict]) -> list[dict]:
             sources.append({"ref": ref, "date": _resource_date(res) if res else "",
                             "what": _resource_label(res) if res else ""})
         rows.append({"name": name, "value": _format_value(value), "note": getattr(fact, "note", None) or "",
-                     "sources": sources})
+                     "sources": sources, "key": name in KEY_FACTS})
     return rows
 
 
@@ -590,11 +590,14 @@ def _resource_label(res: dict) -> str:
 
 
 def _profile_findings(profile) -> list[str]:
-    facts = getattr(profile, "facts", None)
-    if not facts or "findings" not in facts:
-        return []
-    value = getattr(facts["findings"], "value", None)
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+    """The criteria's data-quality findings as 'code: message' lines."""
+    out = []
+    for f in getattr(profile, "findings", ()) or ():
+        code, message = getattr(f, "code", None), getattr(f, "message", None)
+        refs = ", ".join(getattr(f, "refs", ()) or ())
+        if code:
+            out.append(f"{code}: {message or ''}" + (f" ({refs})" if refs else ""))
+    return out
 
 
 def _patient_summary(patient: dict | None) -> dict:

@@ -17,8 +17,9 @@ What it draws, one lane per kind of event, on a shared date axis:
   anti-HER2 regimen (maintenance) stay in the same line.
 * **Drugs** — one bar per medication, coloured by drug class, from the
   MedicationStatement/MedicationRequest dates (open bars run to today).
-* **Induction cycles** — tick marks on taxane bars, one per 21-day cycle;
-  when the profile knows ``taxane.cycles`` the number of ticks is that count.
+* **Induction cycles** — tick marks on taxane bars, one per cycle: the
+  cycle count and dosing interval recorded on the medication when the
+  profile has them, else one per 21 days (capped by ``taxane.cycles``).
 * **Biomarkers** — HER2, ER, PR, PIK3CA results and LVEF values, labelled.
 * **Events** — metastatic sites (Condition onset), ILD, disease progression
   (LOINC 97509-4 "worsened") and the metastatic diagnosis date.
@@ -73,6 +74,8 @@ class DrugSpan:
     start: date
     end: date | None     # None = ongoing
     ref: str
+    cycles: int | None = None          # completed cycles recorded on the medication
+    period_days: float | None = None   # dosing interval, when recorded
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,42 @@ def _medication_name(res: dict) -> str:
 
 # -- extraction -----------------------------------------------------------------
 
-def drug_spans(resources: list[dict]) -> list[DrugSpan]:
-    """Medication bars from MedicationStatements and (non-draft) MedicationRequests."""
+# the criteria's class codes (terminology-based) → the drawing classes above
+CLASS_CODES = [
+    ("her2-adc", "HER2 ADC"), ("her2-tki", "HER2 TKI"), ("anti-her2-antibody", "anti-HER2 antibody"),
+    ("taxane", "taxane"), ("cdk46-inhibitor", "CDK4/6 inhibitor"), ("pi3k-inhibitor", "PI3K inhibitor"),
+    ("aromatase-inhibitor", "endocrine"), ("serm-serd", "endocrine"), ("gnrh-agonist", "endocrine"),
+    ("endocrine", "endocrine"), ("chemotherapy", "chemotherapy"),
+]
+_COLOURS = {label: colour for label, colour, _ in DRUG_CLASSES}
+
+
+def _episode_spans(profile) -> list[DrugSpan]:
+    """Bars from the profile's normalized medication episodes (terminology-coded classes)."""
+    spans = []
+    for ep in getattr(profile, "medications", ()) or ():
+        start = getattr(ep, "start", None)
+        if not isinstance(start, date):
+            continue
+        classes = set(getattr(ep, "classes", ()) or ())
+        klass = next((label for code, label in CLASS_CODES if code in classes), None)
+        name = " + ".join(getattr(ep, "ingredients", ()) or ()) or getattr(ep, "text", "") or "medication"
+        if klass is None:
+            klass, _ = drug_class(name)
+        end = getattr(ep, "end", None)
+        if end is None and getattr(ep, "state", "") == "past":
+            end = start
+        spans.append(DrugSpan(name, klass, _COLOURS.get(klass, OTHER_COLOUR), start, end, ep.ref,
+                              getattr(ep, "cycles", None), getattr(ep, "period_days", None)))
+    spans.sort(key=lambda s: (s.start, s.name))
+    return spans
+
+
+def drug_spans(resources: list[dict], profile=None) -> list[DrugSpan]:
+    """Medication bars: the profile's episodes when it has them, else MedicationStatements/Requests."""
+    from_profile = _episode_spans(profile)
+    if from_profile:
+        return from_profile
     spans = []
     for res in resources:
         if not isinstance(res, dict):
@@ -266,7 +303,7 @@ def event_points(resources: list[dict], profile=None) -> list[Point]:
     metastatic_date = _fact_value(profile, "metastatic.date")
     when = _parse_date(metastatic_date)
     if when:
-        points.append(Point(when, "metastatic disease (profile)", "profile: metastatic.date", "#b2182b"))
+        points.append(Point(when, "metastatic (profile)", "profile: metastatic.date", "#b2182b"))
     points.sort(key=lambda p: (p.when, p.label))
     return points
 
@@ -326,7 +363,7 @@ class _Axis:
 def render_svg(profile, resources: list[dict], today: date) -> str:
     """The whole picture as an SVG document (str). Pure; never raises on odd resources."""
     resources = [r for r in resources or [] if isinstance(r, dict)]
-    spans = drug_spans(resources)
+    spans = drug_spans(resources, profile)
     biomarkers = biomarker_points(resources)
     events = event_points(resources, profile)
     metastatic = _parse_date(_fact_value(profile, "metastatic.date"))
@@ -390,14 +427,18 @@ def _short(text: str, n: int) -> str:
 
 
 def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> list[str]:
+    """One tick per cycle: the recorded count and interval when known, else every 21 days."""
     end = span.end or today
-    count = (end - span.start).days // CYCLE_DAYS + 1
-    if isinstance(cycles, int) and cycles >= 0:
-        count = min(count, cycles) if span.end is None else count
+    interval = span.period_days if isinstance(span.period_days, (int, float)) and span.period_days >= 1 else CYCLE_DAYS
+    count = int((end - span.start).days // interval) + 1
+    if isinstance(span.cycles, int) and span.cycles >= 0:
+        count = span.cycles
+    elif isinstance(cycles, int) and cycles >= 0 and span.end is None:
+        count = min(count, cycles)
     out = []
     for i in range(max(count, 0)):
-        when = span.start + timedelta(days=CYCLE_DAYS * i)
-        if when > end:
+        when = span.start + timedelta(days=round(interval * i))
+        if (when > end and span.cycles is None) or when > axis.last:
             break
         x = axis.x(when)
         out.append(f'<line class="cycle" x1="{x}" y1="{y - 9}" x2="{x}" y2="{y + 7}" stroke="#000"><title>'
