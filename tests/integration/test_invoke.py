@@ -101,3 +101,37 @@ def test_service_down_is_a_clear_error(loaded):
                      "--service", "http://127.0.0.1:9")
     assert result.exit_code == 1
     assert "cannot reach the CDS service" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def secured_service(tmp_path_factory):
+    """The service with authentication on, trusting a fresh `her2-cds dev-keys init` key pair."""
+    from cds_service import create_app
+
+    from .conftest import ServerThread
+
+    keys = tmp_path_factory.mktemp("keys")
+    result = run_cli("dev-keys", "init", "--dir", str(keys))
+    assert result.exit_code == 0, result.output
+    app = create_app(auth="required", trusted_issuers=str(keys / "trusted-issuers.json"),
+                     database_url=f"sqlite:///{keys / 'db.sqlite'}", fhir_time_budget=20.0,
+                     fhir_connect_timeout=5.0, fhir_read_timeout=15.0)
+    server = ServerThread(app)
+    server.keys = keys
+    yield server
+    server.stop()
+
+
+def test_invoke_signs_each_call_with_the_dev_key(loaded, secured_service):
+    result = run_cli("invoke", "patient-view", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--token", loaded.token, "--service", secured_service.url,
+                     "--dev-keys", str(secured_service.keys))
+    assert result.exit_code == 0, result.stderr
+    assert "signed JWT" in result.stderr
+
+
+def test_invoke_without_key_is_refused_by_a_secured_service(loaded, secured_service):
+    result = run_cli("invoke", "patient-view", "--patient", "itest-alpha", "--fhir-server", loaded.base,
+                     "--token", loaded.token, "--service", secured_service.url)
+    assert result.exit_code == 1
+    assert "HTTP 401" in result.stderr
