@@ -309,6 +309,11 @@ def callback():
         raise SmartError(400, "Missing state", "The authorization response has no 'state'; start the app again.")
     browser_state = session.pop("smart_state", None)
     pending = _pending().pop(state)
+    if pending is None and browser_state == state:
+        # this browser did start the launch, but this process has no record of it
+        raise SmartError(400, "Launch expired",
+                         "This sign-in took too long, or the service restarted, or it runs several worker "
+                         "processes without sticky sessions (see docs/smart-app.md). Launch the app again.")
     if pending is None:
         raise SmartError(400, "Unknown or expired launch",
                          "This sign-in was not started here, was already used, or took too long. "

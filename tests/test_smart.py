@@ -381,3 +381,14 @@ def test_expiring_store_bounds_its_size():
     assert len(store) == 3
     assert store.get("k9") == 9
     assert store.pop("k9") == 9 and store.get("k9") is None
+
+
+def test_launch_lost_by_this_process_says_why(client, ehr, app):
+    """As if the callback reached another worker process (no sticky sessions) or the service restarted."""
+    _, params = _launch(client, ehr)
+    app.extensions["her2cds.smart.pending"] = smart.ExpiringStore()
+    resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert resp.status_code == 400
+    html = resp.get_data(as_text=True)
+    assert "Launch expired" in html and "sticky sessions" in html
+    assert ehr.token_requests == []
