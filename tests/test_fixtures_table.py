@@ -1,0 +1,126 @@
+"""The fixture table end to end through HTTP: every request, the expected cards, valid cards.
+
+The requests are rebuilt relative to today (``build(today)``) so that "LVEF two
+weeks ago" stays two weeks ago; a separate test checks that the committed JSON
+is what the generator writes for its anchor date, so the reviewed files and the
+tested requests are the same scenarios.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from cds_service.discovery import PREFETCH, SERVICES
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+EXT = "org.her2-cds.rule"
+SERVICE_FOR_HOOK = {s.hook: s.id for s in SERVICES.values()}
+
+
+def _generator():
+    if "her2_fixture_builder" in sys.modules:
+        return sys.modules["her2_fixture_builder"]
+    spec = importlib.util.spec_from_file_location("her2_fixture_builder", FIXTURES / "build_fixtures.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["her2_fixture_builder"] = mod  # dataclasses look their module up here
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def built():
+    return _generator().build(dt.date.today())
+
+
+def _table():
+    with open(FIXTURES / "expected_cards.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_committed_fixtures_match_the_generator():
+    patients, requests, rows = _generator().build(_generator().ANCHOR)
+    assert len(patients) >= 40
+    for pid, bundle in patients.items():
+        assert json.loads((FIXTURES / "patients" / f"{pid}.json").read_text()) == bundle
+    for name, req in requests.items():
+        assert json.loads((FIXTURES / "requests" / f"{name}.json").read_text()) == req
+    assert [r["request"] for r in _table()] == [r["request"] for r in rows]
+    assert {r["hook"] for r in rows} == {"patient-view", "order-select", "order-sign"}
+
+
+def test_patients_are_valid_r4_transactions_with_put():
+    for path in sorted((FIXTURES / "patients").glob("*.json")):
+        data = json.loads(path.read_text())
+        Bundle.model_validate(data)
+        assert data["type"] == "transaction"
+        for e in data["entry"]:
+            assert e["request"]["method"] == "PUT"
+            assert e["request"]["url"] == f"{e['resource']['resourceType']}/{e['resource']['id']}"
+
+
+def test_requests_use_discovery_prefetch_keys():
+    for path in sorted((FIXTURES / "requests").glob("*.json")):
+        req = json.loads(path.read_text())
+        assert set(req["prefetch"]) == set(PREFETCH), path.name
+
+
+def test_every_rule_and_the_scope_gate_are_covered():
+    from cds_service.rules import load_rulebook
+    rulebook = load_rulebook(ROOT / "fhir_profiles")
+    expected = {tok.split(":")[0] for r in _table() for tok in r["expected"].split()}
+    assert {r.id for r in rulebook.rules} <= expected
+    silent = {r["patient"] for r in _table() if not r["expected"]}
+    assert {"p41-lung-primary", "p42-early"} <= silent
+
+
+@pytest.mark.parametrize("row", _table(), ids=lambda r: r["request"])
+def test_fixture_request_over_http(row, client, built, response_validator):
+    _, requests, _ = built
+    body = requests[row["request"]]
+    resp = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    cards = resp.get_json()["cards"]
+    got = sorted(f"{c['extension'][EXT]['id']}:{c['indicator']}" for c in cards)
+    assert got == sorted(row["expected"].split()), row["scenario"]
+    assert not list(response_validator.iter_errors({"cards": cards}))
+    draft_ids = {f"MedicationRequest/{e['resource']['id']}"
+                 for e in (body["context"].get("draftOrders") or {}).get("entry", [])}
+    for card in cards:
+        _check_card(card, body, draft_ids)
+
+
+def _check_card(card, body, draft_ids):
+    assert len(card["summary"]) < 140
+    assert card["source"]["label"] and card["source"]["topic"]["code"] == card["extension"][EXT]["id"]
+    assert card["extension"][EXT]["rulebookVersion"]
+    assert "**Evidence**" in card["detail"]
+    why = card["detail"].rsplit("**Why this card**", 1)
+    assert len(why) == 2 and card["extension"][EXT]["id"] in why[1]
+    assert all(o["display"] for o in card.get("overrideReasons", []))
+    if card.get("suggestions"):
+        assert card["selectionBehavior"] in ("at-most-one", "any")
+        if card["selectionBehavior"] == "at-most-one":
+            assert sum(bool(s.get("isRecommended")) for s in card["suggestions"]) <= 1
+    for s in card.get("suggestions", []):
+        assert s["uuid"] and s["actions"]
+        for a in s["actions"]:
+            assert a["description"]
+            if a["type"] == "delete":
+                assert a["resourceId"] in draft_ids
+            else:
+                res = a["resource"]
+                assert res["status"] == "draft"
+                assert res["subject"]["reference"] == f"Patient/{body['context']['patientId']}"
+                model = MedicationRequest if res["resourceType"] == "MedicationRequest" else ServiceRequest
+                model.model_validate(res)
