@@ -1,0 +1,43 @@
+"""``her2-cds rules check``: validate the rulebook without starting the service.
+
+Why a command: a clinician editing ``fhir_profiles/rulebook/*.yaml`` should
+learn that a rule is broken (by rule id and JSON path) before deploying,
+with the same checks start-up runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from ..config import from_env
+from ..rules import RULEBOOK_DIRNAME, check_rulebook_dir
+
+
+@click.group("rules")
+def command() -> None:
+    """Inspect and check the HER2 MBC rulebook."""
+
+
+@command.command("check")
+@click.option("--profiles-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory holding rulebook/ (default: HER2CDS_PROFILES_DIR or fhir_profiles/).")
+def check(profiles_dir: Path | None) -> None:
+    """Check the rulebook against its JSON Schema and cross-references; exit 1 on any problem."""
+    base = profiles_dir or from_env().profiles_dir
+    rulebook, problems = check_rulebook_dir(Path(base) / RULEBOOK_DIRNAME)
+    if problems:
+        for p in problems:
+            click.echo(f"error: {p}", err=True)
+        click.echo(f"{len(problems)} problem(s) in {Path(base) / RULEBOOK_DIRNAME}", err=True)
+        sys.exit(1)
+    by_hook = Counter(h for r in rulebook.rules for h in r.hooks)
+    click.echo(f"rulebook {rulebook.id} {rulebook.version}: {len(rulebook.rules)} rules in "
+               f"{len(rulebook.files)} file(s), {len(rulebook.evidence)} evidence sources — OK")
+    for hook in ("patient-view", "order-select", "order-sign"):
+        click.echo(f"  {hook:<13} {by_hook[hook]} rules")
+    for item in rulebook.left_out:
+        click.echo(f"  left out / partial: {item['id']}")

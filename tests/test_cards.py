@@ -1,0 +1,90 @@
+"""Card rendering: no duplicate suggestion of an active or ordered drug, deletes target drafts, links."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cds_service.cards import issued, render
+from cds_service.criteria import DraftOrder
+from cds_service.rules import evaluate, load_rulebook
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def rulebook():
+    return load_rulebook(ROOT / "fhir_profiles")
+
+
+MAINT = {
+    "breast_cancer": True, "metastatic": True, "her2.status": "positive", "her2.conflict": False,
+    "er.conflict": False, "hr.status": "positive", "er.status": "positive", "pr.status": "positive",
+    "taxane.cycles": 6, "disease.progression": False, "therapy.line": 1,
+    "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"],
+    "draft.all.ingredients": [], "draft.all.classes": [], "draft.ingredients": [], "draft.classes": [],
+    "patient.sex": "female", "patient.menopausal": "post", "lvef.value": 60.0, "lvef.days_ago": 20,
+}
+
+
+def _created_ingredients(cards):
+    out = []
+    for c in cards:
+        for s in c.get("suggestions", []):
+            for a in s["actions"]:
+                if a["type"] == "create" and a["resource"]["resourceType"] == "MedicationRequest":
+                    out.append(a["resource"]["medicationCodeableConcept"]["text"])
+    return out
+
+
+def test_l2_never_suggests_a_drug_already_active_or_ordered(rulebook):
+    facts = dict(MAINT, **{"brain_mets": True, "brain_mets.activity": "active",
+                           "therapy.prior_metastatic_anti_her2": True, "ild": False,
+                           "meds.ever.ingredients": ["trastuzumab", "pertuzumab"],
+                           "draft.all.ingredients": ["capecitabine"], "draft.ingredients": ["capecitabine"],
+                           "draft.classes": ["chemotherapy"], "draft.all.classes": ["chemotherapy"]})
+    recs = [r for r in evaluate(rulebook, facts, "order-select") if r.rule.id == "L2"]
+    assert recs
+    cards = render(recs, rulebook, facts=facts, patient_id="x",
+                   draft_orders=[DraftOrder("MedicationRequest/d1", ("capecitabine",), ("chemotherapy",), "Xeloda")])
+    created = " ".join(_created_ingredients(cards))
+    assert "tucatinib" in created
+    assert "trastuzumab (intravenous)" not in created and "capecitabine" not in created
+
+
+def test_suggestion_dropped_when_every_create_is_a_duplicate(rulebook):
+    facts = dict(MAINT, **{"meds.active.ingredients": ["trastuzumab", "pertuzumab", "tucatinib"]})
+    # force M3 despite active tucatinib to prove the renderer itself dedupes
+    rec = next(r for r in evaluate(rulebook, dict(MAINT), "patient-view") if r.rule.id == "M3")
+    cards = render([rec], rulebook, facts=facts, patient_id="x")
+    assert "suggestions" not in cards[0] and "selectionBehavior" not in cards[0]
+
+
+def test_delete_targets_only_matching_drafts_and_issued_triples(rulebook):
+    facts = dict(MAINT, **{"meds.active.ingredients": [], "meds.active.classes": [], "taxane.cycles": 8,
+                           "draft.ingredients": ["docetaxel"], "draft.classes": ["taxane", "chemotherapy"],
+                           "draft.all.ingredients": ["docetaxel", "trastuzumab", "pertuzumab"],
+                           "draft.all.classes": ["taxane", "chemotherapy", "anti-her2"]})
+    drafts = [DraftOrder("MedicationRequest/a", ("docetaxel",), ("taxane", "chemotherapy"), "Taxotere"),
+              DraftOrder("MedicationRequest/b", ("trastuzumab",), ("anti-her2",), "Herceptin")]
+    recs = evaluate(rulebook, facts, "order-select")
+    assert [r.rule.id for r in recs] == ["F4"]
+    cards = render(recs, rulebook, facts=facts, patient_id="p", draft_orders=drafts, base_url="https://cds.example")
+    deletes = [a for s in cards[0]["suggestions"] for a in s["actions"] if a["type"] == "delete"]
+    assert [a["resourceId"] for a in deletes] == ["MedicationRequest/a"]
+    assert cards[0]["links"][0]["url"] == "https://cds.example/smart/launch"
+    assert issued(cards, rulebook.extension_key) == [(cards[0]["uuid"], "F4", rulebook.version)]
+
+
+def test_no_links_without_base_url_and_why_lists_fact_refs(rulebook):
+    class F:
+        def __init__(self, v, refs=()):
+            self.value, self.refs = v, refs
+    facts = {k: F(v) for k, v in MAINT.items()}
+    facts["hr.status"] = F("positive", ("Observation/er-1",))
+    recs = [r for r in evaluate(rulebook, facts, "patient-view") if r.rule.id == "M1"]
+    card = render(recs, rulebook, facts=facts, patient_id="p")[0]
+    assert "links" not in card
+    why = card["detail"].split("**Why this card**")[1]
+    assert "`hr.status` = positive — Observation/er-1" in why
