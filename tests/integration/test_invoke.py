@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from .conftest import DATA, fixture_patient_ids, run_cli
+from .conftest import DATA, ROOT, fixture_patient_ids, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -19,11 +19,27 @@ HOOKS = ["her2-mbc-patient-view", "her2-mbc-order-select", "her2-mbc-order-sign"
 DRAFT = str(DATA / "draft-tucatinib.json")
 
 
-def invoke_json(service, sekmet, service_id: str, patient: str, *extra: str) -> dict:
+REQUESTS = ROOT / "fixtures" / "requests"
+
+
+def draft_orders_for(patient: str, hook: str, tmp_path) -> str:
+    """The patient's own scenario drafts from fixtures/requests (this hook's first, then any order hook),
+    else a generic tucatinib draft, as a Bundle file for --draft-order."""
+    candidates = sorted(REQUESTS.glob(f"{patient}-{hook}*.json")) + sorted(REQUESTS.glob(f"{patient}-order-*.json"))
+    for path in candidates:
+        drafts = json.loads(path.read_text()).get("context", {}).get("draftOrders")
+        if drafts and drafts.get("entry"):
+            out = tmp_path / f"drafts-{patient}-{hook}.json"
+            out.write_text(json.dumps(drafts))
+            return str(out)
+    return DRAFT
+
+
+def invoke_json(service, sekmet, service_id: str, patient: str, *extra: str, drafts: str = DRAFT) -> dict:
     args = ["invoke", service_id, "--patient", patient, "--fhir-server", sekmet.base, "--token", sekmet.token,
             "--service", service.url, "--json", *extra]
     if service_id != "her2-mbc-patient-view":
-        args += ["--draft-order", DRAFT]
+        args += ["--draft-order", drafts]
     result = run_cli(*args)
     assert result.exit_code == 0, result.output + result.stderr
     return json.loads(result.stdout)
@@ -43,13 +59,25 @@ def comparable(cards: list[dict]) -> list[dict]:
 def test_every_fixture_patient_is_collected():
     ids = fixture_patient_ids()
     assert {"itest-alpha", "itest-beta"} <= set(ids)
+    repo_patients = sorted((ROOT / "fixtures" / "patients").glob("*.json"))
+    assert len(ids) >= len(repo_patients) + 2
+
+
+def test_the_equivalence_check_sees_real_cards(loaded, service, tmp_path):
+    """Guard against a vacuous equivalence: across the fixtures, the service does answer with cards."""
+    total = 0
+    for patient in fixture_patient_ids()[:12]:
+        total += len(invoke_json(service, loaded, "her2-mbc-order-select", patient,
+                                 drafts=draft_orders_for(patient, "order-select", tmp_path))["cards"])
+    assert total >= 5
 
 
 @pytest.mark.parametrize("patient", fixture_patient_ids())
 @pytest.mark.parametrize("service_id", HOOKS)
-def test_prefetch_filled_and_fetched_give_the_same_cards(loaded, service, patient, service_id):
-    filled = invoke_json(service, loaded, service_id, patient)
-    fetched = invoke_json(service, loaded, service_id, patient, "--no-prefetch")
+def test_prefetch_filled_and_fetched_give_the_same_cards(loaded, service, patient, service_id, tmp_path):
+    drafts = draft_orders_for(patient, service_id.removeprefix("her2-mbc-"), tmp_path)
+    filled = invoke_json(service, loaded, service_id, patient, drafts=drafts)
+    fetched = invoke_json(service, loaded, service_id, patient, "--no-prefetch", drafts=drafts)
     assert comparable(filled["cards"]) == comparable(fetched["cards"])
 
 
