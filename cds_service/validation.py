@@ -68,16 +68,28 @@ def check(name: str, instance, what: str) -> None:
 
 
 def json_depth_exceeds(value, limit: int) -> bool:
-    """Iterative depth check: deeply nested JSON must not reach recursive code."""
+    """Iterative depth check: deeply nested JSON must not reach recursive code.
+
+    The root sits at depth 1 and every member or item one deeper, scalars
+    included.  Only containers are pushed: a container at the limit with
+    any member is already too deep, so scalars never need a stack entry.
+    """
+    if not isinstance(value, (dict, list)):
+        return limit < 1
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
             return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+        children = node.values() if isinstance(node, dict) else node
+        if depth == limit:
+            if children:
+                return True
+            continue
+        depth += 1
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth))
     return False
 
 
