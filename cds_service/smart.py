@@ -305,6 +305,8 @@ def _start_authorization(iss: str, launch_token: str | None, patient_hint: str |
 def callback():
     """The authorization server's redirect: check state, exchange the code, start the app session."""
     state = request.args.get("state")
+    if not state and request.args.get("error"):
+        _raise_authorization_error()
     if not state:
         raise SmartError(400, "Missing state", "The authorization response has no 'state'; start the app again.")
     browser_state = session.pop("smart_state", None)
@@ -323,10 +325,7 @@ def callback():
                          "The sign-in response does not belong to the launch this browser started "
                          "(state mismatch). Launch the app again.")
     if request.args.get("error"):
-        error = request.args.get("error", "")[:100]
-        detail = request.args.get("error_description", "")[:300]
-        raise SmartError(400, "Authorization refused",
-                         f"The authorization server answered '{error}'" + (f": {detail}" if detail else "."))
+        _raise_authorization_error()
     code = request.args.get("code")
     if not code:
         raise SmartError(400, "Missing code", "The authorization response has neither 'code' nor 'error'.")
@@ -340,6 +339,14 @@ def callback():
     session["smart_sid"] = sid
     log.info("smart session started", extra={"iss": pending.iss, "patient_id": token["patient"]})
     return redirect(url_for("smart.app_page"), code=302)
+
+
+def _raise_authorization_error() -> None:
+    """The authorization server's ``error`` redirect, shown (escaped by the template) and never trusted."""
+    error = request.args.get("error", "")[:100]
+    detail = request.args.get("error_description", "")[:300]
+    raise SmartError(400, "Authorization refused",
+                     f"The authorization server answered '{error}'" + (f": {detail}" if detail else "."))
 
 
 def _exchange_code(pending: PendingLaunch, code: str) -> dict:
@@ -474,9 +481,12 @@ def _patient_data(entry: AppSession) -> dict:
     if cached is not None and time.monotonic() - entry.cache.get("at", 0) < 60:
         return cached
     resources, fetch_errors = _fetch(entry)
-    if not resources and fetch_errors and all("401" in e for e in fetch_errors):
-        raise SmartError(401, "Access expired",
-                         "The FHIR server no longer accepts this session's access token. Launch the app again.")
+    if not resources and fetch_errors:
+        if all("401" in e for e in fetch_errors):
+            raise SmartError(401, "Access expired",
+                             "The FHIR server no longer accepts this session's access token. Launch the app again.")
+        raise SmartError(502, "FHIR server unavailable",
+                         "Nothing could be read from the FHIR server: " + fetch_errors[0])
     today = date.today()
     context = {"patientId": entry.patient, "userId": "Practitioner/smart-app"}
     profile, profile_error = _build_profile(resources, context, today)

@@ -59,6 +59,7 @@ class FakeEhr:
         self.token_status = token_status
         self.token_response = token_response
         self.patient_in_token = patient_in_token
+        self.revoked = False
         httpserver.expect_request("/fhir/.well-known/smart-configuration").respond_with_json({
             "authorization_endpoint": httpserver.url_for("/authorize"),
             "token_endpoint": httpserver.url_for("/token"),
@@ -86,7 +87,7 @@ class FakeEhr:
 
     def _fhir(self, request):
         self.fhir_auth_headers.append(request.headers.get("Authorization"))
-        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+        if self.revoked or request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
             return Response(json.dumps({"resourceType": "OperationOutcome"}), status=401)
         path = request.path
         if path == f"/fhir/Patient/{PATIENT_ID}":
@@ -392,3 +393,26 @@ def test_launch_lost_by_this_process_says_why(client, ehr, app):
     html = resp.get_data(as_text=True)
     assert "Launch expired" in html and "sticky sessions" in html
     assert ehr.token_requests == []
+
+
+def test_authorization_error_without_state_is_still_explained(client):
+    resp = client.get("/smart/callback", query_string={"error": "invalid_client"})
+    assert resp.status_code == 400
+    assert "invalid_client" in resp.get_data(as_text=True)
+
+
+def test_fhir_server_rejecting_the_token_ends_the_session_page(client, ehr):
+    _full_flow(client, ehr)
+    ehr.revoked = True
+    resp = client.get("/smart/app")
+    assert resp.status_code == 401
+    assert "no longer accepts" in resp.get_data(as_text=True)
+
+
+def test_fhir_server_down_is_a_502_page(client, ehr, httpserver):
+    _full_flow(client, ehr)
+    httpserver.handlers.clear()
+    httpserver.expect_request(re.compile(r"^/fhir/.*")).respond_with_data("boom", status=500)
+    resp = client.get("/smart/app")
+    assert resp.status_code == 502
+    assert "Nothing could be read from the FHIR server" in resp.get_data(as_text=True)
