@@ -29,10 +29,15 @@ OTHER_OBS_CODES = [
     "97509-4",  # cancer disease status
     "1742-6", "1920-8", "1975-2",  # ALT, AST, total bilirubin (tucatinib safety)
 ]
+SNOMED = "http://snomed.info/sct"
+# Menopausal status has no LOINC question code in common use; EHRs record it as
+# an Observation whose *value* is a SNOMED menopausal phase (DICOM CID 6086), so
+# it is searched by value (the standard R4 ``value-concept`` token parameter).
+MENOPAUSAL_VALUES = ["309606002", "303111005", "307429007", "371036001", "31351009"]
 
 
-def _codes(codes: list[str]) -> str:
-    return ",".join(f"{LOINC}|{c}" for c in codes)
+def _codes(codes: list[str], system: str = LOINC) -> str:
+    return ",".join(f"{system}|{c}" for c in codes)
 
 
 PREFETCH = {
@@ -40,6 +45,8 @@ PREFETCH = {
     "her2": "Observation?patient={{context.patientId}}&code=" + _codes(HER2_CODES) + "&_count=100",
     "hormoneReceptors": "Observation?patient={{context.patientId}}&code=" + _codes(HR_CODES) + "&_count=100",
     "otherObservations": "Observation?patient={{context.patientId}}&code=" + _codes(OTHER_OBS_CODES) + "&_count=200",
+    "menopausalStatus": "Observation?patient={{context.patientId}}&value-concept="
+    + _codes(MENOPAUSAL_VALUES, SNOMED) + "&_count=20",
     "conditions": "Condition?patient={{context.patientId}}&_count=200",
     "medicationStatements": "MedicationStatement?patient={{context.patientId}}&_count=200",
     "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_count=200",

@@ -31,7 +31,7 @@ def test_prefetch_templates_use_only_2_0_tokens_and_simple_queries(client):
             assert re.fullmatch(r"[A-Z][A-Za-z]+(/\{\{context\.patientId\}\})?", rtype), template
             for param in filter(None, query.split("&")):
                 name = param.split("=", 1)[0]
-                assert name in {"patient", "code", "_count", "_sort", "status", "category"}, (key, name)
+                assert name in {"patient", "code", "value-concept", "_count", "_sort", "status", "category"}, (key, name)
 
 
 def test_prefetch_covers_what_the_criteria_need(client):
@@ -55,6 +55,17 @@ def test_discovery_codes_are_known_to_the_terminology():
         raise AssertionError("no LOINC codes found in fhir_profiles/")
     missing = [c for c in HER2_CODES + HR_CODES + OTHER_OBS_CODES if c not in codes]
     assert not missing, missing
+
+
+def test_menopausal_status_is_prefetched_by_value():
+    """S9/M1 need menopausal status; it is coded in the value, so it is searched by value-concept."""
+    from cds_service.discovery import MENOPAUSAL_VALUES, PREFETCH
+    import json as _json
+    from pathlib import Path
+    vs = _json.loads(Path("fhir_profiles/terminology/ValueSet-menopausal-status.json").read_text())
+    codes = {c["code"] for inc in vs["compose"]["include"] for c in inc.get("concept", [])}
+    assert set(MENOPAUSAL_VALUES) == codes
+    assert "value-concept=http://snomed.info/sct|309606002" in PREFETCH["menopausalStatus"]
 
 
 def test_disabled_auth_is_announced_in_usage_requirements(db_url):
