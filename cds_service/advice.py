@@ -48,6 +48,11 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     facts = dict(profile.facts)
     facts["findings"] = _Fact(_finding_codes(all_findings),
                               tuple(r for f in all_findings for r in (getattr(f, "refs", ()) or ())))
+    # Prefetch keys whose data could not be (fully) read: rules that fire on the
+    # *absence* of a result must stay silent when the result may simply be unreadable.
+    unavailable = sorted({r.split(":", 1)[1] for f in findings or () for r in getattr(f, "refs", ())
+                          if r.startswith("prefetch:")})
+    facts["data.unavailable"] = _Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
     recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
     patient_id = (context or {}).get("patientId") or getattr(profile, "patient_id", None) or "unknown"
     return cards_mod.render(recommendations, knowledge.rulebook, facts=facts, patient_id=patient_id,

@@ -14,6 +14,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from .criteria import Finding
 from .errors import ApiError, Issue
 from .fhir_client import FetchResult, FhirClient, bundle_resources, next_link
 
@@ -33,7 +34,7 @@ _USER_TOKENS = {
 @dataclass
 class Gathered:
     resources: list[dict]
-    findings: list[dict] = field(default_factory=list)  # {"code", "message", "keys"}
+    findings: list[Finding] = field(default_factory=list)  # refs are "prefetch:<key>"
     sources: dict[str, str] = field(default_factory=dict)  # key -> prefetch | fetched | none
 
 
@@ -78,7 +79,7 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
     token = (request_body.get("fhirAuthorization") or {}).get("access_token")
 
     resources: list[dict] = []
-    findings: list[dict] = []
+    findings: list[Finding] = []
     sources: dict[str, str] = {}
     to_fetch: dict[str, str] = {}
     to_continue: dict[str, dict] = {}
@@ -126,8 +127,8 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         if result.ok:
             continue
         if result.resources or key in to_continue:
-            findings.append({"code": "data-partial", "keys": [key],
-                             "message": f"Only part of '{key}' could be read: {result.error}."})
+            findings.append(Finding("data-partial", f"Only part of '{key}' could be read: {result.error}.",
+                                    (f"prefetch:{key}",)))
         else:
             unobtainable[key] = result.error or "unknown error"
 
@@ -138,6 +139,6 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         raise ApiError(412, "Required data is neither prefetched nor retrievable from fhirServer", issues=issues)
     for key, why in unobtainable.items():
         sources[key] = "none"
-        findings.append({"code": "data-missing", "keys": [key],
-                         "message": f"'{key}' could not be read ({why}); related checks may be incomplete."})
+        findings.append(Finding("data-missing", f"'{key}' could not be read ({why}); related checks may be incomplete.",
+                                (f"prefetch:{key}",)))
     return Gathered(resources=resources, findings=findings, sources=sources)

@@ -66,8 +66,8 @@ def test_http_error_on_optional_data_gives_cards_and_a_finding(client, captured)
     with FakeFhir(status_server(500)) as fhir:
         resp = call(client, fhir.base, drop=("otherObservations",))
     assert resp.status_code == 200
-    assert captured[0]["findings"][0]["keys"] == ["otherObservations"]
-    assert captured[0]["findings"][0]["code"] == "data-missing"
+    assert captured[0]["findings"][0].refs == ("prefetch:otherObservations",)
+    assert captured[0]["findings"][0].code == "data-missing"
 
 
 def test_bearer_token_is_sent_to_the_fhir_server(client):
@@ -119,7 +119,7 @@ def test_endless_paging_is_bounded(client, captured, app):
     max_pages = app.config["SETTINGS"].fhir_max_pages
     assert len(fhir.requests) == max_pages
     assert len(captured[0]["resources"]) == 1 + max_pages  # the Patient + one Condition per page
-    assert captured[0]["findings"][0]["code"] == "data-partial"
+    assert captured[0]["findings"][0].code == "data-partial"
 
 
 def test_huge_response_is_refused(client, monkeypatch):

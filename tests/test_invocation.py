@@ -92,7 +92,7 @@ def test_missing_optional_key_gives_a_finding_not_412(client, captured):
     del prefetch["otherObservations"]
     resp = client.post("/cds-services/her2-mbc-patient-view", json=hook_request(prefetch=prefetch))
     assert resp.status_code == 200
-    assert [f["keys"] for f in captured[0]["findings"]] == [["otherObservations"]]
+    assert [f.refs for f in captured[0]["findings"]] == [("prefetch:otherObservations",)]
 
 
 def fhir_auth(server_url):
@@ -169,7 +169,7 @@ def test_paginated_prefetch_without_server_is_partial(client, captured):
     resp = client.post("/cds-services/her2-mbc-patient-view", json=hook_request(prefetch=prefetch))
     assert resp.status_code == 200
     assert "Condition/c1" in ids(captured[0]["resources"])
-    assert captured[0]["findings"][0]["code"] == "data-partial"
+    assert captured[0]["findings"][0].code == "data-partial"
 
 
 def test_paging_link_to_another_host_is_not_followed(client, captured, httpserver):
@@ -180,7 +180,7 @@ def test_paging_link_to_another_host_is_not_followed(client, captured, httpserve
     resp = client.post("/cds-services/her2-mbc-patient-view",
                        json=hook_request(prefetch=prefetch, **fhir_auth(httpserver.url_for("/fhir"))))
     assert resp.status_code == 200
-    assert "another server" in captured[0]["findings"][0]["message"]
+    assert "another server" in captured[0]["findings"][0].message
     assert len(httpserver.log) == 0
 
 
