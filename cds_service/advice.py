@@ -33,7 +33,7 @@ def _finding_codes(findings: Iterable[Any]) -> list[str]:
 
 def advise(hook: str, service_id: str, context: dict, resources: list[dict],
            findings: list | None = None, knowledge=None, base_url: str | None = None,
-           today: dt.date | None = None) -> list[dict]:
+           today: dt.date | None = None, fhir_server: str | None = None) -> list[dict]:
     """Return the CDS cards for one hook call (most severe first).
 
     ``findings`` are prefetch/data-gathering findings; they are merged with the
@@ -56,7 +56,8 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
     patient_id = (context or {}).get("patientId") or getattr(profile, "patient_id", None) or "unknown"
     return cards_mod.render(recommendations, knowledge.rulebook, facts=facts, patient_id=patient_id,
-                            draft_orders=profile.draft_orders, findings=all_findings, base_url=base_url)
+                            draft_orders=profile.draft_orders, findings=all_findings, base_url=base_url,
+                            fhir_server=fhir_server)
 
 
 def issued_cards(cards: list[dict], knowledge) -> list[tuple[str, str, str]]:

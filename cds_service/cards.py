@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid as uuid_mod
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlencode
 
 from .rules import Recommendation, Rulebook, Suggestion, fact_value
 
@@ -166,7 +167,8 @@ def build_actions(suggestion: Suggestion, rulebook: Rulebook, patient_id: str, d
 
 
 def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, draft_orders: Iterable[Any],
-                taken: set[str], findings: Iterable[Any] = (), base_url: str | None = None) -> dict:
+                taken: set[str], findings: Iterable[Any] = (), base_url: str | None = None,
+                fhir_server: str | None = None) -> dict:
     rule = rec.rule
     draft_orders = list(draft_orders)
     first_ev = rulebook.evidence[rule.evidence[0]]
@@ -202,8 +204,7 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
             for code in rule.override_reasons
         ]
     if base_url:
-        card["links"] = [{"label": "Open HER2 MBC overview", "url": base_url.rstrip("/") + "/smart/launch",
-                          "type": "smart"}]
+        card["links"] = app_links(base_url, fhir_server, patient_id)
     card["extension"] = {rulebook.extension_key: {
         "id": rule.id, "version": rule.version,
         "rulebookId": rulebook.id, "rulebookVersion": rulebook.version,
@@ -211,19 +212,34 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
     return card
 
 
+def app_links(base_url: str, fhir_server: str | None, patient_id: str) -> list[dict]:
+    """The SMART app link, plus a plain link for clients that cannot launch SMART apps.
+
+    The ``absolute`` link starts a standalone launch against the same FHIR server
+    (``/smart/open``), so it still goes through the server's own authorization.
+    """
+    base = base_url.rstrip("/")
+    links = [{"label": "Open HER2 MBC overview", "url": f"{base}/smart/launch", "type": "smart"}]
+    if fhir_server and patient_id and patient_id != "unknown":
+        query = urlencode({"iss": fhir_server, "patient": patient_id})
+        links.append({"label": "Open HER2 MBC overview (without SMART launch)",
+                      "url": f"{base}/smart/open?{query}", "type": "absolute"})
+    return links
+
+
 _ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 def render(recommendations: Iterable[Recommendation], rulebook: Rulebook, *, facts: Mapping[str, Any],
            patient_id: str, draft_orders: Iterable[Any] = (), findings: Iterable[Any] = (),
-           base_url: str | None = None) -> list[dict]:
+           base_url: str | None = None, fhir_server: str | None = None) -> list[dict]:
     """All cards of one hook call, most severe first (stable within a severity)."""
     taken = set(fact_value(facts, "meds.active.ingredients") or ()) | set(
         fact_value(facts, "draft.all.ingredients") or ())
     draft_orders = list(draft_orders)
     findings = list(findings)
     cards = [render_card(r, rulebook, patient_id=patient_id, draft_orders=draft_orders, taken=taken,
-                         findings=findings, base_url=base_url) for r in recommendations]
+                         findings=findings, base_url=base_url, fhir_server=fhir_server) for r in recommendations]
     return sorted(cards, key=lambda c: _ORDER[c["indicator"]])
 
 

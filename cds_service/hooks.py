@@ -73,7 +73,8 @@ def invoke(service_id: str):
         gathered = prefetch.gather(body, PREFETCH, fhir_client(), settings.fhir_time_budget)
         knowledge = current_app.extensions["her2cds.knowledge"]
         cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
-                              gathered.findings, knowledge, base_url=public_base_url(settings))
+                              gathered.findings, knowledge, base_url=public_base_url(settings),
+                              fhir_server=body.get("fhirServer"))
         cards = [c for c in cards if card_is_valid(c)]
         issued = [(c["uuid"], *rule_of(c)) for c in cards]
         store.record_issued_cards(service.id, service.hook, issued)

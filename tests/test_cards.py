@@ -88,3 +88,16 @@ def test_no_links_without_base_url_and_why_lists_fact_refs(rulebook):
     assert "links" not in card
     why = card["detail"].split("**Why this card**")[1]
     assert "`hr.status` = positive — Observation/er-1" in why
+
+
+def test_cards_link_to_the_smart_app_and_offer_an_absolute_fallback():
+    from urllib.parse import parse_qs, urlsplit
+    from cds_service.cards import app_links
+    links = app_links("https://cds.example.org/", "https://ehr.example.org/fhir", "p 1")
+    assert [l["type"] for l in links] == ["smart", "absolute"]
+    assert links[0]["url"] == "https://cds.example.org/smart/launch"
+    fallback = urlsplit(links[1]["url"])
+    assert fallback.path == "/smart/open"
+    assert parse_qs(fallback.query) == {"iss": ["https://ehr.example.org/fhir"], "patient": ["p 1"]}
+    # No FHIR server in the request: only the SMART link (the fallback would have nowhere to go).
+    assert [l["type"] for l in app_links("https://cds.example.org", None, "p1")] == ["smart"]

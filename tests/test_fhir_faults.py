@@ -23,7 +23,7 @@ TOKEN = "tok-123-never-logged"
 def captured(monkeypatch):
     calls = []
 
-    def fake_advise(hook, service_id, context, resources, findings, knowledge, base_url=None):
+    def fake_advise(hook, service_id, context, resources, findings, knowledge, base_url=None, fhir_server=None):
         calls.append({"resources": resources, "findings": findings})
         return []
 

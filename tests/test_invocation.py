@@ -18,7 +18,7 @@ def captured(monkeypatch):
     """Record what the pure pipeline received, and let it return one card."""
     calls = []
 
-    def fake_advise(hook, service_id, context, resources, findings, knowledge, base_url=None):
+    def fake_advise(hook, service_id, context, resources, findings, knowledge, base_url=None, fhir_server=None):
         calls.append({"hook": hook, "resources": resources, "findings": findings, "context": context})
         return []
 
