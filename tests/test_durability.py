@@ -1,0 +1,163 @@
+"""Durability (issue 5): concurrent workers lose nothing; records survive a restart.
+
+The worker test mirrors ``her2-cds serve``: the app is built once, its
+database engine disposed, then four processes are forked from it (gunicorn's
+``preload_app``) and post feedback through the full stack, JWT included, all
+at the same moment.  Every row must be there exactly once, and entries that
+all four post at once must be stored once.  It runs on a SQLite file and on
+the PostgreSQL server named by ``HER2CDS_TEST_POSTGRES_URL``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import os
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from cds_service import create_app
+from cds_service.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+from cds_service.storage import issued_cards, jwt_replay
+
+POSTGRES_ENV = "HER2CDS_TEST_POSTGRES_URL"
+SERVICE = "her2-mbc-order-select"
+FEEDBACK_URL = f"http://localhost/cds-services/{SERVICE}/feedback"
+ISS = "urn:test:durability"
+KID = "dur-1"
+WORKERS = 4
+POSTS_PER_WORKER = 40
+SHARED = 5  # entries every worker posts at the same time: stored once
+
+
+@pytest.fixture(scope="module")
+def signing_key():
+    key = generate_private_key("ES384")
+    return private_key_pem(key), {"keys": [public_jwk(key, KID, "ES384")]}
+
+
+@pytest.fixture
+def issuer_file(tmp_path, signing_key):
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({ISS: {"jwks": signing_key[1]}}))
+    return str(path)
+
+
+def postgres_url() -> str:
+    """The test server's URL; without it the test fails (CI always has PostgreSQL)."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.fail(f"{POSTGRES_ENV} is not set. Start PostgreSQL and export e.g. "
+                    f"{POSTGRES_ENV}=postgresql+psycopg://her2cds:her2cds@127.0.0.1:5432/her2cds_test "
+                    "(or deselect with -m 'not postgres').")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'durable.db'}"
+    return postgres_url()
+
+
+def feedback_item(card: str) -> dict:
+    return {"card": card, "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
+            "outcomeTimestamp": "2026-01-15T10:00:00Z"}
+
+
+def _worker(app, pem: bytes, barrier, conn, worker_no: int, run_id: str) -> None:
+    """One forked worker: wait for the others, then post feedback as fast as it can.
+
+    Results go back through a Pipe (a synchronous send): a Queue's feeder
+    thread would be killed by ``os._exit`` before it flushed.
+    """
+    try:
+        client = app.test_client()
+        barrier.wait(timeout=120)
+        replies = []
+        for i in range(POSTS_PER_WORKER):
+            items = [feedback_item(f"{run_id}-w{worker_no}-{i}")]
+            if i < SHARED:
+                items.append(feedback_item(f"{run_id}-shared-{i}"))
+            token = mint_token(pem, KID, ISS, FEEDBACK_URL)
+            resp = client.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": items},
+                               headers={"Authorization": f"Bearer {token}"})
+            replies.append((resp.status_code, resp.get_json()))
+        conn.send((worker_no, replies))
+    except BaseException as exc:  # report to the parent instead of dying silently
+        conn.send((worker_no, f"worker crashed: {exc!r}"))
+    finally:
+        conn.close()
+        os._exit(0)  # no pytest/atexit machinery in the forked child
+
+
+def run_workers(app, pem: bytes, run_id: str) -> list:
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(WORKERS)
+    app.extensions["her2cds.store"].dispose()  # as `her2-cds serve` does before forking
+    pipes = [ctx.Pipe(duplex=False) for _ in range(WORKERS)]
+    procs = [ctx.Process(target=_worker, args=(app, pem, barrier, send, n, run_id))
+             for n, (_, send) in enumerate(pipes)]
+    for p in procs:
+        p.start()
+    replies = []
+    for (recv, _), p in zip(pipes, procs):
+        assert recv.poll(180), f"worker {p.name} sent nothing within 180 s"
+        replies.append(recv.recv())
+        p.join(timeout=30)
+    for worker_no, outcome in replies:
+        assert not isinstance(outcome, str), f"worker {worker_no}: {outcome}"
+    return [r for _, outcome in replies for r in outcome]
+
+
+def test_four_workers_lose_no_feedback(database_url, issuer_file, signing_key):
+    pem = signing_key[0]
+    run_id = uuid.uuid4().hex[:12]
+    app = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
+    replies = run_workers(app, pem, run_id)
+
+    assert len(replies) == WORKERS * POSTS_PER_WORKER
+    bad = [r for r in replies if r[0] != 200]
+    assert not bad, bad[:3]
+    assert sum(body["stored"] for _, body in replies) == WORKERS * POSTS_PER_WORKER + SHARED
+    assert sum(body["duplicates"] for _, body in replies) == (WORKERS - 1) * SHARED
+
+    # A "restarted" service (a new app and engine on the same database) sees every row exactly once.
+    restarted = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
+    rows = [r for r in restarted.extensions["her2cds.store"].feedback_rows(SERVICE)
+            if r["card_uuid"].startswith(run_id)]
+    cards = sorted(r["card_uuid"] for r in rows)
+    expected = sorted([f"{run_id}-w{w}-{i}" for w in range(WORKERS) for i in range(POSTS_PER_WORKER)]
+                      + [f"{run_id}-shared-{i}" for i in range(SHARED)])
+    assert cards == expected
+    restarted.extensions["her2cds.store"].dispose()
+
+
+def test_issued_cards_feedback_and_replay_cache_survive_a_restart(database_url, issuer_file, signing_key):
+    pem = signing_key[0]
+    card = f"card-{uuid.uuid4().hex}"
+    first = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
+    first.extensions["her2cds.store"].record_issued_cards(SERVICE, "order-select", [(card, "T1", "2026.1")])
+    token = mint_token(pem, KID, ISS, FEEDBACK_URL)
+    resp = first.test_client().post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [feedback_item(card)]},
+                                    headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200 and resp.get_json()["stored"] == 1
+    first.extensions["her2cds.store"].dispose()
+
+    second = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
+    store = second.extensions["her2cds.store"]
+    with store.engine.connect() as conn:
+        issued = conn.execute(select(issued_cards).where(issued_cards.c.card_uuid == card)).all()
+        remembered = conn.execute(select(jwt_replay).where(jwt_replay.c.issuer == ISS)).all()
+    assert len(issued) == 1 and issued[0].rule_id == "T1"
+    assert any(row.expires_at > dt.datetime.now().timestamp() for row in remembered)
+    assert [r["card_uuid"] for r in store.feedback_rows(SERVICE) if r["card_uuid"] == card] == [card]
+    # the captured token cannot be replayed against the restarted service
+    replay = second.test_client().post(f"/cds-services/{SERVICE}/feedback",
+                                       json={"feedback": [feedback_item(card)]},
+                                       headers={"Authorization": f"Bearer {token}"})
+    assert replay.status_code == 401
+    store.dispose()
