@@ -17,7 +17,7 @@ import os
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from cds_service import create_app
 from cds_service.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
@@ -113,10 +113,18 @@ def run_workers(app, pem: bytes, run_id: str) -> list:
     return [r for _, outcome in replies for r in outcome]
 
 
+def stale_replay_records(store, run_id: str, n: int = 2000) -> None:
+    """Expired replay rows, as after a quiet night: every worker's first request races to purge them."""
+    with store.engine.begin() as conn:
+        conn.execute(insert(jwt_replay), [{"issuer": ISS, "jti": f"{run_id}-old-{i}", "expires_at": 1}
+                                          for i in range(n)])
+
+
 def test_four_workers_lose_no_feedback(database_url, issuer_file, signing_key):
     pem = signing_key[0]
     run_id = uuid.uuid4().hex[:12]
     app = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
+    stale_replay_records(app.extensions["her2cds.store"], run_id)
     replies = run_workers(app, pem, run_id)
 
     assert len(replies) == WORKERS * POSTS_PER_WORKER
