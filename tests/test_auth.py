@@ -411,3 +411,9 @@ def test_same_issuer_in_two_files_fails_start_up(db_url):
     spec = os.pathsep.join([str(SANDBOX_ISSUERS)] * 2)
     with pytest.raises(ConfigError, match="more than one file"):
         create_app(auth="required", database_url=db_url, trusted_issuers=spec)
+
+
+def test_odd_request_id_on_a_rejected_call_is_replaced(secured):
+    resp = secured.get("/cds-services", headers={"X-Request-Id": "x" * 100})
+    assert_401(resp)
+    assert len(resp.headers["X-Request-Id"]) <= 64 and resp.headers["X-Request-Id"] != "x" * 100
