@@ -86,7 +86,10 @@ SETTINGS_DOC: dict[str, str] = {
     "smart_redirect_url": "Redirect URL registered for the SMART app (default: `{public_url}/smart/callback`)",
     "smart_allowed_issuers": "Comma list of FHIR base URLs the SMART app may be launched against "
     "(empty: any; set it in production so /smart/launch cannot be used to probe other hosts)",
-    "secret_key": "Flask session key for the SMART app (random per start if unset)",
+    "secret_key": "Flask session key for the SMART app; also encrypts its sessions in the database "
+    "(Fernet key = HKDF-SHA256 of it). Random per start if unset, which is enough for one `serve` "
+    "(its workers share the preloaded app); set it, identical everywhere, for several instances or "
+    "for sessions that survive a restart",
     "log_level": "Python log level",
     "cors_origins": "Allowed CORS origins (`*` or a comma list)",
 }

@@ -12,9 +12,11 @@ browser.  The flow is SMART App Launch 2.x, authorization code with PKCE
 2. ``GET /smart/callback?code=…&state=…``: ``state`` must be known, fresh,
    unused *and* the one this browser started; then exchange the code with
    the verifier.  The token response must name a ``patient``.
-3. The token is kept in an in-memory, expiring, per-process store keyed by a
-   random session id; only that id travels in the (signed) cookie.  Flask's
-   cookie session is client-side, so the token must never go into it.
+3. The token is kept server-side, in the service database (``smart_session``
+   table, shared by every worker and instance), encrypted with a key derived
+   from the Flask secret key and keyed by a hash of a random session id; only
+   that id travels in the (signed) cookie.  Flask's cookie session is
+   client-side, so the token must never go into it.
 4. ``GET /smart/app`` reads the patient with exactly the discovery prefetch
    queries, runs the same pipeline as the hooks (criteria → advice), and
    renders profile, recommendations, data-quality findings and the timeline
@@ -25,14 +27,16 @@ only starts a standalone launch at ``iss`` (the authorization server decides
 which patient the user may see); ``patient`` is a hint that is compared with
 the patient the token grants, never used to read data.
 
-Every failure is an HTML page with a clear message and a 4xx/502 status;
+Every failure is an HTML page with a clear message and a 4xx/502/503 status;
 nothing logs the token or patient data beyond ids.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -42,7 +46,11 @@ from datetime import date
 from urllib.parse import urlencode, urlsplit
 
 import requests
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
+from sqlalchemy.exc import SQLAlchemyError
 
 from .discovery import PREFETCH
 
@@ -53,7 +61,13 @@ bp = Blueprint("smart", __name__, url_prefix="/smart", template_folder="template
 STATE_TTL = 600             # seconds a launch may take between /launch and /callback
 SESSION_TTL = 3600          # longest a server-side app session lives, whatever the token says
 HTTP_TIMEOUT = (3.0, 10.0)  # the app is interactive; the 0.5 s hook budget does not apply
-MAX_ENTRIES = 10_000        # bound the in-memory store against floods of /launch calls
+MAX_ENTRIES = 10_000        # bound the live launches/sessions against floods of /launch calls
+CACHE_TTL = 60              # seconds a worker reuses the patient data it read (page → timeline.svg)
+CACHE_ENTRIES = 256         # the per-process data cache holds clinical data: keep it small
+
+KIND_LAUNCH = "launch"      # smart_session.kind of a pending launch (state → PKCE verifier)
+KIND_SESSION = "session"    # smart_session.kind of an app session (sid → access token)
+HKDF_INFO = b"her2cds smart_session v1"  # domain separation: this key encrypts only these rows
 
 PATIENT_VIEW = "her2-mbc-patient-view"
 
@@ -69,12 +83,13 @@ class SmartError(Exception):
 # -- the server-side store ----------------------------------------------------------
 
 class ExpiringStore:
-    """A thread-safe dict whose entries expire.
+    """A thread-safe, bounded dict whose entries expire.
 
-    Why not the database: access tokens must be transient (CDS Hooks and
-    SMART both say so); memory dies with the process.  The price: the
-    launch and the app must hit the same process — run the SMART app on a
-    single worker or with sticky sessions (docs/smart-app.md).
+    Used only as a per-process *optimisation*: the patient data read for
+    ``/smart/app`` is reused by the ``/smart/timeline.svg`` request that the
+    page triggers, if it reaches the same worker; any other worker simply
+    reads the FHIR server again.  The launches and sessions themselves live in
+    the database (``SecretStore``) so that any worker can serve any request.
     """
 
     def __init__(self, max_entries: int = MAX_ENTRIES):
@@ -138,24 +153,138 @@ class AppSession:
     access_token: str = field(repr=False)
     scope: str = ""
     patient_hint: str | None = None
-    cache: dict = field(default_factory=dict, repr=False)  # fetched resources, reused by timeline.svg
+    sid: str = field(default="", repr=False, compare=False)  # the cookie's id; keys the data cache
 
     def __repr__(self) -> str:  # never print the token, even in a debugger dump
         return f"AppSession(iss={self.iss!r}, patient={self.patient!r})"
 
 
+class UnreadableSecret(Exception):
+    """A record exists but cannot be decrypted or parsed (another secret key, or tampering)."""
+
+
+def derive_fernet_key(secret_key: str | bytes) -> bytes:
+    """The Fernet key for ``smart_session`` rows: HKDF-SHA256(secret key, info=HKDF_INFO), base64url.
+
+    Why derived, not the secret key itself: the Flask key signs cookies; a
+    separate, domain-separated key for encryption means neither use can be
+    turned against the other.  Why from the secret key at all: every worker
+    forked from a ``--preload``-ed app shares it, and instances that set the
+    same ``HER2CDS_SECRET_KEY`` share it, so any of them can read any row —
+    and a database dump alone reveals no token.
+    """
+    if isinstance(secret_key, str):
+        secret_key = secret_key.encode("utf-8")
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(secret_key)
+    return base64.urlsafe_b64encode(raw)
+
+
+class SecretStore:
+    """Launches and sessions in the service database, encrypted, shared by every worker.
+
+    Why the database: ``her2-cds serve`` runs several gunicorn workers and may
+    run several instances; ``/smart/launch``, ``/smart/callback`` and
+    ``/smart/app`` can each land on any of them.  Why encrypted: the rows hold
+    the PKCE verifier and the access token, which must not be readable from a
+    database dump or backup.  Each record is JSON (never pickle: a row must not
+    be able to run code) wrapped with its kind and row key before encryption,
+    so a row's ciphertext cannot be moved onto another row (e.g. a victim's
+    session onto an attacker's id) without the key.  Rows are keyed by
+    SHA-256 of the random id, so the table does not hold the cookie's id
+    either, and a user-supplied ``state`` of any length maps to a fixed-size key.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self._fernet: tuple[object, Fernet] | None = None
+
+    @property
+    def db(self):
+        return self.app.extensions["her2cds.store"]
+
+    def fernet(self) -> Fernet:
+        secret = self.app.config["SECRET_KEY"]
+        if self._fernet is None or self._fernet[0] != secret:  # derived once per key, not per request
+            self._fernet = (secret, Fernet(derive_fernet_key(secret)))
+        return self._fernet[1]
+
+    @staticmethod
+    def row_key(kind: str, ident: str) -> str:
+        return hashlib.sha256(f"{kind}:{ident}".encode("utf-8")).hexdigest()
+
+    def put(self, kind: str, ident: str, value: dict, ttl: int) -> None:
+        key = self.row_key(kind, ident)
+        plain = json.dumps({"kind": kind, "key": key, "value": value}, separators=(",", ":"))
+        self.db.put_secret(kind, key, self.fernet().encrypt(plain.encode("utf-8")), int(ttl),
+                           now=_now(), max_live=MAX_ENTRIES)
+
+    def get(self, kind: str, ident: str | None) -> dict | None:
+        if not ident:
+            return None
+        key = self.row_key(kind, ident)
+        return self._open(kind, key, self.db.get_secret(kind, key, now=_now()))
+
+    def pop(self, kind: str, ident: str | None) -> dict | None:
+        """Get and delete: a ``state`` is usable once, whichever worker sees it first."""
+        if not ident:
+            return None
+        key = self.row_key(kind, ident)
+        return self._open(kind, key, self.db.pop_secret(kind, key, now=_now()))
+
+    def _open(self, kind: str, key: str, token: bytes | None) -> dict | None:
+        if token is None:
+            return None
+        try:
+            record = json.loads(self.fernet().decrypt(token))
+        except (InvalidToken, ValueError):
+            raise UnreadableSecret(kind) from None
+        if (not isinstance(record, dict) or record.get("kind") != kind or record.get("key") != key
+                or not isinstance(record.get("value"), dict)):
+            raise UnreadableSecret(kind)
+        return record["value"]
+
+
+def _now() -> int:
+    """Wall-clock seconds: expiry must agree across processes and hosts (monotonic clocks do not)."""
+    return int(time.time())
+
+
 @bp.record_once
 def _init_stores(state) -> None:
-    state.app.extensions["her2cds.smart.pending"] = ExpiringStore()
-    state.app.extensions["her2cds.smart.sessions"] = ExpiringStore()
+    """Per app: the database-backed store, the small data cache, and the session cookie flags.
+
+    Cookie: always HttpOnly (no script needs it).  Behind HTTPS the app may be
+    shown in an EHR iframe, which is a cross-site context: the cookie then
+    needs ``SameSite=None`` and, as browsers require for that, ``Secure``.
+    Over plain http ``SameSite=None`` is refused by browsers, so ``Lax``
+    (the app then opens in its own window/tab).  The ``state`` ↔ browser
+    binding, not SameSite, is what stops login CSRF.
+    """
+    app = state.app
+    app.extensions["her2cds.smart.secrets"] = SecretStore(app)
+    app.extensions["her2cds.smart.cache"] = ExpiringStore(max_entries=CACHE_ENTRIES)
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if app.config["SETTINGS"].public_url.strip().lower().startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["SESSION_COOKIE_SAMESITE"] = "None"
+    else:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
 
-def _pending() -> ExpiringStore:
-    return current_app.extensions["her2cds.smart.pending"]
+def _secrets() -> SecretStore:
+    return current_app.extensions["her2cds.smart.secrets"]
 
 
-def _sessions() -> ExpiringStore:
-    return current_app.extensions["her2cds.smart.sessions"]
+def _cache() -> ExpiringStore:
+    return current_app.extensions["her2cds.smart.cache"]
+
+
+def _db_unavailable(exc: Exception) -> SmartError:
+    # the type only: SQLAlchemy's message would carry the statement's parameters
+    log.error("smart: session store unavailable", extra={"error": type(exc).__name__})
+    return SmartError(503, "Service unavailable",
+                      "The service cannot reach its database right now, so the sign-in cannot be "
+                      "checked. Try again in a moment.")
 
 
 # -- PKCE and small helpers -----------------------------------------------------------
@@ -280,8 +409,11 @@ def _start_authorization(iss: str, launch_token: str | None, patient_hint: str |
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(24)
     redirect_uri = _redirect_uri()
-    _pending().put(state, PendingLaunch(iss, conf["token_endpoint"], verifier, redirect_uri, patient_hint),
-                   STATE_TTL)
+    pending = PendingLaunch(iss, conf["token_endpoint"], verifier, redirect_uri, patient_hint)
+    try:
+        _secrets().put(KIND_LAUNCH, state, dataclasses.asdict(pending), STATE_TTL)
+    except SQLAlchemyError as exc:
+        raise _db_unavailable(exc) from None
     session["smart_state"] = state
     params = {
         "response_type": "code",
@@ -310,12 +442,13 @@ def callback():
     if not state:
         raise SmartError(400, "Missing state", "The authorization response has no 'state'; start the app again.")
     browser_state = session.pop("smart_state", None)
-    pending = _pending().pop(state)
+    pending = _pop_pending(state)
     if pending is None and browser_state == state:
-        # this browser did start the launch, but this process has no record of it
+        # this browser did start the launch, but the database has no live record of it
         raise SmartError(400, "Launch expired",
-                         "This sign-in took too long, or the service restarted, or it runs several worker "
-                         "processes without sticky sessions (see docs/smart-app.md). Launch the app again.")
+                         "This sign-in took too long, or the service lost it (its instances do not share "
+                         "one database, or the database was reset; see docs/smart-app.md). "
+                         "Launch the app again.")
     if pending is None:
         raise SmartError(400, "Unknown or expired launch",
                          "This sign-in was not started here, was already used, or took too long. "
@@ -334,11 +467,30 @@ def callback():
     ttl = SESSION_TTL
     if isinstance(token.get("expires_in"), int) and token["expires_in"] > 0:
         ttl = min(ttl, token["expires_in"])
-    _sessions().put(sid, AppSession(pending.iss, token["patient"], token["access_token"],
-                                    str(token.get("scope", "")), pending.patient_hint), ttl)
+    entry = AppSession(pending.iss, token["patient"], token["access_token"], str(token.get("scope", "")),
+                       pending.patient_hint)
+    try:
+        _secrets().put(KIND_SESSION, sid, {k: v for k, v in dataclasses.asdict(entry).items() if k != "sid"},
+                       ttl)
+    except SQLAlchemyError as exc:
+        raise _db_unavailable(exc) from None
     session["smart_sid"] = sid
     log.info("smart session started", extra={"iss": pending.iss, "patient_id": token["patient"]})
     return redirect(url_for("smart.app_page"), code=302)
+
+
+def _pop_pending(state: str) -> PendingLaunch | None:
+    """The launch ``state`` names, consumed (single-use), or None; unreadable rows are a clear error."""
+    try:
+        value = _secrets().pop(KIND_LAUNCH, state)
+        return None if value is None else PendingLaunch(**value)
+    except SQLAlchemyError as exc:
+        raise _db_unavailable(exc) from None
+    except (UnreadableSecret, TypeError):
+        raise SmartError(400, "Launch unreadable",
+                         "This sign-in was started with another secret key than this service instance has "
+                         "(HER2CDS_SECRET_KEY differs between instances, or changed on restart). "
+                         "Launch the app again.") from None
 
 
 def _raise_authorization_error() -> None:
@@ -391,11 +543,21 @@ def _exchange_code(pending: PendingLaunch, code: str) -> dict:
 
 
 def _current_session() -> AppSession:
-    entry = _sessions().get(session.get("smart_sid"))
+    sid = session.get("smart_sid")
+    try:
+        value = _secrets().get(KIND_SESSION, sid)
+        entry = None if value is None else AppSession(**value, sid=sid)
+    except SQLAlchemyError as exc:
+        raise _db_unavailable(exc) from None
+    except (UnreadableSecret, TypeError):
+        raise SmartError(401, "Session unreadable",
+                         "This browser's session was started with another secret key than this service "
+                         "instance has (HER2CDS_SECRET_KEY differs between instances, or changed on restart). "
+                         "Launch the app again from the EHR.") from None
     if entry is None:
         raise SmartError(401, "Session expired",
-                         "There is no active session for this browser (it expired or the service restarted). "
-                         "Launch the app again from the EHR.")
+                         "There is no active session for this browser (it expired, or the service restarted "
+                         "without a fixed HER2CDS_SECRET_KEY). Launch the app again from the EHR.")
     return entry
 
 
@@ -476,9 +638,9 @@ def _fetch(entry: AppSession) -> tuple[list[dict], list[str]]:
 
 
 def _patient_data(entry: AppSession) -> dict:
-    """Fetch once per session (cached for the timeline request) and run criteria + advice."""
-    cached = entry.cache.get("data")
-    if cached is not None and time.monotonic() - entry.cache.get("at", 0) < 60:
+    """Fetch and run criteria + advice; reused for a minute by this worker (page, then timeline.svg)."""
+    cached = _cache().get(entry.sid)
+    if cached is not None:
         return cached
     resources, fetch_errors = _fetch(entry)
     if not resources and fetch_errors:
@@ -503,7 +665,8 @@ def _patient_data(entry: AppSession) -> dict:
         "findings": fetch_errors + _profile_findings(profile),
         "today": today,
     }
-    entry.cache.update(data=data, at=time.monotonic())
+    if entry.sid:
+        _cache().put(entry.sid, data, CACHE_TTL)
     return data
 
 

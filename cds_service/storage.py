@@ -1,13 +1,16 @@
-"""Durable records: feedback, issued cards, the JWT replay cache and the audit trail.
+"""Durable records: feedback, issued cards, the JWT replay cache, the audit trail and
+the SMART app's short-lived, encrypted launch/session records.
 
 SQLAlchemy Core (not the ORM) so that SQLite and PostgreSQL are a URL apart.
 All writes are single short transactions; uniqueness constraints, not
 read-then-write, make repeated feedback and replayed ``jti`` values safe across
 gunicorn workers and across instances that share a database.
 
-No access token, JWT or clinical data is ever written here: issued-card rows
-carry only the card uuid, rule, rulebook version and service; the audit row
-carries ids (patient id, hook instance), never resource content.
+No access token, JWT or clinical data is ever written here in clear text:
+issued-card rows carry only the card uuid, rule, rulebook version and service;
+the audit row carries ids (patient id, hook instance), never resource content;
+``smart_session`` rows hold only ciphertext that the caller encrypted
+(``cds_service/smart.py``: Fernet, key derived from the Flask secret key).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 
 from sqlalchemy import (
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -88,6 +93,21 @@ audit = Table(
     Column("card_count", Integer, nullable=False, default=0),
     Column("rule_ids", Text, nullable=False, default=""),
     Column("duration_ms", Integer, nullable=False, default=0),
+)
+
+
+# The SMART app's server-side state (PKCE launches, app sessions) so that /smart/launch,
+# /smart/callback and /smart/app may reach any worker or instance sharing this database.
+# ``key`` is chosen by the caller (smart.py stores a hash of the random id, never the id);
+# ``payload`` is opaque ciphertext (ASCII, a Fernet token); ``expires_at`` is epoch seconds.
+smart_session = Table(
+    "smart_session",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("expires_at", Integer, nullable=False, index=True),
+    Column("payload", Text, nullable=False),
+    Index("ix_smart_session_kind_expires", "kind", "expires_at"),
 )
 
 
@@ -237,6 +257,60 @@ class Store:
             return True
         except IntegrityError:
             return False
+
+    # -- SMART app secrets (ciphertext only) -----------------------------------
+    def put_secret(self, kind: str, key: str, payload: bytes, ttl: int, now: int | None = None,
+                   max_live: int | None = None) -> None:
+        """Store an encrypted record for ``ttl`` seconds; expired rows of every kind go first.
+
+        Purging on write keeps the table small without a background job.
+        ``max_live`` bounds the live rows of this ``kind`` (a flood of launches
+        cannot fill the disk): when reached, the rows closest to expiry are dropped.
+        """
+        now = int(time.time()) if now is None else int(now)
+        with self.engine.begin() as conn:
+            conn.execute(smart_session.delete().where(smart_session.c.expires_at <= now))
+            if max_live is not None:
+                live = conn.execute(select(func.count()).select_from(smart_session)
+                                    .where(smart_session.c.kind == kind)).scalar_one()
+                if live >= max_live:
+                    oldest = (select(smart_session.c.key).where(smart_session.c.kind == kind)
+                              .order_by(smart_session.c.expires_at).limit(live - max_live + 1))
+                    conn.execute(smart_session.delete().where(smart_session.c.key.in_(oldest)))
+            conn.execute(insert(smart_session).values(key=key, kind=kind, expires_at=now + int(ttl),
+                                                      payload=payload.decode("ascii")))
+
+    def get_secret(self, kind: str, key: str, now: int | None = None) -> bytes | None:
+        """The payload of a live record, or None (unknown, other kind, or expired)."""
+        now = int(time.time()) if now is None else int(now)
+        with self.engine.connect() as conn:
+            payload = conn.execute(
+                select(smart_session.c.payload).where(
+                    smart_session.c.key == key, smart_session.c.kind == kind,
+                    smart_session.c.expires_at > now)).scalar_one_or_none()
+        return None if payload is None else payload.encode("ascii")
+
+    def pop_secret(self, kind: str, key: str, now: int | None = None) -> bytes | None:
+        """Get and delete, single-use even under concurrency: None unless *this* call deleted the row.
+
+        Select, then delete and check the rowcount, in one transaction: two
+        callers may both read the row, but only one DELETE affects it (SQLite
+        serialises writers; PostgreSQL makes the second DELETE wait for the
+        first and then find nothing).  Portable where DELETE … RETURNING is not
+        (SQLite < 3.35).  An expired row is deleted too, and reported as None.
+        """
+        now = int(time.time()) if now is None else int(now)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(smart_session.c.payload, smart_session.c.expires_at).where(
+                    smart_session.c.key == key, smart_session.c.kind == kind)).first()
+            if row is None:
+                return None
+            deleted = conn.execute(smart_session.delete().where(
+                smart_session.c.key == key, smart_session.c.kind == kind)).rowcount
+        if deleted != 1 or row.expires_at <= now:
+            return None
+        return row.payload.encode("ascii")
 
     # -- audit --------------------------------------------------------------
     def record_audit(self, **row) -> None:

@@ -11,7 +11,10 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import re
+import threading
+import uuid
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
@@ -297,8 +300,8 @@ def test_state_from_another_browser_is_rejected(app, ehr):
 
 def test_expired_state_is_rejected(client, ehr, app, monkeypatch):
     _, params = _launch(client, ehr)
-    real = smart.time.monotonic
-    monkeypatch.setattr(smart.time, "monotonic", lambda: real() + smart.STATE_TTL + 1)
+    real = smart._now
+    monkeypatch.setattr(smart, "_now", lambda: real() + smart.STATE_TTL + 1)
     resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
     assert resp.status_code == 400
     assert "took too long" in resp.get_data(as_text=True)
@@ -384,14 +387,19 @@ def test_expiring_store_bounds_its_size():
     assert store.pop("k9") == 9 and store.get("k9") is None
 
 
-def test_launch_lost_by_this_process_says_why(client, ehr, app):
-    """As if the callback reached another worker process (no sticky sessions) or the service restarted."""
+def test_launch_lost_by_the_service_says_why(client, ehr, tmp_path):
+    """As if the callback reached an instance on another database (misconfigured) or the database was reset."""
+    from cds_service import create_app
+
     _, params = _launch(client, ehr)
-    app.extensions["her2cds.smart.pending"] = smart.ExpiringStore()
-    resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    other = create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'other.db'}",
+                       secret_key=client.application.secret_key)
+    stranger = other.test_client()
+    _move_cookie(client, stranger)
+    resp = stranger.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
     assert resp.status_code == 400
     html = resp.get_data(as_text=True)
-    assert "Launch expired" in html and "sticky sessions" in html
+    assert "Launch expired" in html and "share" in html and "one database" in html
     assert ehr.token_requests == []
 
 
@@ -416,3 +424,271 @@ def test_fhir_server_down_is_a_502_page(client, ehr, httpserver):
     resp = client.get("/smart/app")
     assert resp.status_code == 502
     assert "Nothing could be read from the FHIR server" in resp.get_data(as_text=True)
+
+
+# -- the database-backed store: any worker, any instance ------------------------------------
+
+SECRET = "test-secret-key-shared-by-all-workers"
+
+
+def _worker(db_url, secret_key=SECRET, **settings):
+    """One gunicorn worker (or instance): its own app object on the shared database."""
+    from cds_service import create_app
+
+    return create_app(auth="disabled", database_url=db_url, secret_key=secret_key, **settings)
+
+
+def _move_cookie(src, dst, value=None):
+    """The browser's cookie, sent to whichever worker the load balancer picks next."""
+    dst.set_cookie("session", value if value is not None else src.get_cookie("session").value)
+
+
+def _rows(app, kind=None):
+    from sqlalchemy import select
+
+    from cds_service.storage import smart_session
+
+    query = select(smart_session)
+    if kind:
+        query = query.where(smart_session.c.kind == kind)
+    with app.extensions["her2cds.store"].engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def test_launch_started_on_one_worker_completes_on_another(db_url, ehr):
+    first, second = _worker(db_url), _worker(db_url)
+    browser1, browser2 = first.test_client(), second.test_client()
+    _, params = _launch(browser1, ehr)
+    _move_cookie(browser1, browser2)
+    resp = browser2.get("/smart/callback", query_string={"code": "code-1", "state": params["state"]})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    assert resp.headers["Location"].endswith("/smart/app")
+    [form] = ehr.token_requests
+    assert smart.pkce_challenge(form["code_verifier"]) == params["code_challenge"]
+
+    _move_cookie(browser2, browser1)
+    page = browser1.get("/smart/app")
+    assert page.status_code == 200, page.get_data(as_text=True)
+    assert "Ada Testpatient" in page.get_data(as_text=True)
+    svg = browser2.get("/smart/timeline.svg")  # the picture on the other worker: re-read, not cached there
+    assert svg.status_code == 200 and "trastuzumab" in svg.get_data(as_text=True)
+    assert set(ehr.fhir_auth_headers) == {f"Bearer {ACCESS_TOKEN}"}
+
+
+def test_state_cannot_be_replayed_on_another_worker(db_url, ehr):
+    first, second = _worker(db_url), _worker(db_url)
+    browser1, browser2 = first.test_client(), second.test_client()
+    _, params = _launch(browser1, ehr)
+    started = browser1.get_cookie("session").value  # the cookie as it was before the callback
+    assert browser1.get("/smart/callback", query_string={"code": "c", "state": params["state"]}).status_code == 302
+    _move_cookie(browser1, browser2, started)  # replay the callback URL with the pre-callback cookie
+    again = browser2.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert again.status_code == 400
+    assert "Launch expired" in again.get_data(as_text=True)
+    assert len(ehr.token_requests) == 1
+
+
+def test_concurrent_callbacks_with_one_state_exchange_the_code_once(db_url, ehr):
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = [_worker(db_url) for _ in range(2)]
+    browsers = [w.test_client() for w in workers]
+    _, params = _launch(browsers[0], ehr)
+    _move_cookie(browsers[0], browsers[1])
+    barrier = threading.Barrier(2)
+
+    def call(browser):
+        barrier.wait()
+        return browser.get("/smart/callback", query_string={"code": "c", "state": params["state"]}).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(call, browsers))
+    assert statuses == [302, 400]
+    assert len(ehr.token_requests) == 1
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, db_url):
+    """SQLite and PostgreSQL: single-use must hold on both (see test_durability.py for the server)."""
+    if request.param == "sqlite":
+        return db_url
+    url = os.environ.get("HER2CDS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("HER2CDS_TEST_POSTGRES_URL is not set (or deselect with -m 'not postgres').")
+    return url
+
+
+def test_pop_secret_is_single_use_under_concurrency(store_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cds_service.storage import Store
+
+    stores = [Store(store_url) for _ in range(4)]  # separate engines, as in separate processes
+    key = uuid.uuid4().hex
+    stores[0].put_secret("launch", key, b"ciphertext", 60)
+    barrier = threading.Barrier(8)
+
+    def pop(i):
+        barrier.wait()
+        return stores[i % 4].pop_secret("launch", key)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(pop, range(8)))
+    assert results.count(b"ciphertext") == 1
+    assert results.count(None) == 7
+    for store in stores:
+        store.dispose()
+
+
+def test_database_rows_hold_no_clear_text_token_verifier_or_ids(db_url, ehr):
+    app = _worker(db_url)
+    browser = app.test_client()
+    _full_flow(browser, ehr)
+    sid = app.session_interface.get_signing_serializer(app).loads(browser.get_cookie("session").value)["smart_sid"]
+    _, pending = _launch(app.test_client(), ehr)  # a second launch, left pending
+    rows = _rows(app)
+    assert sorted(r["kind"] for r in rows) == ["launch", "session"]
+    [form] = ehr.token_requests
+    for row in rows:
+        text = json.dumps(row, default=str)
+        for secret in (ACCESS_TOKEN, form["code_verifier"], sid, pending["state"], PATIENT_ID):
+            assert secret not in text
+        assert row["payload"].startswith("gAAAAA")  # a Fernet token
+    session_row = next(r for r in rows if r["kind"] == "session")
+    assert session_row["key"] == smart.SecretStore.row_key("session", sid)
+
+
+def test_different_secret_key_cannot_read_the_session(db_url, ehr):
+    first, other = _worker(db_url), _worker(db_url, secret_key="another-secret")
+    browser, stranger = first.test_client(), other.test_client()
+    _full_flow(browser, ehr)
+    # the plain case: the other instance cannot even verify the cookie
+    _move_cookie(browser, stranger)
+    resp = stranger.get("/smart/app")
+    assert resp.status_code == 401 and resp.mimetype == "text/html"
+    assert "Launch the app again" in resp.get_data(as_text=True)
+    # and even with a cookie it accepts, the row does not decrypt under its key: a clear page, not a 500
+    content = first.session_interface.get_signing_serializer(first).loads(browser.get_cookie("session").value)
+    _move_cookie(browser, stranger, other.session_interface.get_signing_serializer(other).dumps(content))
+    for path in ("/smart/app", "/smart/timeline.svg"):
+        resp = stranger.get(path)
+        assert resp.status_code == 401 and resp.mimetype == "text/html"
+        assert "another secret key" in resp.get_data(as_text=True)
+    assert browser.get("/smart/app").status_code == 200  # the right key still reads it
+
+
+def test_different_secret_key_cannot_complete_a_launch(db_url, ehr):
+    first, other = _worker(db_url), _worker(db_url, secret_key="another-secret")
+    browser, stranger = first.test_client(), other.test_client()
+    _, params = _launch(browser, ehr)
+    content = first.session_interface.get_signing_serializer(first).loads(browser.get_cookie("session").value)
+    _move_cookie(browser, stranger, other.session_interface.get_signing_serializer(other).dumps(content))
+    resp = stranger.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert resp.status_code == 400 and resp.mimetype == "text/html"
+    assert "Launch unreadable" in resp.get_data(as_text=True)
+    assert ehr.token_requests == []
+
+
+def test_a_row_moved_onto_another_session_does_not_decrypt(db_url, ehr):
+    """Ciphertext is bound to its row key: copying a victim's row onto one's own id gains nothing."""
+    from sqlalchemy import update
+
+    from cds_service.storage import smart_session
+
+    app = _worker(db_url)
+    victim, attacker = app.test_client(), app.test_client()
+    _full_flow(victim, ehr)
+    _full_flow(attacker, ehr)
+    serializer = app.session_interface.get_signing_serializer(app)
+    victim_key, attacker_key = (
+        smart.SecretStore.row_key("session", serializer.loads(c.get_cookie("session").value)["smart_sid"])
+        for c in (victim, attacker))
+    rows = {r["key"]: r for r in _rows(app, "session")}
+    with app.extensions["her2cds.store"].engine.begin() as conn:
+        conn.execute(update(smart_session).where(smart_session.c.key == attacker_key)
+                     .values(payload=rows[victim_key]["payload"]))
+    resp = attacker.get("/smart/app")
+    assert resp.status_code == 401
+    assert "Session unreadable" in resp.get_data(as_text=True)
+    assert victim.get("/smart/app").status_code == 200
+
+
+def test_expired_rows_are_purged_on_write(db_url, ehr, monkeypatch):
+    app = _worker(db_url)
+    browser = app.test_client()
+    _, old = _launch(browser, ehr)
+    assert len(_rows(app, "launch")) == 1
+    real = smart._now
+    monkeypatch.setattr(smart, "_now", lambda: real() + smart.STATE_TTL + 1)
+    _, new = _launch(app.test_client(), ehr)
+    [row] = _rows(app, "launch")
+    assert row["key"] == smart.SecretStore.row_key("launch", new["state"])
+
+
+def test_store_purges_expired_rows_and_bounds_live_ones(store_url):
+    from sqlalchemy import select
+
+    from cds_service.storage import Store, smart_session
+
+    store = Store(store_url)
+    run = uuid.uuid4().hex[:12]  # the PostgreSQL database is shared between runs
+    a, b, c = (f"{run}-{x}" for x in "abc")
+    store.put_secret("launch", a, b"A", ttl=10, now=100)
+    assert store.get_secret("launch", a, now=109) == b"A"
+    assert store.get_secret("session", a, now=109) is None  # kinds do not mix
+    assert store.get_secret("launch", a, now=110) is None
+    assert store.pop_secret("launch", a, now=110) is None  # expired: gone, not usable
+    store.put_secret("launch", b, b"B", ttl=10, now=100)
+    store.put_secret("session", c, b"C", ttl=100, now=120)  # a write purges expired rows of every kind
+    with store.engine.connect() as conn:
+        keys = [r.key for r in conn.execute(select(smart_session.c.key).where(smart_session.c.key.like(f"{run}%")))]
+    assert keys == [c]
+    kind = f"t{run}"  # a kind of its own, so the bound counts only this test's rows
+    for i in range(5):
+        store.put_secret(kind, f"{run}-k{i}", b"x", ttl=60 + i, now=200, max_live=3)
+    assert [store.get_secret(kind, f"{run}-k{i}", now=201) for i in range(5)] == [None, None, b"x", b"x", b"x"]
+    store.dispose()
+
+
+def test_session_ends_when_the_token_expires(client, ehr, monkeypatch):
+    _full_flow(client, ehr)
+    real = smart._now
+    monkeypatch.setattr(smart, "_now", lambda: real() + 3600 + 1)  # the token's expires_in
+    resp = client.get("/smart/app")
+    assert resp.status_code == 401
+    assert "Session expired" in resp.get_data(as_text=True)
+
+
+def test_database_failure_is_a_clear_page_not_a_500(client, ehr, app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT ...", {"payload": "x"}, Exception("database is locked"))
+
+    monkeypatch.setattr(app.extensions["her2cds.store"], "put_secret", broken)
+    resp = client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
+    assert resp.status_code == 503 and resp.mimetype == "text/html"
+    assert "cannot reach its database" in resp.get_data(as_text=True)
+
+
+def test_fernet_key_is_derived_from_the_secret_key():
+    key = smart.derive_fernet_key("s3cret")
+    assert key == smart.derive_fernet_key(b"s3cret")
+    assert key != smart.derive_fernet_key("other")
+    assert len(base64.urlsafe_b64decode(key)) == 32
+    assert b"s3cret" not in base64.urlsafe_b64decode(key)
+
+
+@pytest.mark.parametrize("public_url, secure, samesite", [
+    ("", False, "Lax"),
+    ("http://cds.local:8080", False, "Lax"),
+    ("https://cds.example.org", True, "None"),
+])
+def test_session_cookie_flags(db_url, ehr, public_url, secure, samesite):
+    app = _worker(db_url, public_url=public_url)
+    resp = app.test_client().get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
+    assert resp.status_code == 302
+    header = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in header
+    assert f"SameSite={samesite}" in header
+    assert ("Secure" in header) is secure
