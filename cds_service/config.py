@@ -66,7 +66,7 @@ class Settings:
 
 # name -> (description, default shown in the README)
 SETTINGS_DOC: dict[str, str] = {
-    "database_url": "SQLAlchemy URL for feedback, issued cards, audit and the JWT replay cache "
+    "database_url": "SQLAlchemy URL for feedback, issued cards, audit, the JWT replay cache and encrypted SMART sessions "
     "(default: SQLite file `var/her2cds.db`; e.g. `postgresql+psycopg://user:pw@host/db`)",
     "profiles_dir": "Folder with the FHIR ValueSets/ConceptMaps and the rulebook",
     "max_body_bytes": "Largest request body accepted; larger bodies get 413",
