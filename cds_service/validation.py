@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from flask import Request
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
 from .errors import ApiError, Issue
@@ -22,13 +22,42 @@ JSON_TYPES = ("application/json", "application/fhir+json")
 MAX_REPORTED_ERRORS = 10
 
 
+_ONE_OF = Draft202012Validator.VALIDATORS["oneOf"]
+_NULL_ONLY = {"type": "null"}
+
+
+def _one_of(validator, one_of, instance, schema):
+    """``oneOf`` exactly as jsonschema checks it, minus the cost of messages nobody reads.
+
+    jsonschema builds every failing branch's error message, and a ``type``
+    error embeds ``repr(instance)``: for ``oneOf: [{type: null}, resource]``
+    that is a repr of a whole prefetch Bundle (megabytes for a large patient)
+    on every valid request.  Here the branches are only *counted* (a
+    ``{type: null}`` branch by ``instance is None``, which is what the type
+    checker does); when exactly one holds there is no error, as in
+    jsonschema, and otherwise jsonschema's own ``oneOf`` produces the errors.
+    """
+    valid = 0
+    for sub in one_of:
+        ok = instance is None if sub == _NULL_ONLY else validator.evolve(schema=sub).is_valid(instance)
+        if ok:
+            valid += 1
+            if valid > 1:
+                break
+    if valid != 1:
+        yield from _ONE_OF(validator, one_of, instance, schema)
+
+
+_Validator = validators.extend(Draft202012Validator, {"oneOf": _one_of})
+
+
 @lru_cache(maxsize=None)
 def validator(name: str) -> Draft202012Validator:
     """The compiled validator for ``schemas/<name>.schema.json``."""
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as fh:
         schema = json.load(fh)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def pointer(path) -> str:
