@@ -10,7 +10,10 @@ exception.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from typing import Any, Iterable
 
 from pydantic import ValidationError
@@ -44,12 +47,55 @@ def reference_of(resource: dict) -> str:
     return f"{resource.get('resourceType', '?')}/{resource.get('id') or '?'}"
 
 
+# Validation results by resource content.  The same patient's resources come
+# back on every hook of a session (patient-view on chart open, order-select on
+# each selection, order-sign), and pydantic validation (~0.09 ms a resource)
+# was most of a call's time; the key (a hash of the resource's repr, which
+# tells 1 from 1.0 from True and lists from tuples) costs ~0.005 ms.  Same
+# content, same verdict: the message depends only on the resource.  Bounded,
+# least recently used first out.  Keys are hashes; values are verdicts, which
+# name a resource id and fields, never values.
+CHECK_CACHE_SIZE = 20_000
+_checked: OrderedDict[bytes, tuple[str, str] | None] = OrderedDict()
+_checked_lock = threading.Lock()
+
+
+def _content_key(resource: dict) -> bytes | None:
+    try:
+        text = repr(resource)
+    except Exception:  # an object with a broken __repr__ (never JSON data): not cached
+        return None
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def clear_check_cache() -> None:
+    """Forget every cached verdict (benchmarks measure the cold path with this)."""
+    with _checked_lock:
+        _checked.clear()
+
+
 def check_r4(resource: dict) -> tuple[str, str] | None:
     """Validate one resource as FHIR R4; ``None`` when fine, else (finding code, message).
 
     The message names the field and the error, never the value (it may be
-    patient data).
+    patient data).  Verdicts are cached by content (see ``_checked``).
     """
+    key = _content_key(resource)
+    if key is not None:
+        with _checked_lock:
+            if key in _checked:
+                _checked.move_to_end(key)
+                return _checked[key]
+    result = _check_r4(resource)
+    if key is not None:
+        with _checked_lock:
+            _checked[key] = result
+            if len(_checked) > CHECK_CACHE_SIZE:
+                _checked.popitem(last=False)
+    return result
+
+
+def _check_r4(resource: dict) -> tuple[str, str] | None:
     rtype = resource.get("resourceType")
     try:
         _model(rtype).model_validate(resource)
