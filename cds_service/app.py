@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import uuid
 
 from flask import Flask, g, jsonify, request
 from flask_cors import CORS
@@ -13,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import config as config_mod
 from .errors import ApiError, Issue, operation_outcome
+from .logs import request_id
 from .storage import Store
 
 log = logging.getLogger("her2cds")
@@ -45,6 +45,7 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     CORS(app, origins=origins, methods=["GET", "POST", "OPTIONS"],
          allow_headers=["Content-Type", "Authorization"], max_age=86400)
 
+    _install_request_hooks(app)  # first, so the request id exists before authentication runs
     from .auth import init_auth
     init_auth(app)
 
@@ -63,7 +64,6 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     if smart_bp is not None:
         app.register_blueprint(smart_bp)
 
-    _install_request_hooks(app)
     _install_error_handlers(app)
     return app
 
@@ -71,7 +71,7 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
 def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start():
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request_id()
         g.started = time.perf_counter()
 
     @app.after_request

@@ -28,10 +28,8 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTEr
 
 from .config import ConfigError
 from .errors import ApiError
+from .logs import request_id
 
 log = logging.getLogger("her2cds.auth")
 
@@ -66,7 +65,6 @@ JWKS_FETCH_TIMEOUT = 2.0
 MAX_TOKEN_CHARS = 16_384  # a JWT with one signature is far smaller; bounds the work per call
 MAX_JTI_CHARS = 256       # the replay table column holds 300
 MAX_ISSUER_CHARS = 300    # the replay table column
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # the audit table's request_id column holds 64
 _ISSUER_MEMBERS = {"jwks_url", "jwks", "tenants", "jku_allowlist", "description"}
 
 
@@ -397,18 +395,7 @@ def _unauthorized() -> ApiError:
 
 
 def _request_id() -> str:
-    """The request id for the log line.
-
-    This check may run before the app's own request hook has set one, so set
-    it here (the caller's id when it is a sane token that fits the audit
-    column, else a fresh uuid) for the rejection log and response.
-    """
-    rid = g.get("request_id")
-    if not rid:
-        supplied = request.headers.get("X-Request-Id") or ""
-        rid = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
-        g.request_id = rid
-    return rid
+    return request_id()
 
 
 def _reject(reason: str, claims_hint: dict | None = None) -> ApiError:

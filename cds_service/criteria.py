@@ -214,7 +214,8 @@ class _Builder:
                 self.finding("malformed-resource", f"a prefetch item is a {type(r).__name__}, not a resource; skipped")
                 continue
             if r.get("resourceType") == "Bundle":
-                yield from self._flatten(e.get("resource") for e in r.get("entry") or () if isinstance(e, dict))
+                entries = r.get("entry") if isinstance(r.get("entry"), list) else ()
+                yield from self._flatten(e.get("resource") for e in entries if isinstance(e, dict))
             else:
                 yield r
 
@@ -225,6 +226,10 @@ class _Builder:
             rtype = r.get("resourceType")
             if rtype not in _RELEVANT:
                 continue
+            if "id" in r and not isinstance(r["id"], str):
+                self.finding("malformed-resource", f"a {rtype} has an id that is not a string; skipped",
+                             (f"{rtype}/?",))
+                continue
             if r.get("id"):
                 key = f"{rtype}/{r['id']}"
                 if key in seen:
@@ -232,7 +237,14 @@ class _Builder:
                 seen.add(key)
             if rtype == "Condition" and r.get("id"):
                 self.all_conditions[r["id"]] = r  # raw, for related-primary look-ups only
-            kind = self._relevance(r)
+            try:
+                kind = self._relevance(r)
+            except (TypeError, AttributeError, ValueError) as exc:
+                # Shapes no FHIR resource has (a code that is an object, a list where a
+                # string belongs) must cost this resource, never the request.
+                self.finding("malformed-resource", f"{fp.reference_of(r)} could not be read "
+                             f"({type(exc).__name__}); skipped", (fp.reference_of(r),))
+                continue
             if kind is None:
                 continue
             problem = fp.check_r4(r)

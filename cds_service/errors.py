@@ -7,7 +7,7 @@ simply read the status code.  Every 4xx the service answers carries one, with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass

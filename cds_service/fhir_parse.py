@@ -148,9 +148,19 @@ def period_bounds(period: dict | None) -> tuple[dt.date | None, dt.date | None]:
 # -- codeable concepts ------------------------------------------------------
 
 def codings(codeable: Any) -> list[dict]:
+    """The well-formed Codings of a CodeableConcept.
+
+    A coding whose ``system`` or ``code`` is not a string (a list, a number)
+    is not FHIR; it is dropped here so that no look-up downstream ever sees
+    an unhashable or non-text code.
+    """
     if not isinstance(codeable, dict):
         return []
-    return [c for c in codeable.get("coding") or () if isinstance(c, dict)]
+    items = codeable.get("coding")
+    if not isinstance(items, list):
+        return []
+    return [c for c in items if isinstance(c, dict)
+            and isinstance(c.get("system", ""), str) and isinstance(c.get("code", ""), str)]
 
 
 def texts(codeable: Any) -> list[str]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+import uuid
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -45,3 +47,22 @@ def configure_logging(level: str = "INFO") -> None:
     root.addHandler(handler)
     root.propagate = False
     _configured = True
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # the audit table's request_id column holds 64
+
+
+def request_id() -> str:
+    """This request's id: the caller's ``X-Request-Id`` when it is a sane token, else a new one.
+
+    Set once per request on ``flask.g`` and echoed in the response, the log
+    lines and the audit row, so an integrator can follow one call through.
+    """
+    from flask import g, request
+
+    rid = g.get("request_id")
+    if not rid:
+        supplied = request.headers.get("X-Request-Id") or ""
+        rid = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        g.request_id = rid
+    return rid

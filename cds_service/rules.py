@@ -23,7 +23,7 @@ unknown), so rules that must *know* a value use ``eq``/``in``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 

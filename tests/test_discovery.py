@@ -1,6 +1,5 @@
 """GET /cds-services: shape, hooks, prefetch tokens (CDS Hooks 2.0 only)."""
 
-import json
 import re
 
 from cds_service import create_app

@@ -1,9 +1,7 @@
 """POST /cds-services/{id}: each hook end to end, and how prefetch is gathered."""
 
-import json
 
 import pytest
-from werkzeug.http import parse_options_header
 
 from cds_service import hooks
 from cds_service.discovery import PREFETCH
