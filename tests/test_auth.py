@@ -26,7 +26,7 @@ from conftest import empty_prefetch, hook_request
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEYS = ROOT.parent / "shared" / "reference" / "cds-hooks-sandbox-keys"
-SANDBOX_ISSUERS = ROOT / "config" / "trusted-issuers.sandbox.json"
+SANDBOX_ISSUERS = ROOT / "cds_service" / "issuers" / "trusted-issuers.sandbox.json"
 SANDBOX_ISS = "https://sandbox.cds-hooks.org"
 SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
@@ -360,7 +360,7 @@ def test_auth_is_required_by_default(db_url, monkeypatch):
 
 def test_example_issuer_file_loads(db_url):
     create_app(auth="required", database_url=db_url,
-               trusted_issuers=str(ROOT / "config" / "trusted-issuers.example.json"))
+               trusted_issuers=str(ROOT / "cds_service" / "issuers" / "trusted-issuers.example.json"))
 
 
 def _jwk(keys):
