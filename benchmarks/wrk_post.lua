@@ -1,0 +1,34 @@
+-- wrk script: POST the JSON body in $BENCH_BODY; print one JSON line of results at the end.
+-- With $BENCH_UNIQUE set (e.g. "bench-50"), every request replaces that text by a fresh
+-- variant, so each call is a patient the service has not seen (no warm caches).
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+
+local unique = os.getenv("BENCH_UNIQUE")
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+
+if unique and unique ~= "" then
+  local pattern = unique:gsub("%p", "%%%0")
+  local n = 0
+  function request()
+    n = n + 1
+    local body = wrk.body:gsub(pattern, unique .. "u" .. tostring(tid or 0) .. "n" .. n)
+    return wrk.format(nil, nil, nil, body)
+  end
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"errors_status":%d,"errors_connect":%d,"errors_read":%d,"errors_write":%d,"errors_timeout":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.status, e.connect, e.read, e.write, e.timeout))
+end
