@@ -51,13 +51,59 @@ def _one_of(validator, one_of, instance, schema):
 _Validator = validators.extend(Draft202012Validator, {"oneOf": _one_of})
 
 
+_SCOPE_KEYWORDS = ("$id", "$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef")
+
+
+class _Recursive(Exception):
+    pass
+
+
+def inline_local_refs(schema: dict) -> dict:
+    """The schema with every plain ``{"$ref": "#/$defs/x"}`` replaced by the definition itself.
+
+    jsonschema resolves a ``$ref`` on every evaluation (about half the time of
+    checking one card).  Inlining gives the same schema, so the same verdicts
+    and messages; a schema with recursive definitions, or with ``$id``/
+    ``$anchor``/dynamic references below its root, is returned unchanged.
+    """
+    defs = schema.get("$defs")
+    if not isinstance(defs, dict) or _has_scope_keywords(defs):
+        return schema
+
+    def walk(node, active: tuple[str, ...]):
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+                name = ref[8:]
+                if name in active:
+                    raise _Recursive(name)
+                return walk(defs[name], active + (name,))
+            return {k: (v if k == "$defs" else walk(v, active)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, active) for v in node]
+        return node
+
+    try:
+        return walk(schema, ())
+    except _Recursive:
+        return schema
+
+
+def _has_scope_keywords(node) -> bool:
+    if isinstance(node, dict):
+        return any(k in node for k in _SCOPE_KEYWORDS) or any(_has_scope_keywords(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_scope_keywords(v) for v in node)
+    return False
+
+
 @lru_cache(maxsize=None)
 def validator(name: str) -> Draft202012Validator:
     """The compiled validator for ``schemas/<name>.schema.json``."""
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as fh:
         schema = json.load(fh)
     Draft202012Validator.check_schema(schema)
-    return _Validator(schema)
+    return _Validator(inline_local_refs(schema))
 
 
 def pointer(path) -> str:
