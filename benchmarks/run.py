@@ -307,8 +307,7 @@ STAGE_WRAPS = [
     ("cds_service.rules", "evaluate", "rules"),
     ("cds_service.cards", "render", "cards"),
     ("cds_service.hooks", "card_is_valid", "card schema"),
-    ("cds_service.storage.Store", "record_issued_cards", "db: issued cards"),
-    ("cds_service.storage.Store", "record_audit", "db: audit"),
+    ("cds_service.storage.Store", "record_invocation", "db: audit + issued cards"),
 ]
 
 

@@ -32,7 +32,7 @@ class Settings:
     fhir_read_timeout: float = 0.35
     fhir_time_budget: float = 0.4
     fhir_max_pages: int = 5
-    fhir_max_workers: int = 8
+    fhir_max_workers: int = 32
     auth: str = "required"
     trusted_issuers: str = ""
     public_url: str = ""
@@ -75,7 +75,7 @@ SETTINGS_DOC: dict[str, str] = {
     "fhir_read_timeout": "Seconds to wait for one FHIR response",
     "fhir_time_budget": "Total seconds per request for all FHIR fetching (spec asks for ~0.5 s overall)",
     "fhir_max_pages": "How many `next` links one prefetch query may follow",
-    "fhir_max_workers": "Parallel FHIR queries per request",
+    "fhir_max_workers": "FHIR query threads per worker process, shared by its request threads (8 queries per call)",
     "auth": "`required` (default): every call needs a CDS client JWT; `disabled`: local use only",
     "trusted_issuers": "JSON file mapping each trusted JWT issuer to its `jwks_url` or inline `jwks`",
     "public_url": "This service's public base URL (the JWT `aud` behind a proxy), e.g. `https://cds.example.org`",

@@ -54,6 +54,8 @@ def invoke(service_id: str):
     audit = {"service_id": service_id, "hook": None, "hook_instance": None, "patient_id": None,
              "status": 500, "outcome": "error", "card_count": 0, "rule_ids": ""}
     started = time.perf_counter()
+    issued: list[tuple[str, str, str]] = []
+    service = None
     try:
         service = find_service(service_id)
         body = read_json(request, settings.max_json_depth)
@@ -77,7 +79,6 @@ def invoke(service_id: str):
                               fhir_server=body.get("fhirServer"))
         cards = [c for c in cards if card_is_valid(c)]
         issued = [(c["uuid"], *rule_of(c)) for c in cards]
-        store.record_issued_cards(service.id, service.hook, issued)
         audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
                      rule_ids=",".join(r for _, r, _ in issued))
         return jsonify({"cards": cards})
@@ -86,17 +87,24 @@ def invoke(service_id: str):
         raise
     finally:
         audit["duration_ms"] = int((time.perf_counter() - started) * 1000)
-        _audit(store, audit)
+        _record(store, audit, service, issued)
 
 
-def _audit(store, row: dict) -> None:
+def _record(store, row: dict, service, issued: list[tuple[str, str, str]]) -> None:
+    """Log the call and write its audit row and issued cards in one transaction.
+
+    A database failure here is logged loudly but does not take the cards away
+    from the clinician: the answer is already computed.
+    """
     client = g.get("client") or {}
     row = dict(row, request_id=g.get("request_id", ""), client_iss=client.get("iss"))
     log.info("hook invocation", extra={k: v for k, v in row.items() if k != "patient_id"})
     try:
-        store.record_audit(**row)
-    except Exception:  # the audit must not turn an answer into a 500
-        log.exception("audit record failed", extra={"request_id": row["request_id"]})
+        store.record_invocation(row, service.id if service else row["service_id"],
+                                service.hook if service else "", issued)
+    except Exception:
+        log.exception("audit/issued-card record failed",
+                      extra={"request_id": row["request_id"], "cards_not_recorded": len(issued)})
 
 
 def public_base_url(settings) -> str:

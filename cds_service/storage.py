@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from contextlib import contextmanager, nullcontext
 import time
 
 from sqlalchemy import (
@@ -135,7 +136,23 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._create_lock = threading.Lock()
+        self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
         self.create_schema()
+
+    @contextmanager
+    def write(self):
+        """One short write transaction.
+
+        SQLite allows one writer at a time and makes the others wait in its
+        busy handler, whose back-off sleeps grow to 100 ms: with 8 request
+        threads per worker that was the whole HTTP latency tail
+        (docs/performance.md).  Threads of one process therefore take turns
+        on a lock first, so at most one writer per process reaches SQLite.
+        Server databases handle concurrent writers themselves.
+        """
+        with self._write_lock:
+            with self.engine.begin() as conn:
+                yield conn
 
     def create_schema(self) -> None:
         with self._create_lock:
@@ -173,7 +190,7 @@ class Store:
             "received_at": _utcnow(),
         }
         try:
-            with self.engine.begin() as conn:
+            with self.write() as conn:
                 conn.execute(insert(feedback).values(**row))
             return True
         except IntegrityError:
@@ -197,7 +214,7 @@ class Store:
              "rulebook_version": v, "issued_at": now}
             for u, r, v in cards
         ]
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             conn.execute(insert(issued_cards), rows)
 
     def feedback_report(self) -> list[dict]:
@@ -251,7 +268,7 @@ class Store:
     def remember_jti(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
         """Record a token id; False when it was seen before (a replay)."""
         try:
-            with self.engine.begin() as conn:
+            with self.write() as conn:
                 conn.execute(jwt_replay.delete().where(jwt_replay.c.expires_at < now))
                 conn.execute(insert(jwt_replay).values(issuer=issuer, jti=jti, expires_at=expires_at))
             return True
@@ -268,7 +285,7 @@ class Store:
         cannot fill the disk): when reached, the rows closest to expiry are dropped.
         """
         now = int(time.time()) if now is None else int(now)
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             conn.execute(smart_session.delete().where(smart_session.c.expires_at <= now))
             if max_live is not None:
                 live = conn.execute(select(func.count()).select_from(smart_session)
@@ -300,7 +317,7 @@ class Store:
         (SQLite < 3.35).  An expired row is deleted too, and reported as None.
         """
         now = int(time.time()) if now is None else int(now)
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             row = conn.execute(
                 select(smart_session.c.payload, smart_session.c.expires_at).where(
                     smart_session.c.key == key, smart_session.c.kind == kind)).first()
@@ -313,10 +330,18 @@ class Store:
         return row.payload.encode("ascii")
 
     # -- audit --------------------------------------------------------------
-    def record_audit(self, **row) -> None:
-        row.setdefault("at", _utcnow())
-        with self.engine.begin() as conn:
-            conn.execute(insert(audit).values(**row))
+    def record_invocation(self, audit_row: dict, service_id: str, hook: str,
+                          cards: list[tuple[str, str, str]]) -> None:
+        """The audit row and the issued cards of one hook call, in one transaction."""
+        now = _utcnow()
+        audit_row = dict(audit_row)
+        audit_row.setdefault("at", now)
+        with self.write() as conn:
+            if cards:
+                conn.execute(insert(issued_cards), [
+                    {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
+                     "rulebook_version": v, "issued_at": now} for u, r, v in cards])
+            conn.execute(insert(audit).values(**audit_row))
 
     def audit_rows(self) -> list[dict]:
         with self.engine.connect() as conn:
