@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+AS_PG="runuser -u postgres --"
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; AS_PG="sudo -u postgres"; fi
 PY=${PYTHON:-python3}
 
 echo "== system packages (PostgreSQL, Chromium)"
@@ -27,13 +28,13 @@ echo "== PostgreSQL"
 PGVER=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
 $SUDO pg_ctlcluster "$PGVER" main start 2>/dev/null || true
 for _ in $(seq 1 30); do
-  $SUDO -u postgres psql -qtAc "select 1" >/dev/null 2>&1 && break
+  $AS_PG psql -qtAc "select 1" >/dev/null 2>&1 && break
   sleep 1
 done
-$SUDO -u postgres psql -qtAc "select 1 from pg_roles where rolname='her2cds'" | grep -q 1 \
-  || $SUDO -u postgres psql -qc "create role her2cds login password 'her2cds'"
-$SUDO -u postgres psql -qtAc "select 1 from pg_database where datname='her2cds_test'" | grep -q 1 \
-  || $SUDO -u postgres psql -qc "create database her2cds_test owner her2cds"
+$AS_PG psql -qtAc "select 1 from pg_roles where rolname='her2cds'" | grep -q 1 \
+  || $AS_PG psql -qc "create role her2cds login password 'her2cds'"
+$AS_PG psql -qtAc "select 1 from pg_database where datname='her2cds_test'" | grep -q 1 \
+  || $AS_PG psql -qc "create database her2cds_test owner her2cds"
 export HER2CDS_TEST_POSTGRES_URL=${HER2CDS_TEST_POSTGRES_URL:-postgresql+psycopg://her2cds:her2cds@127.0.0.1:5432/her2cds_test}
 
 echo "== Python environment (.venv)"
