@@ -25,7 +25,7 @@ from cds_service.logs import JsonFormatter
 from conftest import empty_prefetch, hook_request
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX_KEYS = ROOT.parent / "shared" / "reference" / "cds-hooks-sandbox-keys"
+SANDBOX_KEYS = ROOT / "tests" / "data" / "cds-hooks-sandbox-keys"
 SANDBOX_ISSUERS = ROOT / "cds_service" / "issuers" / "trusted-issuers.sandbox.json"
 SANDBOX_ISS = "https://sandbox.cds-hooks.org"
 SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
