@@ -32,6 +32,8 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
     app.json.sort_keys = False
+    # "//" in a path is a typo to report (JSON 404), not an HTML 308 redirect.
+    app.url_map.merge_slashes = False
 
     from .logs import configure_logging
     configure_logging(settings.log_level)

@@ -117,7 +117,7 @@ def schema_issues(name: str, instance) -> list[Issue]:
     for err in errors[:MAX_REPORTED_ERRORS]:
         # For oneOf/anyOf, the best sub-error says more than "is not valid under any".
         detail = best_match(err.context) if err.context else err
-        message = detail.message
+        message = _message(detail)
         if len(message) > 300:
             message = message[:297] + "..."
         path = list(detail.absolute_path)
@@ -127,6 +127,28 @@ def schema_issues(name: str, instance) -> list[Issue]:
             path += missing
         issues.append(Issue(message, pointer(path), "required" if detail.validator == "required" else "structure"))
     return issues
+
+
+_JSON_TYPE = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+              float: "number", type(None): "null"}
+
+
+def _message(error) -> str:
+    """jsonschema's message, except where it would quote the offending value.
+
+    A ``type``/``const``/``enum`` message embeds ``repr(value)``; inside a
+    prefetch that value is patient data, and an error body (or a log of it)
+    must say what is wrong and where without repeating it.
+    """
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"expected {expected}, got {_JSON_TYPE.get(type(error.instance), 'another type')}"
+    if error.validator == "enum":
+        return "must be one of " + ", ".join(repr(v) for v in error.validator_value)
+    if error.validator == "const":
+        return f"must be {error.validator_value!r}"
+    return error.message
 
 
 def _quoted(message: str) -> list[str]:

@@ -54,6 +54,8 @@ CASES = [
      "/fhirServer"),
     ("fhirServer not a URL", URL, with_(["fhirServer"], "ftp://x"), "application/json", 400, "/fhirServer"),
     ("GET on a hook", URL, None, None, 405, URL),
+    ("double slash", "/cds-services//her2-mbc-order-select", json.dumps(good()), "application/json", 404,
+     "/cds-services//her2-mbc-order-select"),
 ]
 
 
@@ -88,3 +90,14 @@ def test_deep_json_is_refused(client):
     resp = client.post(URL, data=deep, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400
     assert "nesting" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_errors_say_what_is_wrong_without_repeating_patient_data(client):
+    body = good()
+    body["prefetch"]["conditions"] = ["Secret Diagnosis Text"]
+    resp = client.post(URL, json=body)
+    assert resp.status_code == 400
+    issue = resp.get_json()["issue"][0]
+    assert issue["expression"] == ["/prefetch/conditions"]
+    assert "Secret Diagnosis Text" not in resp.get_data(as_text=True)
+    assert "expected" in issue["diagnostics"] and "array" in issue["diagnostics"]
