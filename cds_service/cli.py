@@ -39,7 +39,8 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
         click.echo(f"her2-cds: cannot start: {exc}", err=True)
         sys.exit(2)
     if dev:
-        app.run(host=host, port=port, debug=True, use_reloader=False)
+        # No interactive debugger: it would expose a Python console over HTTP.
+        app.run(host=host, port=port, debug=True, use_debugger=False, use_reloader=False)
         return
 
     from gunicorn.app.base import BaseApplication
