@@ -51,7 +51,7 @@ def find_service(service_id: str):
 def invoke(service_id: str):
     settings = current_app.config["SETTINGS"]
     store = current_app.extensions["her2cds.store"]
-    audit = {"service_id": service_id, "hook": None, "hook_instance": None, "patient_id": None,
+    audit = {"service_id": service_id[:100], "hook": None, "hook_instance": None, "patient_id": None,
              "status": 500, "outcome": "error", "card_count": 0, "rule_ids": ""}
     started = time.perf_counter()
     issued: list[tuple[str, str, str]] = []
