@@ -29,9 +29,10 @@ def _new_uuid() -> str:
     return str(uuid_mod.uuid4())
 
 
-def _fmt_value(value: Any) -> str:
+def format_value(value: Any, missing: str = "not recorded") -> str:
+    """A fact value as a clinician reads it (cards' "Why this card" and the SMART page)."""
     if value is None:
-        return "not recorded"
+        return missing
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
@@ -57,7 +58,7 @@ def _why_lines(rec: Recommendation) -> list[str]:
     lines = []
     for name, value, refs in rec.facts:
         where = f" — {', '.join(refs)}" if refs else ""
-        lines.append(f"- `{name}` = {_fmt_value(value)}{where}")
+        lines.append(f"- `{name}` = {format_value(value)}{where}")
     return lines
 
 

@@ -52,7 +52,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
+from .cards import format_value
 from .discovery import PREFETCH
+from .prefetch import render_template as render_template_query
 
 log = logging.getLogger("her2cds.smart")
 
@@ -608,7 +610,8 @@ def _smart_error(err: SmartError):
 
 def prefetch_queries(patient_id: str) -> dict[str, str]:
     """The discovery prefetch templates with the patient id filled in: the app reads what the hooks read."""
-    return {key: template.replace("{{context.patientId}}", patient_id) for key, template in PREFETCH.items()}
+    context = {"patientId": patient_id}
+    return {key: render_template_query(template, context) for key, template in PREFETCH.items()}
 
 
 def _fetch(entry: AppSession) -> tuple[list[dict], list[str]]:
@@ -730,19 +733,9 @@ def describe_facts(profile, resources: list[dict]) -> list[dict]:
             res = index.get(ref)
             sources.append({"ref": ref, "date": _resource_date(res) if res else "",
                             "what": _resource_label(res) if res else ""})
-        rows.append({"name": name, "value": _format_value(value), "note": getattr(fact, "note", None) or "",
+        rows.append({"name": name, "value": format_value(value, missing="—"), "note": getattr(fact, "note", None) or "",
                      "sources": sources, "key": name in KEY_FACTS})
     return rows
-
-
-def _format_value(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) if value else "none"
-    return str(value)
 
 
 def _resource_date(res: dict) -> str:
