@@ -77,8 +77,8 @@ def invoke(service_id: str):
         cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                               gathered.findings, knowledge, base_url=public_base_url(settings),
                               fhir_server=body.get("fhirServer"))
-        cards = [c for c in cards if card_is_valid(c)]
-        issued = [(c["uuid"], *rule_of(c)) for c in cards]
+        cards = [c for c in cards if card_is_valid(c, knowledge)]
+        issued = advice.issued_cards(cards, knowledge)
         audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
                      rule_ids=",".join(r for _, r, _ in issued))
         return jsonify({"cards": cards})
@@ -111,21 +111,12 @@ def public_base_url(settings) -> str:
     return (settings.public_url or request.url_root).rstrip("/")
 
 
-def card_is_valid(card: dict) -> bool:
+def card_is_valid(card: dict, knowledge) -> bool:
     """Drop (and log) a card the spec would reject rather than send it to an EHR."""
     issues = schema_issues("cds-response", {"cards": [card]})
     if issues:
-        log.error("dropped an invalid card", extra={"rule": rule_of(card)[0],
+        rule = next((r for _, r, _ in advice.issued_cards([card], knowledge)), "unknown")
+        log.error("dropped an invalid card", extra={"rule": rule,
                                                     "problems": [i.diagnostics for i in issues]})
         return False
     return True
-
-
-RULE_EXTENSION = "org.her2-cds.rule"
-
-
-def rule_of(card: dict) -> tuple[str, str]:
-    """(rule id, rulebook version) from the card's extension, for the issued-card record."""
-    ext = (card.get("extension") or {}).get(RULE_EXTENSION) or {}
-    return str(ext.get("id") or "unknown"), str(ext.get("rulebookVersion") or "unknown")
-
