@@ -41,6 +41,8 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     app.extensions["her2cds.store"] = Store(settings.resolved_database_url())
     from .knowledge import load_knowledge
     app.extensions["her2cds.knowledge"] = load_knowledge(settings)
+    from .validation import precompile
+    precompile()  # before gunicorn forks, so workers share the compiled schemas
 
     origins = "*" if settings.cors_origins.strip() == "*" else [
         o.strip() for o in settings.cors_origins.split(",") if o.strip()]
