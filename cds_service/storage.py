@@ -16,7 +16,9 @@ the audit row carries ids (patient id, hook instance), never resource content;
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
+import os
 import threading
 from contextlib import contextmanager, nullcontext
 import time
@@ -128,15 +130,21 @@ class Store:
     """One engine per process; safe to share between threads."""
 
     def __init__(self, url: str):
-        kwargs = {"future": True, "pool_pre_ping": True}
-        if url.startswith("sqlite"):
+        sqlite = url.startswith("sqlite")
+        # A pre-ping is a round trip before every transaction; it pays off only
+        # for server databases, whose connections can die while pooled.
+        kwargs = {"future": True, "pool_pre_ping": not sqlite}
+        if sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
+        if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._create_lock = threading.Lock()
-        self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
+        self._write_lock = threading.Lock() if sqlite else nullcontext()
+        database = self.engine.url.database if sqlite else None
+        self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None
+        self._lock_file: tuple[int, object] | None = None
         self.create_schema()
 
     @contextmanager
@@ -148,11 +156,39 @@ class Store:
         threads per worker that was the whole HTTP latency tail
         (docs/performance.md).  Threads of one process therefore take turns
         on a lock first, so at most one writer per process reaches SQLite.
-        Server databases handle concurrent writers themselves.
+        Between processes (gunicorn workers) an ``flock`` on a file beside the
+        database does the same: the kernel wakes the waiting worker the moment
+        the lock is free, where SQLite's busy handler would sleep 1, 2, 5, 10 …
+        ms.  Server databases handle concurrent writers themselves.
         """
         with self._write_lock:
-            with self.engine.begin() as conn:
-                yield conn
+            lock = self._process_lock_file()
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _process_lock_file(self):
+        """This process's own handle on the SQLite write-lock file (None without one).
+
+        Opened per process: a handle inherited across ``fork`` shares its lock
+        with the parent, so it would not keep the workers apart.  Called under
+        ``_write_lock``.
+        """
+        if self._lock_path is None:
+            return None
+        if self._lock_file is None or self._lock_file[0] != os.getpid():
+            try:
+                handle = open(self._lock_path, "a+b")  # noqa: SIM115 - lives as long as the process
+            except OSError:
+                self._lock_path = None  # a read-only directory: SQLite's own locking still holds
+                return None
+            self._lock_file = (os.getpid(), handle)
+        return self._lock_file[1]
 
     def create_schema(self) -> None:
         with self._create_lock:
@@ -165,6 +201,9 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lock_file is not None and self._lock_file[0] == os.getpid():
+            self._lock_file[1].close()
+        self._lock_file = None
 
     def ping(self) -> bool:
         with self.engine.connect() as conn:
@@ -270,7 +309,7 @@ class Store:
         try:
             with self.write() as conn:
                 conn.execute(jwt_replay.delete().where(jwt_replay.c.expires_at < now))
-                conn.execute(insert(jwt_replay).values(issuer=issuer, jti=jti, expires_at=expires_at))
+                conn.execute(insert(jwt_replay), {"issuer": issuer, "jti": jti, "expires_at": expires_at})
             return True
         except IntegrityError:
             return False
@@ -341,7 +380,7 @@ class Store:
                 conn.execute(insert(issued_cards), [
                     {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
                      "rulebook_version": v, "issued_at": now} for u, r, v in cards])
-            conn.execute(insert(audit).values(**audit_row))
+            conn.execute(insert(audit), audit_row)
 
     def audit_rows(self) -> list[dict]:
         with self.engine.connect() as conn:

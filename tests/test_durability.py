@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+import threading
 import uuid
 
 import pytest
@@ -21,7 +22,8 @@ from sqlalchemy import insert, select
 
 from cds_service import create_app
 from cds_service.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
-from cds_service.storage import issued_cards, jwt_replay
+from cds_service.storage import Store, issued_cards, jwt_replay
+from cds_service.storage import audit as audit_table
 
 POSTGRES_ENV = "HER2CDS_TEST_POSTGRES_URL"
 SERVICE = "her2-mbc-order-select"
@@ -169,3 +171,44 @@ def test_issued_cards_feedback_and_replay_cache_survive_a_restart(database_url, 
                                        headers={"Authorization": f"Bearer {token}"})
     assert replay.status_code == 401
     store.dispose()
+
+
+def _hold_the_write_lock(url: str, held, release) -> None:
+    """Forked child: take a write transaction, say so, wait, then write one audit row."""
+    try:
+        store = Store(url)
+        with store.write() as conn:
+            held.set()
+            release.wait(10)
+            conn.execute(insert(audit_table), {"request_id": "child", "at": dt.datetime.now(dt.timezone.utc),
+                                               "status": 200, "outcome": "cards"})
+    finally:
+        os._exit(0)
+
+
+def test_sqlite_writers_in_different_processes_take_turns(tmp_path):
+    """A worker's write waits for another worker's open write transaction (the flock beside the file).
+
+    The child opens its transaction first but writes its row only when told;
+    the parent's write, started meanwhile, must land after it.  Without the
+    cross-process lock the parent would reach SQLite first (the child has not
+    written yet, so SQLite holds no lock) and its row would come first.
+    """
+    url = f"sqlite:///{tmp_path / 'turns.db'}"
+    parent = Store(url)
+    parent.dispose()  # as before gunicorn forks
+    ctx = multiprocessing.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_hold_the_write_lock, args=(url, held, release))
+    child.start()
+    assert held.wait(10)
+    waiter = threading.Thread(target=parent.record_invocation, args=(
+        {"request_id": "parent", "status": 200, "outcome": "cards"}, "svc", "patient-view", []))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # blocked behind the child's transaction
+    release.set()
+    waiter.join(10)
+    child.join(10)
+    assert [r["request_id"] for r in parent.audit_rows()] == ["child", "parent"]
+    assert (tmp_path / "turns.db-writelock").exists()
