@@ -135,13 +135,14 @@ def observation_date(obs: dict) -> dt.date | None:
         d = parse_date(obs.get(key))
         if d:
             return d
-    period = obs.get("effectivePeriod") or {}
+    period = obs.get("effectivePeriod")
+    period = period if isinstance(period, dict) else {}
     d = parse_date(period.get("start")) or parse_date(period.get("end"))
     return d or parse_date(obs.get("issued"))
 
 
 def period_bounds(period: dict | None) -> tuple[dt.date | None, dt.date | None]:
-    period = period or {}
+    period = period if isinstance(period, dict) else {}
     return parse_date(period.get("start")), parse_date(period.get("end"))
 
 

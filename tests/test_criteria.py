@@ -218,6 +218,35 @@ def test_alt_times_uln():
     assert p.value("liver.alt_x_uln") == 6.0
 
 
+
+def test_newest_wins_results_are_validated_newest_first_and_only_as_far_as_needed():
+    """ECOG and liver labs use the newest readable final result; older ones are not even checked."""
+    old_broken = obs("89247-1", date="2024-01-10", id="ecog-old", valueInteger=1, effectivePeriod="x",
+                     performer="not a list")
+    newest = obs("89247-1", date="2025-05-10", id="ecog-new", valueInteger=2)
+    p = profile(old_broken, newest)
+    assert p.value("ecog") == 2
+    assert p.facts["ecog"].refs == ("Observation/ecog-new",)
+    assert not codes(p) & {"malformed-resource", "non-r4-resource"}
+
+
+def test_a_newer_unreadable_result_is_reported_and_the_next_one_used():
+    broken_new = obs("1742-6", date="2025-05-10", id="alt-bad", valueQuantity={"value": "high"})
+    older = obs("1742-6", date="2025-03-01", id="alt-ok", valueQuantity={"value": 80, "unit": "U/L"},
+                referenceRange=[{"high": {"value": 40, "unit": "U/L"}}])
+    p = profile(broken_new, older)
+    assert p.value("liver.alt_x_uln") == 2.0
+    bad = [f for f in p.findings if f.code == "malformed-resource"]
+    assert [f.refs for f in bad] == [("Observation/alt-bad",)]
+
+
+def test_an_unreadable_result_with_odd_shapes_costs_only_itself():
+    weird = obs("89247-1", date=None, id="ecog-weird", status=["final"], effectivePeriod="2025",
+                valueInteger=1)
+    p = profile(weird)
+    assert p.value("ecog") is None
+    assert "malformed-resource" in codes(p)
+
 # -- conditions -----------------------------------------------------------------
 
 def test_metastatic_sites_snomed_and_icd():
