@@ -42,7 +42,7 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     from .knowledge import load_knowledge
     app.extensions["her2cds.knowledge"] = load_knowledge(settings)
     from .validation import precompile
-    precompile()  # before gunicorn forks, so workers share the compiled schemas
+    precompile(settings.max_json_depth)  # before gunicorn forks, so workers share the compiled schemas
 
     origins = "*" if settings.cors_origins.strip() == "*" else [
         o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -144,3 +144,31 @@ def test_when_the_fast_validator_fails_jsonschema_decides(monkeypatch):
     good = {"feedback": [{"card": "c", "outcome": "accepted", "acceptedSuggestions": [{"id": "s"}],
                           "outcomeTimestamp": "2026-11-21T08:00:00Z"}]}
     assert validation.schema_issues("cds-feedback", good) == []
+
+
+def _random_json(rng: random.Random, depth: int = 1):
+    if depth > 9 or rng.random() < 0.3:
+        return rng.choice([1, -2.5, "s", "", None, True, False, [], {}])
+    if rng.random() < 0.5:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {f"k{i}": _random_json(rng, depth + 1) for i in range(rng.randint(0, 3))}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 8, 64])
+def test_depth_schema_agrees_with_the_walk(limit):
+    rng = random.Random(limit)
+    docs = [_random_json(rng) for _ in range(1500)]
+    docs += [json.loads('{"a":' * k + "1" + "}" * k) for k in range(0, 70)]
+    docs += [json.loads("[" * k + "]" * k) for k in range(1, 70)]
+    outcomes = set()
+    for doc in docs:
+        walk = validation.depth_walk_exceeds(doc, limit)
+        assert validation.json_depth_exceeds(doc, limit) == walk, (limit, doc)
+        outcomes.add(walk)
+    assert outcomes == {True, False}
+
+
+def test_fixture_requests_are_within_the_default_depth():
+    for path in FIXTURE_REQUESTS:
+        assert not validation.json_depth_exceeds(json.loads(path.read_text()), 64)
+        assert validation.json_depth_exceeds(json.loads(path.read_text()), 4)
