@@ -98,11 +98,16 @@ def _has_scope_keywords(node) -> bool:
     return False
 
 
+def load_schema(name: str) -> dict:
+    """``schemas/<name>.schema.json``, read fresh (callers compile it once and cache that)."""
+    with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 @lru_cache(maxsize=None)
 def validator(name: str) -> Draft202012Validator:
     """The compiled validator for ``schemas/<name>.schema.json``."""
-    with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as fh:
-        schema = json.load(fh)
+    schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     return _Validator(inline_local_refs(schema))
 
@@ -120,8 +125,7 @@ def fast_validator(name: str):
     rejects.  ``tests/test_validation_fast_path.py`` checks they agree on
     every fixture and on mutated ones.
     """
-    with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as fh:
-        return jsonschema_rs.validator_for(json.load(fh))
+    return jsonschema_rs.validator_for(load_schema(name))
 
 
 def fast_is_valid(name: str, instance) -> bool:
