@@ -185,6 +185,13 @@ class _Her2Result:
     label: str
 
 
+def _newest_first(observations: list[dict]) -> list[tuple[dt.date | None, dict]]:
+    """(date, observation) pairs, newest first; undated ones last."""
+    rows = [(fp.observation_date(o), o) for o in observations]
+    rows.sort(key=lambda r: r[0] or dt.date.min, reverse=True)
+    return rows
+
+
 class _Builder:
     def __init__(self, term: Terminology, today: dt.date, context: dict):
         self.t = term
@@ -603,9 +610,7 @@ class _Builder:
         return any("pik3ca" in s.lower() for s in fp.texts(obs.get("code")))
 
     def _newest_final(self, observations: list[dict], what: str) -> list[tuple[dt.date | None, dict]]:
-        rows = [(fp.observation_date(o), o) for o in observations if self._final(o, what)]
-        rows.sort(key=lambda r: r[0] or dt.date.min, reverse=True)
-        return rows
+        return _newest_first([o for o in observations if self._final(o, what)])
 
     def _newest_usable(self, observations: list[dict], what: str):
         """Newest first, the final results that are valid FHIR R4, validated as they are reached.
@@ -613,9 +618,7 @@ class _Builder:
         For the ``_NEWEST_WINS`` kinds, whose readers stop at the first result
         they can use: the results older than that one are never validated.
         """
-        rows = [(fp.observation_date(o), o) for o in observations]
-        rows.sort(key=lambda r: r[0] or dt.date.min, reverse=True)
-        for date, obs in rows:
+        for date, obs in _newest_first(observations):
             problem = fp.check_r4(obs)
             if problem:
                 self.finding(problem[0], problem[1], (fp.reference_of(obs),))

@@ -132,7 +132,7 @@ def fast_is_valid(name: str, instance) -> bool:
     """True only when jsonschema-rs accepts ``instance``; False means "ask jsonschema"."""
     try:
         return fast_validator(name).is_valid(instance)
-    except Exception:  # a value it cannot convert (an int beyond 64 bits): the slow path decides
+    except Exception:  # anything the fast validator cannot handle: the slow path decides
         return False
 
 
