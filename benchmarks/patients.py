@@ -21,7 +21,7 @@ import datetime as dt
 import random
 import uuid
 
-from cds_service.discovery import PREFETCH
+from cds_service.protocol.discovery import PREFETCH
 
 LOINC = "http://loinc.org"
 SCT = "http://snomed.info/sct"

@@ -108,7 +108,7 @@ def timed_calls(fn, budget_s: float, min_n: int, max_n: int, warmup: int = 5, be
 def cold_cache() -> None:
     """Forget what the service has seen (the R4 validation cache): the call is a first sight of the patient."""
     try:
-        from cds_service.fhir_parse import clear_check_cache
+        from cds_service.fhir.parse import clear_check_cache
     except ImportError:  # before the cache existed
         return
     clear_check_cache()
@@ -300,13 +300,13 @@ def inprocess(tmp: Path, bodies: dict, sizes, budget: float, quick: bool) -> tup
 
 
 STAGE_WRAPS = [
-    ("cds_service.hooks", "read_json", "parse body"),
-    ("cds_service.hooks", "check", "request schema"),
-    ("cds_service.prefetch", "gather", "prefetch"),
+    ("cds_service.protocol.hooks", "read_json", "parse body"),
+    ("cds_service.protocol.hooks", "check", "request schema"),
+    ("cds_service.protocol.prefetch", "gather", "prefetch"),
     ("cds_service.criteria", "build_profile", "criteria"),
-    ("cds_service.rules", "evaluate", "rules"),
+    ("cds_service.rules.rulebook", "evaluate", "rules"),
     ("cds_service.cards", "render", "cards"),
-    ("cds_service.hooks", "card_is_valid", "card schema"),
+    ("cds_service.protocol.hooks", "card_is_valid", "card schema"),
     ("cds_service.storage.Store", "record_invocation", "db: audit + issued cards"),
 ]
 
@@ -329,8 +329,8 @@ def stage_timers():
         inner.__wrapped__ = fn
         return inner
 
-    mods = [m for m in ("cds_service.hooks", "cds_service.advice", "cds_service.prefetch", "cds_service.criteria",
-                        "cds_service.rules", "cds_service.cards")]
+    mods = [m for m in ("cds_service.protocol.hooks", "cds_service.advice", "cds_service.protocol.prefetch", "cds_service.criteria",
+                        "cds_service.rules.rulebook", "cds_service.cards")]
     for target, name, label in STAGE_WRAPS:
         if target.endswith(".Store"):
             from cds_service.storage import Store
@@ -426,7 +426,7 @@ def profiles(tmp: Path, bodies: dict, sizes) -> dict:
 
 def auth_overhead(tmp: Path, bodies: dict, calls: int) -> dict:
     """Median in-process latency with a fresh ES384 client JWT per call vs auth disabled."""
-    from cds_service.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+    from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 
     key = generate_private_key("ES384")
     issuers = tmp / "issuers.json"

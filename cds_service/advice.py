@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import cards as cards_mod
-from . import rules as rules_mod
+from .rules import rulebook as rules_mod
 
 
 @dataclass(frozen=True)

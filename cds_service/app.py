@@ -41,7 +41,7 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     app.extensions["her2cds.store"] = Store(settings.resolved_database_url())
     from .knowledge import load_knowledge
     app.extensions["her2cds.knowledge"] = load_knowledge(settings)
-    from .validation import precompile
+    from .protocol.validation import precompile
     precompile(settings.max_json_depth)  # before gunicorn forks, so workers share the compiled schemas
 
     origins = "*" if settings.cors_origins.strip() == "*" else [
@@ -53,9 +53,9 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     from .auth import init_auth
     init_auth(app)
 
-    from .discovery import bp as discovery_bp
-    from .feedback import bp as feedback_bp
-    from .hooks import bp as hooks_bp
+    from .protocol.discovery import bp as discovery_bp
+    from .protocol.feedback import bp as feedback_bp
+    from .protocol.hooks import bp as hooks_bp
     from .ops import bp as ops_bp
     app.register_blueprint(discovery_bp)
     app.register_blueprint(hooks_bp)

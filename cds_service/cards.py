@@ -20,7 +20,7 @@ import uuid as uuid_mod
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
-from .rules import Recommendation, Rulebook, Suggestion, fact_value
+from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value
 
 SUMMARY_LIMIT = 139
 

@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from cds_service import create_app
-from cds_service.discovery import PREFETCH
+from cds_service.protocol.discovery import PREFETCH
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "cds_service" / "schemas"

@@ -7,7 +7,7 @@ import itertools
 from pathlib import Path
 
 from cds_service.criteria import build_profile
-from cds_service.terminology import load_terminology
+from cds_service.knowledge.terminology import load_terminology
 
 ROOT = Path(__file__).resolve().parent.parent
 LOINC = "http://loinc.org"

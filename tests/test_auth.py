@@ -19,7 +19,7 @@ from flask import g
 from cds_service import create_app
 from cds_service.auth import WWW_AUTHENTICATE
 from cds_service.config import ConfigError
-from cds_service.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 from cds_service.logs import JsonFormatter
 
 from conftest import empty_prefetch, hook_request

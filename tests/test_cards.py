@@ -8,7 +8,7 @@ import pytest
 
 from cds_service.cards import issued, render
 from cds_service.criteria import DraftOrder
-from cds_service.rules import evaluate, load_rulebook
+from cds_service.rules.rulebook import evaluate, load_rulebook
 
 ROOT = Path(__file__).resolve().parent.parent
 

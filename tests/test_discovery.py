@@ -3,7 +3,7 @@
 import re
 
 from cds_service import create_app
-from cds_service.discovery import HER2_CODES, HR_CODES, OTHER_OBS_CODES
+from cds_service.protocol.discovery import HER2_CODES, HR_CODES, OTHER_OBS_CODES
 
 ALLOWED_TOKENS = {"context.patientId", "context.userId", "context.encounterId", "userPractitionerId",
                   "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
@@ -58,7 +58,7 @@ def test_discovery_codes_are_known_to_the_terminology():
 
 def test_menopausal_status_is_prefetched_by_value():
     """S9/M1 need menopausal status; it is coded in the value, so it is searched by value-concept."""
-    from cds_service.discovery import MENOPAUSAL_VALUES, PREFETCH
+    from cds_service.protocol.discovery import MENOPAUSAL_VALUES, PREFETCH
     import json as _json
     from pathlib import Path
     vs = _json.loads(Path("fhir_profiles/terminology/ValueSet-menopausal-status.json").read_text())

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from cds_service import create_app
-from cds_service.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 from cds_service.storage import Store, issued_cards, jwt_replay
 from cds_service.storage import audit as audit_table
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from cds_service import hooks
-from cds_service.discovery import PREFETCH
+from cds_service.protocol import hooks
+from cds_service.protocol.discovery import PREFETCH
 
 from conftest import empty_prefetch, hook_request
 from fake_fhir import FakeFhir, empty_bundle, send_json
@@ -123,7 +123,7 @@ def test_endless_paging_is_bounded(client, captured, app):
 
 
 def test_huge_response_is_refused(client, monkeypatch):
-    from cds_service import fhir_client
+    from cds_service.fhir import client as fhir_client
     monkeypatch.setattr(fhir_client, "MAX_RESPONSE_BYTES", 50_000)
     big = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "id": str(i),
                                                              "status": "final"}} for i in range(5000)]}

@@ -20,7 +20,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.discovery import PREFETCH, SERVICES
+from cds_service.protocol.discovery import PREFETCH, SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -76,7 +76,7 @@ def test_requests_use_discovery_prefetch_keys():
 
 
 def test_every_rule_and_the_scope_gate_are_covered():
-    from cds_service.rules import load_rulebook
+    from cds_service.rules.rulebook import load_rulebook
     rulebook = load_rulebook(ROOT / "fhir_profiles")
     expected = {tok.split(":")[0] for r in _table() for tok in r["expected"].split()}
     assert {r.id for r in rulebook.rules} <= expected

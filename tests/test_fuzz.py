@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cds_service import create_app
-from cds_service.discovery import SERVICES
-from cds_service.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+from cds_service.protocol.discovery import SERVICES
+from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "fixtures" / "requests").glob("*.json"))}

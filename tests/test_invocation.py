@@ -3,8 +3,8 @@
 
 import pytest
 
-from cds_service import hooks
-from cds_service.discovery import PREFETCH
+from cds_service.protocol import hooks
+from cds_service.protocol.discovery import PREFETCH
 
 from conftest import empty_prefetch, hook_request, searchset
 

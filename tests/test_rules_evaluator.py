@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from cds_service.knowledge import KnowledgeError
-from cds_service.rules import (
+from cds_service.rules.rulebook import (
     check_rulebook_dir, compile_condition, evaluate, load_rulebook, load_rulebook_document, validate_document,
 )
 

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from cds_service.discovery import HER2_CODES, HR_CODES, OTHER_OBS_CODES
+from cds_service.protocol.discovery import HER2_CODES, HR_CODES, OTHER_OBS_CODES
 from cds_service.knowledge import KnowledgeError
-from cds_service.terminology import load_terminology
+from cds_service.knowledge.terminology import load_terminology
 from criteria_builders import ATC, ICD, LOINC, ROOT, RXNORM, SNOMED, terminology
 
 

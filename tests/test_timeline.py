@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from datetime import date
 from types import SimpleNamespace
 
-from cds_service.timeline import drug_spans, render_svg, therapy_lines
+from cds_service.smart.timeline import drug_spans, render_svg, therapy_lines
 
 SVG = "{http://www.w3.org/2000/svg}"
 TODAY = date(2025, 6, 1)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service import validation
+from cds_service.protocol import validation
 
 FIXTURE_REQUESTS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "requests").glob("*.json"))
 SERVICE_OF = {"patient-view": "her2-mbc-patient-view", "order-select": "her2-mbc-order-select",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from ..jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+from ..auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 
 DEV_ISSUER = "urn:her2-cds:dev"
 DEFAULT_DIR = "var/dev-keys"

@@ -43,7 +43,7 @@ class Signer:
     def headers(self, url: str) -> dict:
         if not self.enabled:
             return {}
-        from ..jwt_tokens import mint_token  # lazy: only needed when signing
+        from ..auth.jwt_tokens import mint_token  # lazy: only needed when signing
 
         return {"Authorization": "Bearer " + mint_token(self.pem, self.kid, self.iss, url, alg=self.alg)}
 
@@ -135,7 +135,7 @@ def fill_prefetch(templates: dict[str, str], context: dict, session: requests.Se
     A read that fails (say 404) is left out, as the spec allows; the service
     then fetches or reports it.
     """
-    from ..prefetch import render_template
+    from ..protocol.prefetch import render_template
 
     out = {}
     for key, template in templates.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..discovery import SERVICES
+from ..protocol.discovery import SERVICES
 
 
 @click.command("invoke-file")

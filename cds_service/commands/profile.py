@@ -48,7 +48,7 @@ def command(path: Path, as_json: bool, today, profiles_dir: Path | None) -> None
     from ..config import from_env
     from ..criteria import build_profile
     from ..knowledge import KnowledgeError
-    from ..terminology import load_terminology
+    from ..knowledge.terminology import load_terminology
 
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

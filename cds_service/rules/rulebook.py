@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from .knowledge import KnowledgeError
+from ..errors import KnowledgeError
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "rulebook.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "rulebook.schema.json"
 RULEBOOK_DIRNAME = "rulebook"
 META_FILE = "rulebook.yaml"
 

@@ -14,9 +14,9 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from .criteria import Finding
-from .errors import ApiError, Issue
-from .fhir_client import FetchResult, FhirClient, bundle_resources, next_link
+from ..criteria import Finding
+from ..errors import ApiError, Issue
+from ..fhir.client import FetchResult, FhirClient, bundle_resources, next_link
 
 # Without these the service cannot judge HER2 status, disease extent or what
 # the patient already takes (and could suggest a drug already given).

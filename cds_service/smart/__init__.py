@@ -52,9 +52,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
-from .cards import format_value
-from .discovery import PREFETCH
-from .prefetch import render_template as render_template_query
+from ..cards import format_value
+from ..protocol.discovery import PREFETCH
+from ..protocol.prefetch import render_template as render_template_query
 
 log = logging.getLogger("her2cds.smart")
 
@@ -616,7 +616,7 @@ def prefetch_queries(patient_id: str) -> dict[str, str]:
 
 def _fetch(entry: AppSession) -> tuple[list[dict], list[str]]:
     """All resources of the patient (deduplicated) and the queries that failed, as safe messages."""
-    from .fhir_client import FhirClient
+    from ..fhir.client import FhirClient
 
     client = current_app.extensions.get("her2cds.smart.fhir")
     if client is None:
@@ -680,7 +680,7 @@ def _knowledge():
 def _build_profile(resources: list[dict], context: dict, today: date):
     """(profile, None) or (None, why not): the page still renders while criteria is unfinished."""
     try:
-        from . import criteria
+        from .. import criteria
         build = criteria.build_profile
     except (ImportError, AttributeError):
         return None, "The patient profile is unavailable: the criteria module is not part of this build."
@@ -697,7 +697,7 @@ def _build_profile(resources: list[dict], context: dict, today: date):
 def _advise(context: dict, resources: list[dict]) -> tuple[list[dict], str | None]:
     """The patient-view cards, exactly as the hook would answer; links back to this app are dropped."""
     try:
-        from .advice import advise
+        from ..advice import advise
         cards = advise("patient-view", PATIENT_VIEW, context, resources, [], knowledge=_knowledge())
     except NotImplementedError:
         return [], "Recommendations are unavailable in this build."

@@ -16,9 +16,9 @@ from flask import Request
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
-from .errors import ApiError, Issue
+from ..errors import ApiError, Issue
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 JSON_TYPES = ("application/json", "application/fhir+json")
 MAX_REPORTED_ERRORS = 10
 

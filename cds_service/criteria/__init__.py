@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from . import fhir_parse as fp
-from .terminology import Drug, Terminology
+from ..fhir import parse as fp
+from ..knowledge.terminology import Drug, Terminology
 
 # ---------------------------------------------------------------------------
 # public types

@@ -41,9 +41,9 @@ from flask import Flask, current_app, g, request
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
 
-from .config import ConfigError
-from .errors import ApiError
-from .logs import request_id
+from ..config import ConfigError
+from ..errors import ApiError
+from ..logs import request_id
 
 log = logging.getLogger("her2cds.auth")
 

@@ -8,23 +8,21 @@ answer with half a rulebook.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from ..errors import KnowledgeError
+from ..rules.rulebook import Rulebook, load_rulebook
+from .terminology import Terminology, load_terminology
 
-class KnowledgeError(RuntimeError):
-    """A knowledge artifact in fhir_profiles/ is missing or invalid."""
+__all__ = ["Knowledge", "KnowledgeError", "load_knowledge"]
 
 
 @dataclass(frozen=True)
 class Knowledge:
-    terminology: Any
-    rulebook: Any
+    terminology: Terminology
+    rulebook: Rulebook
 
 
 def load_knowledge(settings) -> Knowledge:
-    from .rules import load_rulebook
-    from .terminology import load_terminology
-
     terminology = load_terminology(settings.profiles_dir)
     rulebook = load_rulebook(settings.profiles_dir, terminology)
     return Knowledge(terminology=terminology, rulebook=rulebook)

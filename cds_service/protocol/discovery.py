@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, jsonify
 
-from .auth import auth_notice
+from ..auth import auth_notice
 
 LOINC = "http://loinc.org"
 

@@ -14,10 +14,11 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import advice, prefetch
+from .. import advice
+from . import prefetch
 from .discovery import PREFETCH, SERVICES
-from .errors import ApiError
-from .fhir_client import FhirClient
+from ..errors import ApiError
+from ..fhir.client import FhirClient
 from .validation import check, read_json, schema_issues
 
 log = logging.getLogger("her2cds.hooks")

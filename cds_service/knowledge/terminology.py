@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
-from .knowledge import KnowledgeError
+from ..errors import KnowledgeError
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
