@@ -33,17 +33,20 @@ def _finding_codes(findings: Iterable[Any]) -> list[str]:
 
 def advise(hook: str, service_id: str, context: dict, resources: list[dict],
            findings: list | None = None, knowledge=None, base_url: str | None = None,
-           today: dt.date | None = None, fhir_server: str | None = None) -> list[dict]:
+           today: dt.date | None = None, fhir_server: str | None = None, profile=None) -> list[dict]:
     """Return the CDS cards for one hook call (most severe first).
 
     ``findings`` are prefetch/data-gathering findings; they are merged with the
     profile's own data-quality findings so the D cards can show both.
+    ``profile``: the profile of these resources when the caller built it
+    already (the SMART page shows it too), so it is derived once.
     """
     if knowledge is None or knowledge.rulebook is None:
         return []
-    from .criteria import build_profile
+    if profile is None:
+        from .criteria import build_profile
 
-    profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
+        profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
     all_findings = list(profile.findings) + list(findings or [])
     facts = dict(profile.facts)
     facts["findings"] = _Fact(_finding_codes(all_findings),

@@ -61,12 +61,8 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     app.register_blueprint(hooks_bp)
     app.register_blueprint(feedback_bp)
     app.register_blueprint(ops_bp)
-    try:
-        from .smart import bp as smart_bp
-    except ImportError:  # the SMART app is optional during development
-        smart_bp = None
-    if smart_bp is not None:
-        app.register_blueprint(smart_bp)
+    from .smart import bp as smart_bp
+    app.register_blueprint(smart_bp)
 
     _install_error_handlers(app)
     return app

@@ -45,6 +45,9 @@ class Settings:
     )
     smart_redirect_url: str = ""
     smart_allowed_issuers: str = ""
+    smart_dev_loopback: bool = False
+    smart_http_deadline: float = 10.0
+    smart_fetch_budget: float = 20.0
     secret_key: str = ""
     log_level: str = "INFO"
     cors_origins: str = "*"
@@ -84,8 +87,13 @@ SETTINGS_DOC: dict[str, str] = {
     "smart_client_id": "OAuth client id of the SMART app",
     "smart_scopes": "Scopes the SMART app asks for",
     "smart_redirect_url": "Redirect URL registered for the SMART app (default: `{public_url}/smart/callback`)",
-    "smart_allowed_issuers": "Comma list of FHIR base URLs the SMART app may be launched against "
-    "(empty: any; set it in production so /smart/launch cannot be used to probe other hosts)",
+    "smart_allowed_issuers": "Comma list of FHIR base URLs the SMART app may be launched against; "
+    "empty: no launch at all (/smart/launch must not make the service fetch hosts nobody trusted)",
+    "smart_dev_loopback": "Development only: `true` also lets the SMART app launch against FHIR servers on "
+    "loopback (`localhost`, 127.0.0.0/8, `[::1]`)",
+    "smart_http_deadline": "Longest total seconds one SMART app HTTP exchange may take, body included "
+    "(SMART configuration, token request, each FHIR read), however slowly the server answers",
+    "smart_fetch_budget": "Total seconds for all FHIR reads of one SMART app page",
     "secret_key": "Flask session key for the SMART app; also encrypts its sessions in the database "
     "(Fernet key = HKDF-SHA256 of it). Random per start if unset, which is enough for one `serve` "
     "(its workers share the preloaded app); set it, identical everywhere, for several instances or "
@@ -95,7 +103,17 @@ SETTINGS_DOC: dict[str, str] = {
 }
 
 _INT = {"max_body_bytes", "max_json_depth", "fhir_max_pages", "fhir_max_workers", "jwt_leeway", "jwt_max_age"}
-_FLOAT = {"fhir_connect_timeout", "fhir_read_timeout", "fhir_time_budget"}
+_FLOAT = {"fhir_connect_timeout", "fhir_read_timeout", "fhir_time_budget", "smart_http_deadline",
+          "smart_fetch_budget"}
+_BOOL = {"smart_dev_loopback"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ValueError(raw)
+    return value in _TRUE
 
 
 def from_env(environ: dict | None = None, **overrides) -> Settings:
@@ -113,6 +131,8 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
                 values[f.name] = int(raw)
             elif f.name in _FLOAT:
                 values[f.name] = float(raw)
+            elif f.name in _BOOL:
+                values[f.name] = _bool(raw)
             elif f.name == "profiles_dir":
                 values[f.name] = Path(raw)
             else:
@@ -123,4 +143,7 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
     settings = Settings(**values)
     if settings.auth not in ("required", "disabled"):
         raise ConfigError(f"HER2CDS_AUTH must be 'required' or 'disabled', not {settings.auth!r}")
+    for name in ("smart_http_deadline", "smart_fetch_budget"):
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"HER2CDS_{name.upper()} must be a positive number of seconds")
     return settings

@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from werkzeug import Response
 
-from cds_service import smart
+from cds_service import create_app
+from cds_service.smart import cache, oauth, presenter, sessions
 
 PATIENT_ID = "smart-p1"
 ACCESS_TOKEN = "secret-access-token-4711"
@@ -114,6 +115,29 @@ def ehr(httpserver):
     return FakeEhr(httpserver)
 
 
+def _allowed(httpserver) -> str:
+    """The fake EHR's FHIR bases, as the administrator would list them."""
+    return ",".join(httpserver.url_for(p).rstrip("/") for p in ("/fhir", "/nosmart", "/plain"))
+
+
+@pytest.fixture
+def app(db_url, httpserver):
+    """The service allowing the fake EHR (the default, no allowed issuers, refuses every launch)."""
+    return create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=_allowed(httpserver))
+
+
+def _error_text(resp) -> str:
+    """The error page's title and message, without the request id (which differs per request)."""
+    html = resp.get_data(as_text=True)
+    section = html.split('<section class="error" id="error">', 1)[1].split("</section>", 1)[0]
+    return re.sub(r"<p class=\"muted\">Request id: [^<]*</p>", "", section).strip()
+
+
+def _logged_errors(caplog) -> str:
+    """The ``error`` details the SMART app logged (what the pages leave out)."""
+    return " | ".join(str(getattr(r, "error", "")) for r in caplog.records if r.name == "her2cds.smart")
+
+
 def _launch(client, ehr, launch="launch-123"):
     query = {"iss": ehr.iss}
     if launch is not None:
@@ -166,9 +190,7 @@ def test_standalone_launch_asks_for_launch_patient_scope(client, ehr):
 
 
 def test_configured_client_id_scopes_and_redirect_are_used(db_url, ehr):
-    from cds_service import create_app
-
-    app = create_app(auth="disabled", database_url=db_url, smart_client_id="my-app",
+    app = create_app(auth="disabled", database_url=db_url, smart_client_id="my-app", smart_allowed_issuers=ehr.iss,
                      smart_scopes="launch patient/*.read", smart_redirect_url="https://cds.example.org/smart/callback")
     _, params = _launch(app.test_client(), ehr)
     assert params["client_id"] == "my-app"
@@ -188,25 +210,26 @@ def test_launch_rejects_bad_iss_with_html_page(client, query, status, text):
     assert text in resp.get_data(as_text=True)
 
 
-def test_launch_against_server_without_smart_configuration_is_502_page(client, httpserver):
+def test_launch_against_server_without_smart_configuration_is_502_page(client, httpserver, caplog):
     httpserver.expect_request("/nosmart/.well-known/smart-configuration").respond_with_data("nope", status=404)
     resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/nosmart")})
     assert resp.status_code == 502
-    assert "does not publish a SMART configuration (HTTP 404" in resp.get_data(as_text=True)
+    assert "could not read a usable SMART configuration" in resp.get_data(as_text=True)
+    assert "404" not in _error_text(resp)  # the detail is for the log only
+    assert "HTTP 404" in _logged_errors(caplog)
 
 
-def test_launch_against_server_without_s256_is_refused(client, httpserver):
+def test_launch_against_server_without_s256_is_refused(client, httpserver, caplog):
     httpserver.expect_request("/plain/.well-known/smart-configuration").respond_with_json({
         "authorization_endpoint": httpserver.url_for("/a"), "token_endpoint": httpserver.url_for("/t"),
         "code_challenge_methods_supported": ["plain"]})
     resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/plain")})
     assert resp.status_code == 502
-    assert "PKCE S256" in resp.get_data(as_text=True)
+    assert "could not read a usable SMART configuration" in resp.get_data(as_text=True)
+    assert "PKCE S256 not supported" in _logged_errors(caplog)
 
 
 def test_allowed_issuers_setting_blocks_other_servers(db_url, ehr):
-    from cds_service import create_app
-
     app = create_app(auth="disabled", database_url=db_url,
                      smart_allowed_issuers=f"https://ehr.example.org/fhir, {ehr.iss}/")
     client = app.test_client()
@@ -225,7 +248,7 @@ def test_full_flow_sends_pkce_verifier_and_renders_the_patient_page(client, ehr)
     assert form["code"] == "code-1"
     assert form["client_id"] == "her2-cds"
     assert form["redirect_uri"] == params["redirect_uri"]
-    assert smart.pkce_challenge(form["code_verifier"]) == params["code_challenge"]
+    assert oauth.pkce_challenge(form["code_verifier"]) == params["code_challenge"]
     assert 43 <= len(form["code_verifier"]) <= 128
 
     page = client.get("/smart/app")
@@ -300,8 +323,8 @@ def test_state_from_another_browser_is_rejected(app, ehr):
 
 def test_expired_state_is_rejected(client, ehr, app, monkeypatch):
     _, params = _launch(client, ehr)
-    real = smart._now
-    monkeypatch.setattr(smart, "_now", lambda: real() + smart.STATE_TTL + 1)
+    real = sessions._now
+    monkeypatch.setattr(sessions, "_now", lambda: real() + sessions.STATE_TTL + 1)
     resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
     assert resp.status_code == 400
     assert "took too long" in resp.get_data(as_text=True)
@@ -330,7 +353,7 @@ def test_wrong_pkce_verifier_is_refused_by_token_endpoint_and_reported(client, e
     ({"token_type": "Bearer", "patient": PATIENT_ID}, 502, "no access_token"),
     ({"access_token": "t", "token_type": "MAC", "patient": PATIENT_ID}, 502, "Unsupported token_type"),
     ({"access_token": "t", "token_type": "Bearer"}, 400, "without a patient in context"),
-    (["not", "an", "object"], 502, "without a JSON token"),
+    (["not", "an", "object"], 502, "token endpoint could not be used"),
 ])
 def test_bad_token_responses_give_clear_pages(client, httpserver, token_response, status, text):
     ehr = FakeEhr(httpserver, token_response=token_response)
@@ -341,12 +364,14 @@ def test_bad_token_responses_give_clear_pages(client, httpserver, token_response
     assert text in resp.get_data(as_text=True)
 
 
-def test_token_endpoint_server_error_is_502(client, httpserver):
+def test_token_endpoint_server_error_is_502(client, httpserver, caplog):
     ehr = FakeEhr(httpserver, token_response={"error": "server_error"}, token_status=500)
     _, params = _launch(client, ehr)
     resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
     assert resp.status_code == 502
-    assert "HTTP 500" in resp.get_data(as_text=True)
+    assert "token endpoint could not be used" in resp.get_data(as_text=True)
+    assert "500" not in _error_text(resp)
+    assert "token endpoint answered HTTP 500" in _logged_errors(caplog)
 
 
 # -- the app without a session and the absolute fallback ---------------------------------
@@ -379,18 +404,15 @@ def test_open_with_matching_patient_shows_no_warning(client, ehr):
 
 
 def test_expiring_store_bounds_its_size():
-    store = smart.ExpiringStore(max_entries=3)
+    store = cache.ExpiringStore(max_entries=3)
     for i in range(10):
         store.put(f"k{i}", i, ttl=60)
     assert len(store) == 3
     assert store.get("k9") == 9
-    assert store.pop("k9") == 9 and store.get("k9") is None
 
 
 def test_launch_lost_by_the_service_says_why(client, ehr, tmp_path):
     """As if the callback reached an instance on another database (misconfigured) or the database was reset."""
-    from cds_service import create_app
-
     _, params = _launch(client, ehr)
     other = create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'other.db'}",
                        secret_key=client.application.secret_key)
@@ -431,10 +453,9 @@ def test_fhir_server_down_is_a_502_page(client, ehr, httpserver):
 SECRET = "test-secret-key-shared-by-all-workers"
 
 
-def _worker(db_url, secret_key=SECRET, **settings):
-    """One gunicorn worker (or instance): its own app object on the shared database."""
-    from cds_service import create_app
-
+def _worker(ehr, db_url, secret_key=SECRET, **settings):
+    """One gunicorn worker (or instance): its own app object on the shared database, allowing the fake EHR."""
+    settings.setdefault("smart_allowed_issuers", ehr.iss)
     return create_app(auth="disabled", database_url=db_url, secret_key=secret_key, **settings)
 
 
@@ -456,7 +477,7 @@ def _rows(app, kind=None):
 
 
 def test_launch_started_on_one_worker_completes_on_another(db_url, ehr):
-    first, second = _worker(db_url), _worker(db_url)
+    first, second = _worker(ehr, db_url), _worker(ehr, db_url)
     browser1, browser2 = first.test_client(), second.test_client()
     _, params = _launch(browser1, ehr)
     _move_cookie(browser1, browser2)
@@ -464,7 +485,7 @@ def test_launch_started_on_one_worker_completes_on_another(db_url, ehr):
     assert resp.status_code == 302, resp.get_data(as_text=True)
     assert resp.headers["Location"].endswith("/smart/app")
     [form] = ehr.token_requests
-    assert smart.pkce_challenge(form["code_verifier"]) == params["code_challenge"]
+    assert oauth.pkce_challenge(form["code_verifier"]) == params["code_challenge"]
 
     _move_cookie(browser2, browser1)
     page = browser1.get("/smart/app")
@@ -476,7 +497,7 @@ def test_launch_started_on_one_worker_completes_on_another(db_url, ehr):
 
 
 def test_state_cannot_be_replayed_on_another_worker(db_url, ehr):
-    first, second = _worker(db_url), _worker(db_url)
+    first, second = _worker(ehr, db_url), _worker(ehr, db_url)
     browser1, browser2 = first.test_client(), second.test_client()
     _, params = _launch(browser1, ehr)
     started = browser1.get_cookie("session").value  # the cookie as it was before the callback
@@ -491,7 +512,7 @@ def test_state_cannot_be_replayed_on_another_worker(db_url, ehr):
 def test_concurrent_callbacks_with_one_state_exchange_the_code_once(db_url, ehr):
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = [_worker(db_url) for _ in range(2)]
+    workers = [_worker(ehr, db_url) for _ in range(2)]
     browsers = [w.test_client() for w in workers]
     _, params = _launch(browsers[0], ehr)
     _move_cookie(browsers[0], browsers[1])
@@ -541,7 +562,7 @@ def test_pop_secret_is_single_use_under_concurrency(store_url):
 
 
 def test_database_rows_hold_no_clear_text_token_verifier_or_ids(db_url, ehr):
-    app = _worker(db_url)
+    app = _worker(ehr, db_url)
     browser = app.test_client()
     _full_flow(browser, ehr)
     sid = app.session_interface.get_signing_serializer(app).loads(browser.get_cookie("session").value)["smart_sid"]
@@ -555,11 +576,11 @@ def test_database_rows_hold_no_clear_text_token_verifier_or_ids(db_url, ehr):
             assert secret not in text
         assert row["payload"].startswith("gAAAAA")  # a Fernet token
     session_row = next(r for r in rows if r["kind"] == "session")
-    assert session_row["key"] == smart.SecretStore.row_key("session", sid)
+    assert session_row["key"] == sessions.SecretStore.row_key("session", sid)
 
 
 def test_different_secret_key_cannot_read_the_session(db_url, ehr):
-    first, other = _worker(db_url), _worker(db_url, secret_key="another-secret")
+    first, other = _worker(ehr, db_url), _worker(ehr, db_url, secret_key="another-secret")
     browser, stranger = first.test_client(), other.test_client()
     _full_flow(browser, ehr)
     # the plain case: the other instance cannot even verify the cookie
@@ -578,7 +599,7 @@ def test_different_secret_key_cannot_read_the_session(db_url, ehr):
 
 
 def test_different_secret_key_cannot_complete_a_launch(db_url, ehr):
-    first, other = _worker(db_url), _worker(db_url, secret_key="another-secret")
+    first, other = _worker(ehr, db_url), _worker(ehr, db_url, secret_key="another-secret")
     browser, stranger = first.test_client(), other.test_client()
     _, params = _launch(browser, ehr)
     content = first.session_interface.get_signing_serializer(first).loads(browser.get_cookie("session").value)
@@ -595,13 +616,13 @@ def test_a_row_moved_onto_another_session_does_not_decrypt(db_url, ehr):
 
     from cds_service.storage import smart_session
 
-    app = _worker(db_url)
+    app = _worker(ehr, db_url)
     victim, attacker = app.test_client(), app.test_client()
     _full_flow(victim, ehr)
     _full_flow(attacker, ehr)
     serializer = app.session_interface.get_signing_serializer(app)
     victim_key, attacker_key = (
-        smart.SecretStore.row_key("session", serializer.loads(c.get_cookie("session").value)["smart_sid"])
+        sessions.SecretStore.row_key("session", serializer.loads(c.get_cookie("session").value)["smart_sid"])
         for c in (victim, attacker))
     rows = {r["key"]: r for r in _rows(app, "session")}
     with app.extensions["her2cds.store"].engine.begin() as conn:
@@ -614,15 +635,15 @@ def test_a_row_moved_onto_another_session_does_not_decrypt(db_url, ehr):
 
 
 def test_expired_rows_are_purged_on_write(db_url, ehr, monkeypatch):
-    app = _worker(db_url)
+    app = _worker(ehr, db_url)
     browser = app.test_client()
     _, old = _launch(browser, ehr)
     assert len(_rows(app, "launch")) == 1
-    real = smart._now
-    monkeypatch.setattr(smart, "_now", lambda: real() + smart.STATE_TTL + 1)
+    real = sessions._now
+    monkeypatch.setattr(sessions, "_now", lambda: real() + sessions.STATE_TTL + 1)
     _, new = _launch(app.test_client(), ehr)
     [row] = _rows(app, "launch")
-    assert row["key"] == smart.SecretStore.row_key("launch", new["state"])
+    assert row["key"] == sessions.SecretStore.row_key("launch", new["state"])
 
 
 def test_store_purges_expired_rows_and_bounds_live_ones(store_url):
@@ -652,8 +673,8 @@ def test_store_purges_expired_rows_and_bounds_live_ones(store_url):
 
 def test_session_ends_when_the_token_expires(client, ehr, monkeypatch):
     _full_flow(client, ehr)
-    real = smart._now
-    monkeypatch.setattr(smart, "_now", lambda: real() + 3600 + 1)  # the token's expires_in
+    real = sessions._now
+    monkeypatch.setattr(sessions, "_now", lambda: real() + 3600 + 1)  # the token's expires_in
     resp = client.get("/smart/app")
     assert resp.status_code == 401
     assert "Session expired" in resp.get_data(as_text=True)
@@ -672,9 +693,9 @@ def test_database_failure_is_a_clear_page_not_a_500(client, ehr, app, monkeypatc
 
 
 def test_fernet_key_is_derived_from_the_secret_key():
-    key = smart.derive_fernet_key("s3cret")
-    assert key == smart.derive_fernet_key(b"s3cret")
-    assert key != smart.derive_fernet_key("other")
+    key = sessions.derive_fernet_key("s3cret")
+    assert key == sessions.derive_fernet_key(b"s3cret")
+    assert key != sessions.derive_fernet_key("other")
     assert len(base64.urlsafe_b64decode(key)) == 32
     assert b"s3cret" not in base64.urlsafe_b64decode(key)
 
@@ -685,7 +706,7 @@ def test_fernet_key_is_derived_from_the_secret_key():
     ("https://cds.example.org", True, "None"),
 ])
 def test_session_cookie_flags(db_url, ehr, public_url, secure, samesite):
-    app = _worker(db_url, public_url=public_url)
+    app = _worker(ehr, db_url, public_url=public_url)
     resp = app.test_client().get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
     assert resp.status_code == 302
     header = resp.headers["Set-Cookie"]

@@ -1,0 +1,96 @@
+"""Reading the launched patient from the FHIR server: exactly the hooks' prefetch queries.
+
+The reads go through ``fhir.client.FhirClient`` (parallel queries, a shared
+deadline, a byte cap per response, ``next`` links only on the same server)
+with a ``transport.DeadlineAdapter`` mounted on its Session, so that no single
+read outlives ``smart_http_deadline`` either, even when the server drips
+its answer byte by byte.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..criteria import Finding
+from ..fhir.client import FhirClient
+from ..protocol.discovery import PREFETCH
+from ..protocol.prefetch import render_template as render_template_query
+from .errors import SmartError
+from .sessions import AppSession
+from .transport import CONNECT_TIMEOUT, DeadlineAdapter
+
+
+def fhir_client(settings) -> FhirClient:
+    """The app's own FhirClient: interactive timeouts (the 0.5 s hook budget does not apply), bounded reads.
+
+    Its own, not the hooks' one: its thread pool and connections are apart,
+    so a slow FHIR server behind the app cannot delay hook calls.
+    """
+    relaxed = settings.replace(fhir_connect_timeout=CONNECT_TIMEOUT, fhir_read_timeout=settings.smart_http_deadline)
+    client = FhirClient(relaxed)
+    adapter = DeadlineAdapter(settings.smart_http_deadline, pool_maxsize=settings.fhir_max_workers)
+    client.session.mount("http://", adapter)
+    client.session.mount("https://", adapter)
+    return client
+
+
+def prefetch_queries(patient_id: str) -> dict[str, str]:
+    """The discovery prefetch templates with the patient id filled in: the app reads what the hooks read."""
+    context = {"patientId": patient_id}
+    return {key: render_template_query(template, context) for key, template in PREFETCH.items()}
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """What was read: the resources (deduplicated), a finding per query that failed, and why (for the log).
+
+    The findings name the query (refs ``prefetch:<key>``, as in the hooks) but
+    not the network outcome: the page shows them; ``failures`` is for the log.
+    """
+
+    resources: list[dict]
+    findings: tuple[Finding, ...] = ()
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def read_patient(client: FhirClient, entry: AppSession, budget: float) -> PatientRecord:
+    """Every prefetch query for the session's patient, within ``budget`` seconds in total.
+
+    Nothing readable at all is a page: 401 when the server no longer takes
+    the token, else one generic 502 (the per-query reasons go to the log).
+    """
+    results = client.fetch_all(entry.iss, entry.access_token, prefetch_queries(entry.patient),
+                               time.monotonic() + budget)
+    resources, seen, failures, findings = [], set(), {}, []
+    for key in PREFETCH:
+        result = results.get(key)
+        if result is None:
+            continue
+        if result.error:
+            failures[key] = result.error
+            findings.append(_read_finding(key, partial=bool(result.resources)))
+        for res in result.resources:
+            ident = (res.get("resourceType"), res.get("id"))
+            if ident[1] is not None and ident in seen:
+                continue
+            seen.add(ident)
+            resources.append(res)
+    if not resources and failures:
+        detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        if all("(401)" in reason for reason in failures.values()):
+            raise SmartError(401, "Access expired",
+                             "The FHIR server no longer accepts this session's access token. Launch the app again.",
+                             detail=detail)
+        raise SmartError(502, "FHIR server unavailable",
+                         "Nothing could be read from the FHIR server for this patient. Try again in a moment; "
+                         "if it keeps failing, give the administrator the request id below.", detail=detail)
+    return PatientRecord(resources, tuple(findings), failures)
+
+
+def _read_finding(key: str, partial: bool) -> Finding:
+    if partial:
+        return Finding("data-partial", f"Only part of '{key}' could be read from the FHIR server; "
+                       "related checks may be incomplete.", (f"prefetch:{key}",))
+    return Finding("data-missing", f"'{key}' could not be read from the FHIR server; related checks may be "
+                   "incomplete.", (f"prefetch:{key}",))

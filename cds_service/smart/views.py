@@ -1,0 +1,233 @@
+"""The Flask blueprint of the SMART app: thin routes over oauth, sessions, fetch and presenter.
+
+Every failure is a ``SmartError`` rendered as an HTML page with its status;
+its ``detail`` (what exactly went wrong) goes only to the service log, with
+the request id the page shows.  Nothing logs the token or patient data
+beyond ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import date
+
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
+
+from . import oauth
+from .cache import ExpiringStore
+from .errors import SmartError
+from .fetch import fhir_client, read_patient
+from .presenter import Page, build_page
+from .sessions import AppSession, PendingLaunch, SecretStore
+from .timeline import render_svg
+from .transport import BoundedHttp
+
+log = logging.getLogger("her2cds.smart")
+
+bp = Blueprint("smart", __name__, url_prefix="/smart")  # templates: cds_service/templates/smart_*.html
+
+CACHE_TTL = 60       # seconds a worker reuses the page it built (page → timeline.svg)
+CACHE_ENTRIES = 256  # the per-process page cache holds clinical data: keep it small
+
+
+@bp.record_once
+def _init(state) -> None:
+    """Per app: the stores, the bounded HTTP clients, the issuer policy, and the session cookie flags.
+
+    Cookie: always HttpOnly (no script needs it).  Behind HTTPS the app may be
+    shown in an EHR iframe, which is a cross-site context: the cookie then
+    needs ``SameSite=None`` and, as browsers require for that, ``Secure``.
+    Over plain http ``SameSite=None`` is refused by browsers, so ``Lax``
+    (the app then opens in its own window/tab).  The ``state`` ↔ browser
+    binding, not SameSite, is what stops login CSRF.
+    """
+    app = state.app
+    settings = app.config["SETTINGS"]
+    app.extensions["her2cds.smart"] = {
+        "secrets": SecretStore(app),
+        "cache": ExpiringStore(max_entries=CACHE_ENTRIES),
+        "http": BoundedHttp(settings.smart_http_deadline, oauth.MAX_OAUTH_BYTES),
+        "fhir": fhir_client(settings),
+        "issuers": oauth.IssuerPolicy.from_settings(settings),
+    }
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if settings.public_url.strip().lower().startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["SESSION_COOKIE_SAMESITE"] = "None"
+    else:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+
+
+def _part(name: str):
+    return current_app.extensions["her2cds.smart"][name]
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _redirect_uri() -> str:
+    settings = _settings()
+    if settings.smart_redirect_url:
+        return settings.smart_redirect_url
+    if settings.public_url:
+        return settings.public_url.rstrip("/") + "/smart/callback"
+    return url_for("smart.callback", _external=True)
+
+
+# -- launch -------------------------------------------------------------------------------
+
+@bp.get("/launch")
+def launch():
+    """EHR launch (iss + launch) or standalone launch (iss only)."""
+    iss = _part("issuers").check(request.args.get("iss"))
+    launch_token = request.args.get("launch") or None
+    if launch_token is not None and len(launch_token) > 2000:
+        raise SmartError(400, "Invalid launch", "The 'launch' parameter is too long.")
+    return _start_authorization(iss, launch_token, patient_hint=None)
+
+
+@bp.get("/open")
+def open_absolute():
+    """The ``absolute`` card-link fallback: a standalone launch at ``iss``; ``patient`` is only a hint.
+
+    The authorization server decides which patient the user may see;
+    ``patient`` is compared with the patient the token grants, never used to
+    read data.
+    """
+    iss = _part("issuers").check(request.args.get("iss"))
+    hint = request.args.get("patient") or None
+    if hint is not None and len(hint) > 64:
+        raise SmartError(400, "Invalid patient", "The 'patient' parameter is not a FHIR id.")
+    return _start_authorization(iss, None, patient_hint=hint)
+
+
+def _start_authorization(iss: str, launch_token: str | None, patient_hint: str | None):
+    """Discover the endpoints, remember state → PKCE verifier server-side, bind state to this browser."""
+    conf = oauth.discover(_part("http"), iss)
+    verifier, challenge = oauth.pkce_pair()
+    state = secrets.token_urlsafe(24)
+    redirect_uri = _redirect_uri()
+    _part("secrets").save_launch(state, PendingLaunch(iss, conf["token_endpoint"], verifier, redirect_uri,
+                                                      patient_hint))
+    session["smart_state"] = state
+    params = {
+        "response_type": "code",
+        "client_id": _settings().smart_client_id,
+        "redirect_uri": redirect_uri,
+        "scope": oauth.scopes(_settings().smart_scopes, standalone=launch_token is None),
+        "state": state,
+        "aud": iss,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    if launch_token is not None:
+        params["launch"] = launch_token
+    log.info("smart launch started", extra={"iss": iss, "ehr_launch": launch_token is not None})
+    return redirect(oauth.authorize_url(conf["authorization_endpoint"], params), code=302)
+
+
+# -- callback -----------------------------------------------------------------------------
+
+@bp.get("/callback")
+def callback():
+    """The authorization server's redirect: check state, exchange the code, start the app session.
+
+    ``state`` must be known, fresh, unused *and* the one this browser started.
+    """
+    state = request.args.get("state")
+    if not state and request.args.get("error"):
+        raise _authorization_error()
+    if not state:
+        raise SmartError(400, "Missing state", "The authorization response has no 'state'; start the app again.")
+    browser_state = session.pop("smart_state", None)
+    pending = _part("secrets").pop_launch(state)
+    if pending is None and browser_state == state:
+        # this browser did start the launch, but the database has no live record of it
+        raise SmartError(400, "Launch expired",
+                         "This sign-in took too long, or the service lost it (its instances do not share "
+                         "one database, or the database was reset; see docs/smart-app.md). "
+                         "Launch the app again.")
+    if pending is None:
+        raise SmartError(400, "Unknown or expired launch",
+                         "This sign-in was not started here, was already used, or took too long. "
+                         "Launch the app again from the EHR.")
+    if browser_state != state:
+        raise SmartError(400, "Launch started in another browser",
+                         "The sign-in response does not belong to the launch this browser started "
+                         "(state mismatch). Launch the app again.")
+    if request.args.get("error"):
+        raise _authorization_error()
+    code = request.args.get("code")
+    if not code:
+        raise SmartError(400, "Missing code", "The authorization response has neither 'code' nor 'error'.")
+    token = oauth.exchange_code(_part("http"), pending.token_endpoint, {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": pending.redirect_uri,
+        "client_id": _settings().smart_client_id,
+        "code_verifier": pending.verifier,
+    })
+    sid = secrets.token_urlsafe(32)
+    entry = AppSession(pending.iss, token["patient"], token["access_token"], str(token.get("scope", "")),
+                       pending.patient_hint)
+    _part("secrets").save_session(sid, entry, token.get("expires_in"))
+    session["smart_sid"] = sid
+    log.info("smart session started", extra={"iss": pending.iss, "patient_id": token["patient"]})
+    return redirect(url_for("smart.app_page"), code=302)
+
+
+def _authorization_error() -> SmartError:
+    """The authorization server's ``error`` redirect, shown (escaped by the template) and never trusted."""
+    error = request.args.get("error", "")[:100]
+    detail = request.args.get("error_description", "")[:300]
+    return SmartError(400, "Authorization refused",
+                      f"The authorization server answered '{error}'" + (f": {detail}" if detail else "."))
+
+
+# -- the page -------------------------------------------------------------------------------
+
+@bp.get("/app")
+def app_page():
+    """The patient's HER2 MBC page."""
+    page = _page(_part("secrets").load_session(session.get("smart_sid")))
+    return render_template("smart_app.html", page=page, timeline_url=url_for("smart.timeline_svg"))
+
+
+@bp.get("/timeline.svg")
+def timeline_svg():
+    """The treatment timeline of the session's patient, drawn server-side from the page's profile."""
+    page = _page(_part("secrets").load_session(session.get("smart_sid")))
+    resp = Response(render_svg(page.profile, page.resources, page.today), mimetype="image/svg+xml")
+    # the SVG carries EHR text: no scripts, no external loads, even if opened directly
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+def _page(entry: AppSession) -> Page:
+    """Read, assess and present once; reused for a minute by this worker (page, then timeline.svg)."""
+    cache = _part("cache")
+    page = cache.get(entry.sid)
+    if page is not None:
+        return page
+    record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget)
+    if record.failures:
+        log.warning("smart: FHIR reads incomplete", extra={
+            "request_id": g.get("request_id"), "patient_id": entry.patient, "iss": entry.iss,
+            "error": "; ".join(f"{k}: {v}" for k, v in record.failures.items())})
+    page = build_page(record.resources, patient_id=entry.patient, iss=entry.iss,
+                      knowledge=current_app.extensions["her2cds.knowledge"], today=date.today(),
+                      patient_hint=entry.patient_hint, read_findings=record.findings)
+    if entry.sid:
+        cache.put(entry.sid, page, CACHE_TTL)
+    return page
+
+
+@bp.errorhandler(SmartError)
+def _smart_error(err: SmartError):
+    log.info("smart error", extra={"status": err.status, "title": err.title, "error": err.detail,
+                                   "request_id": g.get("request_id", "")})
+    return render_template("smart_error.html", title=err.title, message=err.message,
+                           request_id=g.get("request_id", "")), err.status
