@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import re
+import select
+import socket
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -22,7 +24,9 @@ import pytest
 from werkzeug import Response
 
 from cds_service import create_app
+from cds_service.protocol.discovery import PREFETCH
 from cds_service.smart import cache, oauth, presenter, sessions
+from cds_service.smart.errors import SmartError
 
 PATIENT_ID = "smart-p1"
 ACCESS_TOKEN = "secret-access-token-4711"
@@ -54,7 +58,8 @@ def _searchset(*resources):
 class FakeEhr:
     """Authorization server + FHIR server on one pytest-httpserver; records what the app sent."""
 
-    def __init__(self, httpserver, token_response=None, token_status=200, patient_in_token=True):
+    def __init__(self, httpserver, token_response=None, token_status=200, patient_in_token=True,
+                 token_endpoint=None, failing_paths=()):
         self.server = httpserver
         self.iss = httpserver.url_for("/fhir").rstrip("/")
         self.token_requests: list[dict] = []
@@ -64,9 +69,10 @@ class FakeEhr:
         self.token_response = token_response
         self.patient_in_token = patient_in_token
         self.revoked = False
+        self.failing_paths = set(failing_paths)
         httpserver.expect_request("/fhir/.well-known/smart-configuration").respond_with_json({
             "authorization_endpoint": httpserver.url_for("/authorize"),
-            "token_endpoint": httpserver.url_for("/token"),
+            "token_endpoint": token_endpoint or httpserver.url_for("/token"),
             "code_challenge_methods_supported": ["S256"],
             "capabilities": ["launch-ehr", "launch-standalone", "client-public"],
         })
@@ -94,6 +100,8 @@ class FakeEhr:
         if self.revoked or request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
             return Response(json.dumps({"resourceType": "OperationOutcome"}), status=401)
         path = request.path
+        if path in self.failing_paths:
+            return Response("boom", status=500)
         if path == f"/fhir/Patient/{PATIENT_ID}":
             body = _patient()
         elif path == "/fhir/Observation" and "85319-2" in request.query_string.decode():
@@ -133,9 +141,20 @@ def _error_text(resp) -> str:
     return re.sub(r"<p class=\"muted\">Request id: [^<]*</p>", "", section).strip()
 
 
-def _logged_errors(caplog) -> str:
+@pytest.fixture
+def smart_log(caplog):
+    """The service's log records (its ``her2cds`` logger does not propagate to pytest's root handler)."""
+    logger = logging.getLogger("her2cds")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def _logged_errors(smart_log) -> str:
     """The ``error`` details the SMART app logged (what the pages leave out)."""
-    return " | ".join(str(getattr(r, "error", "")) for r in caplog.records if r.name == "her2cds.smart")
+    assert smart_log.records, "no log record captured"
+    return " | ".join(str(getattr(r, "error", "")) for r in smart_log.records if r.name == "her2cds.smart")
 
 
 def _launch(client, ehr, launch="launch-123"):
@@ -210,23 +229,23 @@ def test_launch_rejects_bad_iss_with_html_page(client, query, status, text):
     assert text in resp.get_data(as_text=True)
 
 
-def test_launch_against_server_without_smart_configuration_is_502_page(client, httpserver, caplog):
+def test_launch_against_server_without_smart_configuration_is_502_page(client, httpserver, smart_log):
     httpserver.expect_request("/nosmart/.well-known/smart-configuration").respond_with_data("nope", status=404)
     resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/nosmart")})
     assert resp.status_code == 502
     assert "could not read a usable SMART configuration" in resp.get_data(as_text=True)
     assert "404" not in _error_text(resp)  # the detail is for the log only
-    assert "HTTP 404" in _logged_errors(caplog)
+    assert "HTTP 404" in _logged_errors(smart_log)
 
 
-def test_launch_against_server_without_s256_is_refused(client, httpserver, caplog):
+def test_launch_against_server_without_s256_is_refused(client, httpserver, smart_log):
     httpserver.expect_request("/plain/.well-known/smart-configuration").respond_with_json({
         "authorization_endpoint": httpserver.url_for("/a"), "token_endpoint": httpserver.url_for("/t"),
         "code_challenge_methods_supported": ["plain"]})
     resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/plain")})
     assert resp.status_code == 502
     assert "could not read a usable SMART configuration" in resp.get_data(as_text=True)
-    assert "PKCE S256 not supported" in _logged_errors(caplog)
+    assert "PKCE S256 not supported" in _logged_errors(smart_log)
 
 
 def test_allowed_issuers_setting_blocks_other_servers(db_url, ehr):
@@ -274,8 +293,8 @@ def test_timeline_svg_is_served_for_the_session(client, ehr):
     assert "trastuzumab" in text and "HER2 3+" in text
 
 
-def test_access_token_is_not_in_the_cookie_nor_the_logs(client, ehr, app, caplog):
-    caplog.set_level(logging.DEBUG)
+def test_access_token_is_not_in_the_cookie_nor_the_logs(client, ehr, app, smart_log):
+    smart_log.set_level(logging.DEBUG)
     _full_flow(client, ehr)
     client.get("/smart/app")
     cookie = client.get_cookie("session")
@@ -284,7 +303,8 @@ def test_access_token_is_not_in_the_cookie_nor_the_logs(client, ehr, app, caplog
     content = app.session_interface.get_signing_serializer(app).loads(cookie.value)
     assert ACCESS_TOKEN not in json.dumps(content)
     assert set(content) <= {"smart_sid", "smart_state"}
-    for record in caplog.records:
+    assert any(r.getMessage() == "smart session started" for r in smart_log.records)  # the log was seen
+    for record in smart_log.records:
         assert ACCESS_TOKEN not in record.getMessage()
         assert ACCESS_TOKEN not in json.dumps(record.__dict__, default=str)
 
@@ -364,14 +384,14 @@ def test_bad_token_responses_give_clear_pages(client, httpserver, token_response
     assert text in resp.get_data(as_text=True)
 
 
-def test_token_endpoint_server_error_is_502(client, httpserver, caplog):
+def test_token_endpoint_server_error_is_502(client, httpserver, smart_log):
     ehr = FakeEhr(httpserver, token_response={"error": "server_error"}, token_status=500)
     _, params = _launch(client, ehr)
     resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
     assert resp.status_code == 502
     assert "token endpoint could not be used" in resp.get_data(as_text=True)
     assert "500" not in _error_text(resp)
-    assert "token endpoint answered HTTP 500" in _logged_errors(caplog)
+    assert "token endpoint answered HTTP 500" in _logged_errors(smart_log)
 
 
 # -- the app without a session and the absolute fallback ---------------------------------
@@ -713,3 +733,270 @@ def test_session_cookie_flags(db_url, ehr, public_url, secure, samesite):
     assert "HttpOnly" in header
     assert f"SameSite={samesite}" in header
     assert ("Secure" in header) is secure
+
+
+# -- which FHIR servers: no launch to hosts nobody allowed (issue 13, item 1) ---------------------
+
+@pytest.mark.parametrize("path", ["/smart/launch", "/smart/open"])
+def test_without_allowed_issuers_every_launch_is_refused_and_nothing_is_fetched(db_url, ehr, httpserver, path):
+    client = create_app(auth="disabled", database_url=db_url).test_client()  # the default settings
+    resp = client.get(path, query_string={"iss": ehr.iss, "launch": "l", "patient": PATIENT_ID})
+    assert resp.status_code == 403 and resp.mimetype == "text/html"
+    assert "SMART launch not configured" in resp.get_data(as_text=True)
+    assert "HER2CDS_SMART_ALLOWED_ISSUERS" in resp.get_data(as_text=True)
+    assert httpserver.log == []  # not even the SMART configuration was requested
+
+
+def test_an_issuer_not_on_the_list_is_refused_without_any_request(client, httpserver):
+    resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/other-fhir"), "launch": "l"})
+    assert resp.status_code == 403
+    assert "not configured to launch against that FHIR server" in resp.get_data(as_text=True)
+    assert httpserver.log == []
+
+
+def test_allowed_issuers_compare_scheme_and_host_case_insensitively():
+    policy = oauth.IssuerPolicy(frozenset({oauth.normalize_base("HTTPS://EHR.example.org/fhir/")}))
+    assert policy.check("https://ehr.example.org/fhir") == "https://ehr.example.org/fhir"
+    assert policy.check("https://Ehr.Example.org/fhir/") == "https://Ehr.Example.org/fhir"
+    with pytest.raises(SmartError) as err:
+        policy.check("https://ehr.example.org/FHIR-other")
+    assert err.value.status == 403
+
+
+@pytest.mark.parametrize("iss", [
+    "http://127.0.0.1:8090/fhir", "http://127.1.2.3/fhir", "http://localhost:8090/fhir", "http://LOCALHOST./fhir",
+    "http://[::1]:8090/fhir",
+])
+def test_development_mode_allows_loopback(iss):
+    assert oauth.IssuerPolicy(frozenset(), dev_loopback=True).check(iss) == iss
+
+
+@pytest.mark.parametrize("iss", [
+    "http://10.0.0.1/fhir", "http://192.168.1.10/fhir", "http://169.254.169.254/latest", "http://0.0.0.0:8080/fhir",
+    "http://2130706433/fhir", "http://0x7f000001/fhir", "http://[fd00:ec2::254]/fhir", "http://[::ffff:10.0.0.1]/",
+    "http://metadata.google.internal/", "http://localhost.attacker.example/fhir", "https://ehr.example.org/fhir",
+])
+def test_development_mode_allows_nothing_but_loopback(iss):
+    with pytest.raises(SmartError) as err:
+        oauth.IssuerPolicy(frozenset(), dev_loopback=True).check(iss)
+    assert err.value.status == 403
+
+
+def test_development_mode_launches_against_a_loopback_fhir_server(db_url, ehr):
+    client = create_app(auth="disabled", database_url=db_url, smart_dev_loopback=True).test_client()
+    _launch(client, ehr)  # 302 to the authorize endpoint
+    assert client.get("/smart/launch", query_string={"iss": "http://10.0.0.1/fhir"}).status_code == 403
+
+
+@pytest.mark.parametrize("raw, value", [("true", True), ("ON", True), ("1", True), ("false", False), ("", False)])
+def test_development_mode_setting_is_off_unless_said(raw, value):
+    from cds_service.config import Settings, from_env
+
+    assert Settings().smart_dev_loopback is False
+    assert from_env({"HER2CDS_SMART_DEV_LOOPBACK": raw}).smart_dev_loopback is value
+
+
+@pytest.mark.parametrize("env", [{"HER2CDS_SMART_DEV_LOOPBACK": "maybe"}, {"HER2CDS_SMART_HTTP_DEADLINE": "0"},
+                                 {"HER2CDS_SMART_FETCH_BUDGET": "-1"}])
+def test_bad_smart_settings_fail_at_start(env):
+    from cds_service.config import ConfigError, from_env
+
+    with pytest.raises(ConfigError):
+        from_env(env)
+
+
+# -- bounded exchanges: size cap, total deadline, one text for every network outcome ----------------
+
+class DripServer:
+    """A raw TCP server that answers each request by dripping bytes, and records whether the client hung up.
+
+    ``head`` is sent at once after the request; then ``piece`` every
+    ``interval`` seconds, ``count`` times at most (so a test without a
+    deadline would still end), watching for the client closing its side.
+    """
+
+    def __init__(self, head: bytes = b"", piece: bytes = b"H", interval: float = 0.02, count: int = 1000):
+        self.head, self.piece, self.interval, self.count = head, piece, interval, count
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list[dict] = []
+        self._threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            record = {"sent": 0, "hung_up": False, "done": threading.Event()}
+            self.connections.append(record)
+            thread = threading.Thread(target=self._drip, args=(conn, record), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _drip(self, conn, record):
+        with conn:
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    data = conn.recv(65536)
+                    if not data:
+                        raise ConnectionError
+                    request += data
+                conn.sendall(self.head)
+                for _ in range(self.count):
+                    conn.sendall(self.piece)
+                    record["sent"] += len(self.piece)
+                    readable, _, _ = select.select([conn], [], [], self.interval)
+                    if readable and conn.recv(65536) == b"":
+                        raise ConnectionError
+            except OSError:  # ConnectionError included: the client went away
+                record["hung_up"] = True
+            record["done"].set()
+
+    def wait(self, seconds: float = 30) -> None:
+        """Until every connection ended (bounded: the drip itself ends after ``count`` pieces)."""
+        for record in self.connections:
+            record["done"].wait(seconds)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def drip():
+    servers = []
+
+    def make(**kwargs) -> DripServer:
+        servers.append(DripServer(**kwargs))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+
+
+def _bounded_app(db_url, *issuers, deadline=0.3, **settings):
+    return create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=",".join(issuers),
+                      smart_http_deadline=deadline, **settings)
+
+
+@pytest.mark.parametrize("kind", ["status line", "headers", "body"])
+def test_slow_drip_smart_configuration_is_cut_at_the_deadline(db_url, drip, kind, smart_log):
+    head, piece = {"status line": (b"", b"H"), "headers": (b"HTTP/1.1 200 OK\r\n", b"X"),
+                   "body": (JSON_HEAD, b" ")}[kind]
+    server = drip(head=head, piece=piece, interval=0.02, count=1500)  # 30 s of drip, the deadline is 0.3 s
+    client = _bounded_app(db_url, server.url + "/fhir").test_client()
+    resp = client.get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
+    assert resp.status_code == 502
+    assert "could not read a usable SMART configuration" in resp.get_data(as_text=True)
+    server.wait()
+    [conn] = server.connections
+    assert conn["hung_up"] and conn["sent"] < 1500  # the service ended the exchange, not the server
+    assert "deadline" in _logged_errors(smart_log)
+
+
+def test_oversized_smart_configuration_is_cut_at_the_cap(db_url, drip, smart_log):
+    server = drip(head=JSON_HEAD, piece=b" " * 65536, interval=0, count=200)  # 13 MB, the cap is 256 KB
+    client = _bounded_app(db_url, server.url + "/fhir", deadline=10).test_client()
+    resp = client.get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
+    assert resp.status_code == 502
+    server.wait()
+    [conn] = server.connections
+    assert conn["hung_up"] and conn["sent"] < 200 * 65536
+    assert "byte cap" in _logged_errors(smart_log)
+
+
+def test_declared_oversized_answer_is_not_read(db_url, httpserver, smart_log):
+    httpserver.expect_request("/big/.well-known/smart-configuration").respond_with_data(
+        b"{}" + b" " * (oauth.MAX_OAUTH_BYTES + 10), content_type="application/json")
+    client = _bounded_app(db_url, httpserver.url_for("/big"), deadline=10).test_client()
+    resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/big"), "launch": "l"})
+    assert resp.status_code == 502
+    assert "Content-Length" in _logged_errors(smart_log)
+
+
+def test_error_page_does_not_tell_an_open_port_from_a_closed_one(db_url, httpserver, drip, smart_log):
+    """Closed port, open port answering 404, HTML, a redirect, nothing at all, or dripping: one page."""
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there any more
+    silent = drip(head=b"", piece=b"", interval=0.05, count=200)  # accepts, never answers
+    slow = drip(head=JSON_HEAD, piece=b" ", interval=0.02, count=1500)
+    httpserver.expect_request("/e404/.well-known/smart-configuration").respond_with_data("no", status=404)
+    httpserver.expect_request("/html/.well-known/smart-configuration").respond_with_data("<html>", status=200)
+    httpserver.expect_request("/moved/.well-known/smart-configuration").respond_with_data(
+        "", status=302, headers={"Location": "http://169.254.169.254/"})
+    targets = [closed_url + "/fhir", silent.url + "/fhir", slow.url + "/fhir", httpserver.url_for("/e404"),
+               httpserver.url_for("/html"), httpserver.url_for("/moved")]
+    client = _bounded_app(db_url, *targets).test_client()
+    pages = set()
+    for iss in targets:
+        resp = client.get("/smart/launch", query_string={"iss": iss, "launch": "l"})
+        pages.add((resp.status_code, _error_text(resp)))
+    assert len(pages) == 1, pages
+    [(status, _)] = pages
+    assert status == 502
+    logged = _logged_errors(smart_log)  # the administrator still sees what happened
+    assert "ConnectionError" in logged and "HTTP 404" in logged and "HTTP 302" in logged and "deadline" in logged
+
+
+def test_slow_drip_token_endpoint_is_cut_at_the_deadline(db_url, httpserver, drip):
+    server = drip(head=JSON_HEAD, piece=b" ", interval=0.02, count=1500)
+    ehr = FakeEhr(httpserver, token_endpoint=server.url + "/token")
+    client = _bounded_app(db_url, ehr.iss).test_client()
+    _, params = _launch(client, ehr)
+    resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
+    assert resp.status_code == 502
+    assert "token endpoint could not be used" in resp.get_data(as_text=True)
+    server.wait()
+    [conn] = server.connections
+    assert conn["hung_up"] and conn["sent"] < 1500
+
+
+def test_slow_drip_fhir_reads_are_cut_at_the_deadline(drip):
+    """Every read of the page (eight parallel queries) ends by the deadline; nothing readable → one page."""
+    from cds_service.config import Settings
+    from cds_service.smart.fetch import fhir_client, read_patient
+
+    server = drip(head=b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n\r\n", piece=b" ",
+                  interval=0.02, count=1500)
+    client = fhir_client(Settings(smart_http_deadline=0.3))
+    entry = sessions.AppSession(server.url + "/fhir", PATIENT_ID, ACCESS_TOKEN)
+    with pytest.raises(SmartError) as err:
+        read_patient(client, entry, budget=5)
+    assert err.value.status == 502
+    assert "Nothing could be read from the FHIR server" in err.value.message
+    assert ACCESS_TOKEN not in (err.value.detail or "")
+    server.wait()
+    assert len(server.connections) == len(PREFETCH)
+    assert all(c["hung_up"] and c["sent"] < 1500 for c in server.connections)
+
+
+@pytest.mark.integration
+def test_slow_drip_launch_with_the_default_deadline_is_cut(db_url, drip):
+    """The attack as reported (one byte per second), against the default 10 s deadline; ~10 s."""
+    server = drip(head=b"HTTP/1.1 200 OK\r\n", piece=b"X", interval=1.0, count=60)
+    client = create_app(auth="disabled", database_url=db_url,
+                        smart_allowed_issuers=server.url + "/fhir").test_client()
+    resp = client.get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
+    assert resp.status_code == 502
+    server.wait(90)
+    [conn] = server.connections
+    assert conn["hung_up"] and conn["sent"] < 60
+
+
+def test_a_failed_query_is_a_finding_without_the_network_outcome(db_url, httpserver):
+    ehr = FakeEhr(httpserver, failing_paths={"/fhir/Condition"})
+    client = _bounded_app(db_url, ehr.iss, deadline=10).test_client()
+    _full_flow(client, ehr)
+    page = client.get("/smart/app")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    findings = html.split('<section id="findings">', 1)[1]
+    assert "could not be read from the FHIR server" in findings
+    assert "500" not in findings and "failed" not in findings
