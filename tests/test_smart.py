@@ -1000,3 +1000,73 @@ def test_a_failed_query_is_a_finding_without_the_network_outcome(db_url, httpser
     findings = html.split('<section id="findings">', 1)[1]
     assert "could not be read from the FHIR server" in findings
     assert "500" not in findings and "failed" not in findings
+
+
+# -- the page: one profile, a pure view-model ------------------------------------------------------
+
+def test_the_profile_is_built_once_per_page_and_timeline(client, ehr, monkeypatch):
+    import cds_service.criteria as criteria
+
+    calls = []
+    real = criteria.build_profile
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(criteria, "build_profile", counting)  # where advice would look it up
+    monkeypatch.setattr(presenter, "build_profile", counting)
+    _full_flow(client, ehr)
+    assert client.get("/smart/app").status_code == 200
+    assert client.get("/smart/timeline.svg").status_code == 200
+    assert len(calls) == 1
+
+
+def test_presenter_builds_the_page_from_plain_resources(app):
+    """No Flask, no HTTP: resources in, what the page shows out."""
+    import datetime as dt
+
+    from cds_service.criteria import Finding
+
+    unread = (Finding("data-missing", "'conditions' could not be read from the FHIR server.", ("prefetch:conditions",)),)
+    page = presenter.build_page([_patient(), _her2_obs(), _med()], patient_id=PATIENT_ID, iss="https://ehr.example/fhir",
+                                knowledge=app.extensions["her2cds.knowledge"], today=dt.date(2024, 6, 1),
+                                patient_hint="someone-else", read_findings=unread)
+    assert page.patient == {"name": "Ada Testpatient", "birth_date": "1968-03-01", "gender": "female"}
+    assert page.hint_mismatch is True
+    her2 = next(f for f in page.facts if f["name"] == "her2.status")
+    assert her2["key"] is True
+    assert {"ref": "Observation/her2-ihc-1", "date": "2023-02-01", "what": "85319-2"} in her2["sources"]
+    assert page.findings[0] == "data-missing: 'conditions' could not be read from the FHIR server."
+    assert page.profile is not None and page.profile_error is None and page.cards_error is None
+    assert all(isinstance(c, dict) and c.get("summary") for c in page.cards)
+    assert [f["name"] for f in page.facts if f["key"]] == [n for n in presenter.KEY_FACTS
+                                                           if n in {f["name"] for f in page.facts}]
+
+
+def test_presenter_says_so_when_the_profile_cannot_be_built(app, monkeypatch):
+    import datetime as dt
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(presenter, "build_profile", broken)
+    page = presenter.build_page([_patient()], patient_id=PATIENT_ID, iss="https://ehr.example/fhir",
+                                knowledge=app.extensions["her2cds.knowledge"], today=dt.date(2024, 6, 1))
+    assert page.profile is None and page.facts == [] and page.cards == []
+    assert "could not be built" in page.profile_error
+    assert "need the patient profile" in page.cards_error
+
+
+@pytest.mark.parametrize("resource, date, what", [
+    ({"resourceType": "Observation", "effectiveDateTime": "2023", "code": {"text": "HER2 IHC"}}, "2023", "HER2 IHC"),
+    ({"resourceType": "Condition", "onsetPeriod": {"start": "2022-05-03T10:00:00Z"},
+      "code": {"coding": [{"system": "http://snomed.info/sct", "code": "94222008", "display": "Bone mets"}]}},
+     "2022-05-03", "Bone mets"),
+    ({"resourceType": "MedicationRequest", "authoredOn": "not a date", "medicationCodeableConcept":
+      {"coding": [{"code": ["not", "text"]}, {"code": "224905"}]}}, "", "224905"),
+    ({"resourceType": "Observation", "code": "not a concept"}, "", "Observation"),
+])
+def test_presenter_reads_dates_and_labels_totally(resource, date, what):
+    assert presenter.resource_date(resource) == date
+    assert presenter.resource_label(resource) == what

@@ -42,6 +42,18 @@ def auth_server(loaded):
 
 
 @pytest.fixture
+def smart_service(auth_server, tmp_path):
+    """The service over real HTTP, allowing exactly the EHR's FHIR base (without it, no launch at all)."""
+    from cds_service import create_app
+
+    app = create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'smart.db'}",
+                     smart_allowed_issuers=auth_server.url + "/fhir")
+    server = ServerThread(app)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def browser_page(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -58,7 +70,8 @@ def browser_page(tmp_path):
 
 
 def test_ehr_launch_in_chromium_renders_profile_recommendations_and_timeline(
-        browser_page, auth_server, service, artifacts):
+        browser_page, auth_server, smart_service, artifacts):
+    service = smart_service
     page = browser_page
     launch = auth_server.url + "/ehr-launch?" + urlencode(
         {"patient": "itest-alpha", "launch_uri": service.url + "/smart/launch"})
@@ -92,3 +105,13 @@ def test_reopening_the_app_in_a_fresh_browser_without_session_shows_relaunch_pag
     response = browser_page.goto(service.url + "/smart/app")
     assert response.status == 401
     assert "Launch the app again" in browser_page.inner_text("#error")
+
+
+def test_launch_from_an_ehr_the_service_does_not_allow_is_refused(browser_page, auth_server, service):
+    """The session-wide service allows no FHIR server: the EHR's launch ends on a clear page, nothing fetched."""
+    launch = auth_server.url + "/ehr-launch?" + urlencode(
+        {"patient": "itest-alpha", "launch_uri": service.url + "/smart/launch"})
+    response = browser_page.goto(launch)
+    assert response.status == 403
+    assert "SMART launch not configured" in browser_page.inner_text("#error")
+    assert auth_server.state.token_requests == [] and auth_server.state.fhir_reads == []
