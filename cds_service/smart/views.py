@@ -227,7 +227,8 @@ def _page(entry: AppSession) -> Page:
 
 @bp.errorhandler(SmartError)
 def _smart_error(err: SmartError):
-    log.info("smart error", extra={"status": err.status, "title": err.title, "error": err.detail,
-                                   "request_id": g.get("request_id", "")})
+    level = logging.WARNING if err.status >= 500 else logging.INFO
+    log.log(level, "smart error", extra={"status": err.status, "title": err.title, "error": err.detail,
+                                         "request_id": g.get("request_id", "")})
     return render_template("smart_error.html", title=err.title, message=err.message,
                            request_id=g.get("request_id", "")), err.status
