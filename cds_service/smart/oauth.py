@@ -26,20 +26,19 @@ MAX_OAUTH_BYTES = 256 * 1024  # a SMART configuration or token response is a few
 
 def configuration_unavailable(detail: str) -> SmartError:
     """The one page for every way discovery can fail: it must not tell an open port from a closed one."""
-    return SmartError(
-        502, "SMART configuration unavailable",
-        "The service could not read a usable SMART configuration from that FHIR server, so the sign-in "
-        "cannot start. Launch the app again; if it keeps failing, give the administrator the request id "
-        "below (the service log has the details).", detail=detail)
+    return _unavailable("SMART configuration unavailable", "The service could not read a usable SMART "
+                        "configuration from that FHIR server, so the sign-in cannot start.", detail)
 
 
 def token_unavailable(detail: str) -> SmartError:
     """The one page for every token endpoint failure that is not an OAuth error answer."""
-    return SmartError(
-        502, "Sign-in failed",
-        "The authorization server's token endpoint could not be used to finish the sign-in. Launch the app "
-        "again; if it keeps failing, give the administrator the request id below (the service log has the "
-        "details).", detail=detail)
+    return _unavailable("Sign-in failed", "The authorization server's token endpoint could not be used to "
+                        "finish the sign-in.", detail)
+
+
+def _unavailable(title: str, what: str, detail: str) -> SmartError:
+    return SmartError(502, title, what + " Launch the app again; if it keeps failing, give the administrator "
+                      "the request id below (the service log has the details).", detail=detail)
 
 
 # -- which FHIR servers ------------------------------------------------------------------

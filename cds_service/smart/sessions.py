@@ -157,16 +157,11 @@ class SecretStore:
 
     def pop_launch(self, state: str) -> PendingLaunch | None:
         """The launch ``state`` names, consumed (single-use), or None; unreadable rows are a clear error."""
-        try:
-            value = self.pop(KIND_LAUNCH, state)
-            return None if value is None else PendingLaunch(**value)
-        except SQLAlchemyError as exc:
-            raise _db_unavailable(exc) from None
-        except (UnreadableSecret, TypeError):
-            raise SmartError(400, "Launch unreadable",
-                             "This sign-in was started with another secret key than this service instance "
-                             "has (HER2CDS_SECRET_KEY differs between instances, or changed on restart). "
-                             "Launch the app again.") from None
+        return self._record(lambda: self.pop(KIND_LAUNCH, state), lambda value: PendingLaunch(**value),
+                            SmartError(400, "Launch unreadable",
+                                       "This sign-in was started with another secret key than this service "
+                                       "instance has (HER2CDS_SECRET_KEY differs between instances, or changed "
+                                       "on restart). Launch the app again."))
 
     def save_session(self, sid: str, entry: AppSession, expires_in) -> None:
         """Keep the session until the token expires (``expires_in``), at most ``SESSION_TTL``."""
@@ -177,21 +172,27 @@ class SecretStore:
 
     def load_session(self, sid: str | None) -> AppSession:
         """The browser's live session, or a 401 page saying why there is none."""
-        try:
-            value = self.get(KIND_SESSION, sid)
-            entry = None if value is None else AppSession(**value, sid=sid)
-        except SQLAlchemyError as exc:
-            raise _db_unavailable(exc) from None
-        except (UnreadableSecret, TypeError):
-            raise SmartError(401, "Session unreadable",
-                             "This browser's session was started with another secret key than this service "
-                             "instance has (HER2CDS_SECRET_KEY differs between instances, or changed on "
-                             "restart). Launch the app again from the EHR.") from None
+        entry = self._record(lambda: self.get(KIND_SESSION, sid), lambda value: AppSession(**value, sid=sid),
+                             SmartError(401, "Session unreadable",
+                                        "This browser's session was started with another secret key than this "
+                                        "service instance has (HER2CDS_SECRET_KEY differs between instances, or "
+                                        "changed on restart). Launch the app again from the EHR."))
         if entry is None:
             raise SmartError(401, "Session expired",
                              "There is no active session for this browser (it expired, or the service "
                              "restarted without a fixed HER2CDS_SECRET_KEY). Launch the app again from the EHR.")
         return entry
+
+    @staticmethod
+    def _record(read, build, unreadable: SmartError):
+        """``build(read())`` (None stays None); the database down → 503, a row not ours → ``unreadable``."""
+        try:
+            value = read()
+            return None if value is None else build(value)
+        except SQLAlchemyError as exc:
+            raise _db_unavailable(exc) from None
+        except (UnreadableSecret, TypeError):
+            raise unreadable from None
 
     def _write(self, kind: str, ident: str, value: dict, ttl: int) -> None:
         try:
