@@ -15,6 +15,7 @@ import os
 import re
 import select
 import socket
+import ssl
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -815,10 +816,11 @@ class DripServer:
     deadline would still end), watching for the client closing its side.
     """
 
-    def __init__(self, head: bytes = b"", piece: bytes = b"H", interval: float = 0.02, count: int = 1000):
-        self.head, self.piece, self.interval, self.count = head, piece, interval, count
+    def __init__(self, head: bytes = b"", piece: bytes = b"H", interval: float = 0.02, count: int = 1000,
+                 tls=None):
+        self.head, self.piece, self.interval, self.count, self.tls = head, piece, interval, count, tls
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
         self.connections: list[dict] = []
         self._threads: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -838,6 +840,8 @@ class DripServer:
     def _drip(self, conn, record):
         with conn:
             try:
+                if self.tls is not None:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
                 request = b""
                 while b"\r\n\r\n" not in request:
                     data = conn.recv(65536)
@@ -851,7 +855,7 @@ class DripServer:
                     readable, _, _ = select.select([conn], [], [], self.interval)
                     if readable and conn.recv(65536) == b"":
                         raise ConnectionError
-            except OSError:  # ConnectionError included: the client went away
+            except OSError:  # ConnectionError and ssl.SSLError included: the client went away
                 record["hung_up"] = True
             record["done"].set()
 
@@ -898,6 +902,48 @@ def test_slow_drip_smart_configuration_is_cut_at_the_deadline(db_url, drip, kind
     [conn] = server.connections
     assert conn["hung_up"] and conn["sent"] < 1500  # the service ended the exchange, not the server
     assert "deadline" in _logged_errors(smart_log)
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and its key, as PEM files (cryptography is a dependency already)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.parametrize("head", [b"", JSON_HEAD], ids=["status line", "body"])
+def test_slow_drip_over_tls_is_cut_at_the_deadline(tmp_path, drip, head):
+    from cds_service.smart.transport import BoundedHttp, TransportError
+
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = drip(head=head, piece=b" ", interval=0.02, count=1500, tls=tls)
+    http = BoundedHttp(deadline=0.3, max_bytes=oauth.MAX_OAUTH_BYTES)
+    http.session.verify = cert
+    with pytest.raises(TransportError, match="deadline"):
+        http.get_json(server.url + "/fhir/.well-known/smart-configuration")
+    server.wait()
+    [conn] = server.connections
+    assert conn["hung_up"] and conn["sent"] < 1500
 
 
 def test_oversized_smart_configuration_is_cut_at_the_cap(db_url, drip, smart_log):
