@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from . import config as config_mod
 from .errors import ApiError, Issue, operation_outcome
 from .logs import request_id
-from .storage import Store
+from .storage import RETRY_AFTER_SECONDS, Store, is_unavailable
 
 log = logging.getLogger("her2cds")
 
@@ -88,6 +88,8 @@ def _install_error_handlers(app: Flask) -> None:
         resp.status_code = err.status
         for k, v in err.headers.items():
             resp.headers[k] = v
+        if err.status == 503:  # every "try again" says when (RFC 9110 §10.2.3)
+            resp.headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
         return resp
 
     @app.errorhandler(HTTPException)
@@ -108,6 +110,11 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
+        if is_unavailable(err):  # a database outage no handler caught: 503, not 500
+            log.error("database unavailable", extra={"request_id": g.get("request_id"),
+                                                     "error": type(err).__name__})
+            return _api_error(ApiError(503, "The service cannot reach its database right now; try again.",
+                                       None, "transient"))
         # Never a traceback to the caller; the log keeps it, keyed by request id.
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
         message = "Internal error; the service log has the details under this request id: " + g.get("request_id", "")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from .storage import StoreUnavailable
+
 bp = Blueprint("ops", __name__)
 
 
@@ -15,11 +17,18 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the database answers and the knowledge is loaded."""
+    """Readiness: the database takes writes and the knowledge is loaded.
+
+    *Writes*, not reads: every authenticated hook call writes its token id
+    and audit row, so a database that answers SELECT but is read-only or
+    full serves no call at all (``Store.check_writable`` says how it knows).
+    """
     checks = {}
     try:
-        current_app.extensions["her2cds.store"].ping()
+        current_app.extensions["her2cds.store"].check_writable()
         checks["database"] = "ok"
+    except StoreUnavailable as exc:
+        checks["database"] = f"unavailable: {exc}"
     except Exception as exc:  # report, never raise: this is a probe
         checks["database"] = f"unavailable: {type(exc).__name__}"
     knowledge = current_app.extensions.get("her2cds.knowledge")

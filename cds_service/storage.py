@@ -11,17 +11,43 @@ issued-card rows carry only the card uuid, rule, rulebook version and service;
 the audit row carries ids (patient id, hook instance), never resource content;
 ``smart_session`` rows hold only ciphertext that the caller encrypted
 (``cds_service/smart.py``: Fernet, key derived from the Flask secret key).
+
+Database faults (a read-only file, a full disk, PostgreSQL down or restarted)
+are expected, visible and survivable:
+
+- *visible*: ``check_writable`` is what ``/readyz`` asks; it commits a real
+  (tiny) write, checks the free space beside a SQLite file, and remembers
+  that a real write failed recently, so readiness goes red when the service
+  cannot write, not only when it cannot read;
+- *survivable*: after an operational error every pooled connection is thrown
+  away (``_discard_connections_on_operational_error``), because a SQLite
+  connection opened while the file was read-only stays read-only for life;
+  PostgreSQL connections are pre-pinged.  The next call reconnects, so the
+  service recovers by itself when the database does;
+- *answerable*: ``is_unavailable`` tells a database outage (the caller answers
+  503 with ``Retry-After``) from a bug (500);
+- *quiet*: the engine hides SQL parameters in its error messages
+  (``hide_parameters``), so a failing write does not copy patient ids, hook
+  instances or free-text comments into the log.
+
+Text that reaches the audit table is made storable here (``_storable``),
+because the audit row of a rejected request carries whatever the caller sent:
+a NUL, which PostgreSQL refuses in text columns, would otherwise drop the row
+on PostgreSQL and keep it on SQLite.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
+import re
 import threading
-from contextlib import contextmanager, nullcontext
 import time
+import uuid
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import (
     Column,
@@ -39,6 +65,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -118,6 +145,86 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+# -- database faults --------------------------------------------------------------
+
+RETRY_AFTER_SECONDS = 5  # what a 503 caused by the database tells the client to wait
+
+# Below this much free space beside a SQLite file the next write cannot be trusted
+# to fit: a one-row WAL commit is a few 4 KiB pages, a checkpoint may grow the file.
+MIN_FREE_BYTES = 1024 * 1024
+
+# How long a failed real write keeps readiness red when no write has succeeded since.
+WRITE_FAILURE_MEMORY = 15.0
+
+# The readiness probe's rows in ``jwt_replay`` (inserted and deleted in one transaction).
+PROBE_ISSUER = "urn:her2cds:readiness-probe"
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot take writes now; the message says why, without any row values."""
+
+
+# DB-API classes that mean "the database cannot serve this now", not "this statement
+# is wrong": connection lost, server shutting down, read-only file or transaction,
+# disk full, lock timeout.  A plain DatabaseError is sqlite3's "file is not a database".
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError,
+                sa_exc.TimeoutError, sa_exc.DisconnectionError, StoreUnavailable)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Is ``exc`` a database outage (answer 503 with Retry-After) rather than a bug (500)?"""
+    return isinstance(exc, _UNAVAILABLE) or type(exc) is sa_exc.DatabaseError
+
+
+def _discard_connections_on_outage(context) -> None:
+    """``handle_error``: treat an outage as a disconnect, so the pool drops every connection.
+
+    Why: SQLite opens a file it may not write *read-only*, without an error,
+    and that connection stays read-only after the file is writable again (the
+    attack run saw no recovery without a restart).  A full disk or a
+    PostgreSQL failover leaves connections in similar states.  Marked as a
+    disconnect, the connection is closed and the rest of the pool invalidated;
+    the next call opens fresh ones.  Only the failure path pays for it.
+    """
+    if context.sqlalchemy_exception is not None and is_unavailable(context.sqlalchemy_exception):
+        context.is_disconnect = True
+
+
+# Characters that make text unstorable or unequal across databases: C0/C1 controls
+# (PostgreSQL refuses NUL in text) and lone UTF-16 surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _storable(value, length: int | None):
+    """``value`` as text SQLite and PostgreSQL store alike: such characters escaped as ``\\uXXXX``,
+    then cut to the column's ``length``.  Non-strings pass unchanged."""
+    if not isinstance(value, str):
+        return value
+    if _UNSTORABLE.search(value):
+        value = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return value if length is None else value[:length]
+
+
+def _fit(table: Table, row: dict) -> dict:
+    """A row whose text fits ``table``'s columns (see ``_storable``)."""
+    return {k: _storable(v, getattr(table.c[k].type, "length", None)) for k, v in row.items()}
+
+
+def _replay_key(value, column) -> str:
+    """A token's ``iss``/``jti`` as ``jwt_replay`` keys it: itself when it fits, else its SHA-256.
+
+    The jti is whatever string the client chose.  One too long for the column,
+    or holding a character a database refuses (NUL on PostgreSQL), must still
+    be remembered the same way on both databases: stored raw it failed on
+    every retry on PostgreSQL ("503 forever") and passed on SQLite.  The digest
+    is deterministic, so a replay of such a token is still caught.
+    """
+    value = value if isinstance(value, str) else json.dumps(value)
+    if len(value) <= column.type.length and not _UNSTORABLE.search(value):
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _sqlite_pragmas(dbapi_conn, _record):
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -133,18 +240,25 @@ class Store:
         sqlite = url.startswith("sqlite")
         # A pre-ping is a round trip before every transaction; it pays off only
         # for server databases, whose connections can die while pooled.
-        kwargs = {"future": True, "pool_pre_ping": not sqlite}
+        # hide_parameters: error messages name the statement, never its values
+        # (patient ids, hook instances, free-text comments stay out of the log).
+        kwargs = {"pool_pre_ping": not sqlite, "hide_parameters": True}
         if sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "handle_error", _discard_connections_on_outage)
         self._create_lock = threading.Lock()
         self._write_lock = threading.Lock() if sqlite else nullcontext()
         database = self.engine.url.database if sqlite else None
-        self._lock_path = f"{database}-writelock" if database and database != ":memory:" else None
+        self._db_path = database if database and database != ":memory:" else None
+        self._lock_path = f"{database}-writelock" if self._db_path else None
         self._lock_file: tuple[int, object] | None = None
+        # (time.monotonic(), error type) of the last real write that failed for an
+        # outage, None once a write succeeds; read by check_writable.
+        self._write_failed: tuple[float, str] | None = None
         self.create_schema()
 
     @contextmanager
@@ -160,7 +274,22 @@ class Store:
         database does the same: the kernel wakes the waiting worker the moment
         the lock is free, where SQLite's busy handler would sleep 1, 2, 5, 10 …
         ms.  Server databases handle concurrent writers themselves.
+
+        An outage (``is_unavailable``) is remembered for ``check_writable``
+        and re-raised; the next successful write forgets it.
         """
+        try:
+            with self._transaction() as conn:
+                yield conn
+        except sa_exc.SQLAlchemyError as exc:
+            if is_unavailable(exc):
+                self._write_failed = (time.monotonic(), type(exc).__name__)
+            raise
+        self._write_failed = None
+
+    @contextmanager
+    def _transaction(self):
+        """The locks and the transaction of ``write``, without its bookkeeping."""
         with self._write_lock:
             lock = self._process_lock_file()
             if lock is not None:
@@ -209,6 +338,51 @@ class Store:
         with self.engine.connect() as conn:
             conn.execute(select(1))
         return True
+
+    def check_writable(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database can take a write now (``/readyz``).
+
+        Three checks, because none sees every fault:
+
+        - free space beside a SQLite file: a small committed write fits in
+          pages SQLite already has (the WAL is reused after each checkpoint),
+          so on a full disk it succeeds while real inserts fail;
+        - a committed write: a probe row inserted into and deleted from
+          ``jwt_replay``, the table every authenticated call writes.  It sees a
+          read-only file or connection, PostgreSQL down, and a read-only
+          transaction (a standby after a failover).  A rolled-back write would
+          not reach the disk;
+        - a real write that failed for an outage within the last
+          ``WRITE_FAILURE_MEMORY`` seconds, none succeeding since: what a
+          probe cannot provoke (a PostgreSQL table that cannot grow).  It
+          expires so that an instance taken out of rotation is tried again.
+        """
+        free = self._free_bytes()
+        if free is not None and free < MIN_FREE_BYTES:
+            raise StoreUnavailable(f"disk nearly full ({free // 1024} KiB free beside the database)")
+        probe = uuid.uuid4().hex
+        try:
+            with self._transaction() as conn:
+                conn.execute(insert(jwt_replay), {"issuer": PROBE_ISSUER, "jti": probe, "expires_at": 0})
+                conn.execute(jwt_replay.delete().where(jwt_replay.c.issuer == PROBE_ISSUER,
+                                                       jwt_replay.c.jti == probe))
+        except sa_exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"a test write failed ({type(exc).__name__})") from None
+        failed = self._write_failed
+        if failed is not None:
+            age = time.monotonic() - failed[0]
+            if age < WRITE_FAILURE_MEMORY:
+                raise StoreUnavailable(f"a write failed {int(age)} s ago ({failed[1]}) and none succeeded since")
+
+    def _free_bytes(self) -> int | None:
+        """Bytes this process may still write beside the SQLite file; None for server databases."""
+        if self._db_path is None:
+            return None
+        try:
+            fs = os.statvfs(self._db_path)
+        except OSError:  # no file: the test write will say what is wrong
+            return None
+        return (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) * fs.f_frsize
 
     # -- feedback -----------------------------------------------------------
     def record_feedback(self, service_id: str, item: dict) -> bool:
@@ -305,11 +479,32 @@ class Store:
 
     # -- JWT replay cache ---------------------------------------------------
     def remember_jti(self, issuer: str, jti: str, expires_at: int, now: int) -> bool:
-        """Record a token id; False when it was seen before (a replay)."""
+        """Record a token id; False when it was seen before (a replay).
+
+        When the database cannot be written this raises, and the hook call is
+        *refused* (``auth.check_request`` answers 503, the app adds
+        ``Retry-After``), rather than remembered in a per-worker memory for
+        the outage.  Why:
+
+        - replay protection is only as wide as the store that remembers: a
+          cache in one worker's memory would accept the same token once on
+          every other worker and instance, silently narrowing the protection
+          to one process exactly when an attacker can bring the outage about
+          (a full disk is how the attack run found this);
+        - the same outage keeps the call's audit row and issued-card records
+          from being written, so the advice would leave no trail;
+        - the refusal is visible, not silent: the client gets 503 with
+          ``Retry-After`` and, as CDS Hooks clients do, carries on without
+          cards; ``/readyz`` goes red (``check_writable``) so an orchestrator
+          routes to a healthy instance; and the engine reconnects by itself,
+          so the refusals last only as long as the database outage.
+        """
+        row = {"issuer": _replay_key(issuer, jwt_replay.c.issuer), "jti": _replay_key(jti, jwt_replay.c.jti),
+               "expires_at": expires_at}
         try:
             with self.write() as conn:
                 conn.execute(jwt_replay.delete().where(jwt_replay.c.expires_at < now))
-                conn.execute(insert(jwt_replay), {"issuer": issuer, "jti": jti, "expires_at": expires_at})
+                conn.execute(insert(jwt_replay), row)
             return True
         except IntegrityError:
             return False
@@ -371,9 +566,14 @@ class Store:
     # -- audit --------------------------------------------------------------
     def record_invocation(self, audit_row: dict, service_id: str, hook: str,
                           cards: list[tuple[str, str, str]]) -> None:
-        """The audit row and the issued cards of one hook call, in one transaction."""
+        """The audit row and the issued cards of one hook call, in one transaction.
+
+        The audit row describes the request as sent, rejected ones included, so
+        its text is made storable first (``_fit``): a NUL in ``hookInstance``
+        must not drop the row (and with it the call's trace) on PostgreSQL.
+        """
         now = _utcnow()
-        audit_row = dict(audit_row)
+        audit_row = _fit(audit, audit_row)
         audit_row.setdefault("at", now)
         with self.write() as conn:
             if cards:

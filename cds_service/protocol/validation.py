@@ -8,6 +8,8 @@ with a JSON pointer per problem, so a caller sees *what* is wrong and *where*
 from __future__ import annotations
 
 import json
+import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import jsonschema_rs
 from flask import Request
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import ApiError, Issue
 
@@ -192,6 +195,9 @@ def _message(error) -> str:
         return "must be one of " + ", ".join(repr(v) for v in error.validator_value)
     if error.validator == "const":
         return f"must be {error.validator_value!r}"
+    if error.validator == "pattern":
+        # A schema may say in words what its pattern allows (``description`` beside it).
+        return error.schema.get("description") or f"does not match the pattern {error.validator_value}"
     return error.message
 
 
@@ -214,12 +220,16 @@ def json_depth_exceeds(value, limit: int) -> bool:
     The root sits at depth 1 and every member or item one deeper, scalars
     included.  The limit is written as a JSON Schema (``depth_schema``) and
     checked by jsonschema-rs, five times faster than walking the document in
-    Python; if that fails for any reason, the walk decides.
+    Python.  Its "no" is confirmed by the walk, and if it fails for any
+    reason the walk decides: jsonschema-rs also says "no" for a value it
+    cannot represent (an infinite float), which is not a nesting problem.
     """
     try:
-        return not _depth_validator(limit).is_valid(value)
+        if _depth_validator(limit).is_valid(value):
+            return False
     except Exception:
-        return depth_walk_exceeds(value, limit)
+        pass
+    return depth_walk_exceeds(value, limit)
 
 
 def depth_schema(limit: int) -> dict:
@@ -271,11 +281,34 @@ def depth_walk_exceeds(value, limit: int) -> bool:
     return False
 
 
+def read_body(request: Request) -> bytes:
+    """The request body, or 413 when it is larger than ``MAX_CONTENT_LENGTH``.
+
+    Werkzeug refuses an over-limit ``Content-Length`` up front, but a chunked
+    body (no ``Content-Length``) it reads up to the limit and hands over cut
+    there, which then failed as "invalid JSON".  So when exactly the limit was
+    read, one more byte is asked of the server's own stream: if there is
+    one, the body was larger than allowed.
+    """
+    raw = request.get_data(cache=True)  # raises 413 for a Content-Length above the limit
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        try:
+            more = request.input_stream.read(1)
+        except (OSError, ValueError):  # the client went away: what arrived is all there is
+            more = b""
+        if more:
+            raise RequestEntityTooLarge()
+    return raw
+
+
 def read_json(request: Request, max_depth: int):
     """Parse the request body as JSON or raise a 4xx saying why.
 
     415 for a non-JSON media type, 413 (via Werkzeug) above the size limit,
-    400 for unparsable or too deeply nested JSON.
+    400 for unparsable or too deeply nested JSON, for a number no float can
+    hold (``1e999``), and for an unpaired UTF-16 surrogate escape (not text
+    in any encoding, so it could not be stored or compared).
     """
     mimetype = request.mimetype or ""
     if mimetype not in JSON_TYPES:
@@ -285,7 +318,7 @@ def read_json(request: Request, max_depth: int):
             "header:Content-Type",
             "not-supported",
         )
-    raw = request.get_data(cache=True)  # raises 413 above MAX_CONTENT_LENGTH
+    raw = read_body(request)
     if not raw.strip():
         raise ApiError(400, "Request body is empty; a JSON object is required", "body", "required")
     try:
@@ -293,13 +326,20 @@ def read_json(request: Request, max_depth: int):
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"Request body is not UTF-8 (byte {exc.start})", "body", "invalid") from None
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ApiError(400, f"JSON nesting deeper than {max_depth} levels", "body", "too-costly") from None
+    except NumberOutOfRange as exc:
+        raise ApiError(400, str(exc), "body", "value") from None
     except ValueError as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}", "body", "invalid") from None
     if json_depth_exceeds(body, max_depth):
         raise ApiError(400, f"JSON nesting deeper than {max_depth} levels", "body", "too-costly")
+    if _SURROGATE_ESCAPE.search(text):
+        where = lone_surrogate_path(body)
+        if where is not None:
+            raise ApiError(400, "Request body has an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF), "
+                           "which is not a character", pointer(where), "value")
     if not isinstance(body, dict):
         raise ApiError(400, f"Request body must be a JSON object, not {type(body).__name__}", "/", "structure")
     return body
@@ -308,3 +348,41 @@ def read_json(request: Request, max_depth: int):
 def _reject_constant(name: str):
     """JSON has no NaN or Infinity; Python's parser would accept them."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+class NumberOutOfRange(ValueError):
+    """A JSON number beyond what a float can hold (``1e999``)."""
+
+
+def _finite_float(literal: str) -> float:
+    """Python reads ``1e999`` as infinity, which JSON does not have and no check downstream expects."""
+    value = float(literal)
+    if math.isinf(value):
+        shown = literal if len(literal) <= 40 else literal[:37] + "..."
+        raise NumberOutOfRange(f"Request body has a number out of range: {shown} is beyond "
+                               "the largest value a 64-bit float can hold (about 1.8e308)")
+    return value
+
+
+# A \uD800-\uDFFF escape in the raw text: only then can the parsed body hold a lone surrogate
+# (a pair becomes one character).  Cheap to look for; the walk below runs only when it is found.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def lone_surrogate_path(value) -> list | None:
+    """The path (keys and indexes) of the first string or member name holding a lone surrogate."""
+    stack = [(value, [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _LONE_SURROGATE.search(node):
+                return path
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if _LONE_SURROGATE.search(k):
+                    return path + [k]
+                stack.append((v, path + [k]))
+        elif isinstance(node, list):
+            stack.extend((v, path + [i]) for i, v in enumerate(node))
+    return None
