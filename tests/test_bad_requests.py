@@ -101,3 +101,69 @@ def test_errors_say_what_is_wrong_without_repeating_patient_data(client):
     assert issue["expression"] == ["/prefetch/conditions"]
     assert "Secret Diagnosis Text" not in resp.get_data(as_text=True)
     assert "expected" in issue["diagnostics"] and "array" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E+400"])
+def test_a_number_out_of_range_says_so(client, number):
+    """Python reads 1e999 as infinity; it used to be reported as "JSON nesting deeper than 64 levels"."""
+    raw = json.dumps(good()).replace('"status": "draft"', f'"status": "draft", "quantity": {number}')
+    resp = client.post(URL, data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    issue = resp.get_json()["issue"][0]
+    assert "out of range" in issue["diagnostics"] and "nesting" not in issue["diagnostics"]
+    assert issue["expression"] == ["body"]
+
+
+def test_a_tiny_number_is_just_zero(client):
+    raw = json.dumps(good()).replace('"status": "draft"', '"status": "draft", "quantity": 1e-999')
+    assert client.post(URL, data=raw, headers={"Content-Type": "application/json"}).status_code == 200
+
+
+@pytest.fixture
+def small_limit_server(db_url):
+    """The app behind a real HTTP server (Werkzeug's, which de-chunks like gunicorn) with a 2,000-byte limit."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from cds_service import create_app
+    server = make_server("127.0.0.1", 0, create_app(auth="disabled", database_url=db_url, max_body_bytes=2000),
+                         threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_port
+    server.shutdown()
+    thread.join(5)
+
+
+def post_chunked(port: int, body: bytes) -> tuple[int, dict]:
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    pieces = (body[i:i + 500] for i in range(0, len(body), 500))
+    conn.request("POST", URL, body=pieces, encode_chunked=True,
+                 headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    resp = conn.getresponse()
+    out = resp.status, json.loads(resp.read())
+    conn.close()
+    return out
+
+
+def padded(size: int) -> bytes:
+    """A JSON object of exactly ``size`` bytes."""
+    base = b'{"hook": "order-select", "pad": ""}'
+    return base[:-2] + b"x" * (size - len(base)) + base[-2:]
+
+
+@pytest.mark.parametrize("size", [2001, 10_000, 200_000])
+def test_an_over_limit_chunked_body_is_413_not_invalid_json(small_limit_server, size):
+    """Without Content-Length the body used to be cut at the limit and answered "not valid JSON"."""
+    status, body = post_chunked(small_limit_server, padded(size))
+    assert status == 413, body
+    assert body["issue"][0]["code"] == "too-long"
+
+
+@pytest.mark.parametrize("size", [1999, 2000])
+def test_a_chunked_body_within_the_limit_is_read_whole(small_limit_server, size):
+    status, body = post_chunked(small_limit_server, padded(size))
+    assert status == 400, body  # read and parsed: the schema names what is missing
+    assert "/hookInstance" in [e for i in body["issue"] for e in i.get("expression", [])]

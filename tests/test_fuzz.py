@@ -184,6 +184,33 @@ def test_mutated_fixture_requests(open_client, data):
     assert_clean(open_client.post(f"/cds-services/{service}", json=body), f"fixtures/requests/{name}.json + {edits}")
 
 
+# The mutation that found a 500 (issue 13, item 7): a context key of the wrong JSON type.
+# ``draftOrders`` as a number or string in a patient-view request reached the criteria, which
+# called ``.get`` on it.  Every key the spec defines for the three hooks, on every hook (a
+# patient-view request carrying draftOrders is read too), plus keys the spec does not define.
+SPEC_CONTEXT_TYPES = {"patientId": str, "userId": str, "encounterId": str, "selections": list, "draftOrders": dict}
+OTHER_CONTEXT_KEYS = ["medications", "appointments", "extension"]
+WRONG_TYPES = [0, -1.5, 10**30, "", "x", "Patient/p1", [], [1, "a"], [{}], None, True, False, {"x": 1}]
+FIRST_FIXTURE_FOR_HOOK = {hook: next(b for _, b in sorted(REQUESTS.items()) if b["hook"] == hook)
+                          for hook in sorted(SERVICE_FOR_HOOK)}
+
+
+@pytest.mark.parametrize("hook", sorted(SERVICE_FOR_HOOK))
+@pytest.mark.parametrize("key", list(SPEC_CONTEXT_TYPES) + OTHER_CONTEXT_KEYS)
+def test_every_context_key_of_the_wrong_type_on_every_hook(open_client, hook, key):
+    for value in WRONG_TYPES:
+        body = copy.deepcopy(FIRST_FIXTURE_FOR_HOOK[hook])
+        body["context"][key] = value
+        what = f"{hook}: context.{key} = {json.dumps(value)}"
+        resp = open_client.post(f"/cds-services/{SERVICE_FOR_HOOK[hook]}", json=body)
+        out = assert_clean(resp, what)
+        expected = SPEC_CONTEXT_TYPES.get(key)
+        if expected is not None and not isinstance(value, expected):
+            assert resp.status_code == 400, what
+            assert any(e == f"/context/{key}" or e.startswith(f"/context/{key}/")
+                       for i in out["issue"] for e in i.get("expression", [])), (what, out)
+
+
 @settings(max_examples=200, **COMMON)
 @given(data=st.data(), resources=st.lists(fhir_resources(), min_size=1, max_size=6))
 def test_random_resources_inside_prefetch(open_client, data, resources):
