@@ -335,7 +335,7 @@ def read_json(request: Request, max_depth: int):
         raise ApiError(400, f"Request body is not valid JSON: {exc}", "body", "invalid") from None
     if json_depth_exceeds(body, max_depth):
         raise ApiError(400, f"JSON nesting deeper than {max_depth} levels", "body", "too-costly")
-    if _SURROGATE_ESCAPE.search(text):
+    if "\\" in text and _SURROGATE_ESCAPE.search(text):
         where = lone_surrogate_path(body)
         if where is not None:
             raise ApiError(400, "Request body has an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF), "
@@ -365,7 +365,8 @@ def _finite_float(literal: str) -> float:
 
 
 # A \uD800-\uDFFF escape in the raw text: only then can the parsed body hold a lone surrogate
-# (a pair becomes one character).  Cheap to look for; the walk below runs only when it is found.
+# (a pair becomes one character).  Looked for only in a body with a backslash at all (a
+# memchr), and walked only when one is there.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
