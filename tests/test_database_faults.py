@@ -37,29 +37,16 @@ from sqlalchemy.pool import Pool
 
 from cds_service import create_app
 from cds_service import storage
-from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+from cds_service.auth.jwt_tokens import mint_token
 from cds_service.logs import JsonFormatter
 
+from trusted_client import ISS, KID, issuer_file, signing_key  # noqa: F401 (fixtures)
+
 ROOT = Path(__file__).resolve().parent.parent
-ISS = "urn:test:faults"
-KID = "faults-1"
 SERVICE = "her2-mbc-patient-view"
 HOOK_URL = f"/cds-services/{SERVICE}"
 FEEDBACK_URL = f"/cds-services/{SERVICE}/feedback"
 REQUEST = json.loads((ROOT / "fixtures" / "requests" / "p01-de-novo-thp-patient-view.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def signing_key():
-    key = generate_private_key("ES384")
-    return private_key_pem(key), {"keys": [public_jwk(key, KID, "ES384")]}
-
-
-@pytest.fixture
-def issuer_file(tmp_path, signing_key):
-    path = tmp_path / "issuers.json"
-    path.write_text(json.dumps({ISS: {"jwks": signing_key[1]}}))
-    return str(path)
 
 
 def call_hook(client, pem, body=None):

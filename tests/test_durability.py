@@ -11,7 +11,6 @@ the PostgreSQL server named by ``HER2CDS_TEST_POSTGRES_URL``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import multiprocessing
 import os
 import threading
@@ -21,31 +20,18 @@ import pytest
 from sqlalchemy import insert, select
 
 from cds_service import create_app
-from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+from cds_service.auth.jwt_tokens import mint_token
 from cds_service.storage import Store, issued_cards, jwt_replay
 from cds_service.storage import audit as audit_table
+
+from trusted_client import ISS, KID, issuer_file, signing_key  # noqa: F401 (fixtures)
 
 POSTGRES_ENV = "HER2CDS_TEST_POSTGRES_URL"
 SERVICE = "her2-mbc-order-select"
 FEEDBACK_URL = f"http://localhost/cds-services/{SERVICE}/feedback"
-ISS = "urn:test:durability"
-KID = "dur-1"
 WORKERS = 4
 POSTS_PER_WORKER = 40
 SHARED = 5  # entries every worker posts at the same time: stored once
-
-
-@pytest.fixture(scope="module")
-def signing_key():
-    key = generate_private_key("ES384")
-    return private_key_pem(key), {"keys": [public_jwk(key, KID, "ES384")]}
-
-
-@pytest.fixture
-def issuer_file(tmp_path, signing_key):
-    path = tmp_path / "issuers.json"
-    path.write_text(json.dumps({ISS: {"jwks": signing_key[1]}}))
-    return str(path)
 
 
 def postgres_url() -> str:
