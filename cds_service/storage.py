@@ -20,7 +20,7 @@ are expected, visible and survivable:
   that a real write failed recently, so readiness goes red when the service
   cannot write, not only when it cannot read;
 - *survivable*: after an operational error every pooled connection is thrown
-  away (``_discard_connections_on_operational_error``), because a SQLite
+  away (``_discard_connections_on_outage``), because a SQLite
   connection opened while the file was read-only stays read-only for life;
   PostgreSQL connections are pre-pinged.  The next call reconnects, so the
   service recovers by itself when the database does;
