@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -187,11 +188,25 @@ _FRACTION_UNITS = {"1", "{ratio}", "{fraction}", "ratio", "fraction"}
 
 
 def _to_float(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """A finite float, or ``None``.
+
+    JSON allows numbers no float holds: an integer of 310+ digits overflows
+    ``float()`` and ``1e400`` parses as infinity.  Such a value (from a hook
+    request or a FHIR server's response) is unreadable, like text where a
+    number belongs, and must cost the reader a finding, never the request.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def quantity_number(quantity: Any) -> float | None:
+    """``Quantity.value`` as a finite float (``None`` when absent, not a number or out of float range)."""
+    return _to_float(quantity.get("value")) if isinstance(quantity, dict) else None
 
 
 def percent_value(obs: dict) -> tuple[float | None, str | None, str | None]:
@@ -203,7 +218,7 @@ def percent_value(obs: dict) -> tuple[float | None, str | None, str | None]:
     """
     q = obs.get("valueQuantity")
     if isinstance(q, dict):
-        v = _to_float(q.get("value"))
+        v = quantity_number(q)
         if v is None:
             return None, None, "quantity without a number"
         unit = (q.get("code") or q.get("unit") or "").strip().lower()
@@ -241,13 +256,13 @@ def number_value(obs: dict) -> float | None:
     """A plain number from valueQuantity, valueRatio, valueInteger or a numeric valueString."""
     q = obs.get("valueQuantity")
     if isinstance(q, dict):
-        return _to_float(q.get("value"))
+        return quantity_number(q)
     r = obs.get("valueRatio")
     if isinstance(r, dict):
-        n = _to_float((r.get("numerator") or {}).get("value"))
-        d = _to_float((r.get("denominator") or {}).get("value"))
+        n, d = quantity_number(r.get("numerator")), quantity_number(r.get("denominator"))
         if n is not None and d:
-            return n / d
+            ratio = n / d
+            return ratio if math.isfinite(ratio) else None
         return None
     if "valueInteger" in obs:
         return _to_float(obs.get("valueInteger"))
@@ -255,5 +270,5 @@ def number_value(obs: dict) -> float | None:
     if isinstance(s, str):
         m = _NUMBER.match(s)
         if m:
-            return float(m.group(2).replace(",", "."))
+            return _to_float(float(m.group(2).replace(",", ".")))
     return None

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from ..errors import KnowledgeError
+from .parameters import CriteriaParameters, load_criteria_parameters
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -77,7 +78,7 @@ class Terminology:
     """Immutable look-up tables built from the artifacts."""
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
-                 drugs_by_code, drugs_by_name, name_pattern, artifacts):
+                 drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -87,6 +88,8 @@ class Terminology:
         self._drugs_by_name: Mapping[str, Drug] = drugs_by_name
         self._name_pattern: re.Pattern | None = name_pattern
         self.artifacts: tuple[str, ...] = artifacts
+        # the criteria's thresholds (fhir_profiles/parameters), loaded with the codes they qualify
+        self.parameters: CriteriaParameters | None = parameters
 
     # -- value sets -----------------------------------------------------------
     def valuesets_of(self, system: str | None, code: str | None) -> frozenset[str]:
@@ -218,7 +221,11 @@ def _walk_concepts(concepts: Iterable[dict], parents: tuple[str, ...] = ()):
 
 
 def load_terminology(profiles_dir) -> Terminology:
-    """Read every artifact under ``profiles_dir/terminology`` and build the look-up tables."""
+    """Read every artifact under ``profiles_dir/terminology`` and build the look-up tables.
+
+    The criteria parameters (``profiles_dir/parameters/Parameters-criteria.json``)
+    are loaded here too, so every caller that builds a profile has them.
+    """
     folder = Path(profiles_dir) / "terminology"
     files = sorted(folder.glob("*.json"))
     if not files:
@@ -300,6 +307,7 @@ def load_terminology(profiles_dir) -> Terminology:
         map_prefixes=MappingProxyType({k: MappingProxyType(v) for k, v in map_prefix.items()}),
         drugs_by_code=MappingProxyType(drugs_by_code), drugs_by_name=MappingProxyType(drugs_by_name),
         name_pattern=pattern, artifacts=tuple(sorted(docs)),
+        parameters=load_criteria_parameters(profiles_dir),
     )
 
 

@@ -1,0 +1,122 @@
+"""Conditions: breast cancer, metastatic disease (sites, date), brain metastases and ILD.
+
+A metastatic Condition whose mCODE ``relatedPrimaryCancerCondition`` names a
+known non-breast primary is not this cancer's metastasis.  Brain-metastasis
+activity prefers a disease-status Observation focused on the brain Condition
+over the Condition's own clinical status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..fhir import parse as fp
+from ..knowledge.terminology import Terminology
+from .intake import Intake
+from .profile import Derived, MedEpisode
+from .readings import code_of, newest_final
+
+SITE_ORDER = ("bone", "liver", "lung", "brain", "pleura", "lymph_node", "other")
+HISTORY_OF_METASTATIC = "1287652008"  # SNOMED "history of metastatic" has no site
+_RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
+
+
+def onset_date(c: dict) -> dt.date | None:
+    """onsetDateTime, else onsetPeriod.start, else recordedDate."""
+    return fp.parse_date(c.get("onsetDateTime")) or fp.period_bounds(c.get("onsetPeriod"))[0] \
+        or fp.parse_date(c.get("recordedDate"))
+
+
+def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]]:
+    """breast_cancer, metastatic(.sites/.date), brain_mets(.activity), ild; also the ILD Conditions."""
+    out = Derived()
+    breast, mets, ild = [], [], []
+    sites: dict[str, list[str]] = {}
+    met_dates: list[tuple[dt.date, str]] = []
+    brain: list[dict] = []
+    for c in intake.conditions:
+        vstatus = code_of(c.get("verificationStatus"))
+        if vstatus in ("entered-in-error", "refuted"):
+            continue
+        ref = fp.reference_of(c)
+        sets: set[str] = set()
+        for cd in fp.codings(c.get("code")):
+            sets |= t.valuesets_of(cd.get("system"), cd.get("code"))
+        if "primary-breast-cancer" in sets:
+            breast.append(ref)
+        if "ild" in sets:
+            ild.append(ref)
+        if "metastatic-disease" in sets:
+            if _related_primary_not_breast(c, intake.all_conditions, t):
+                continue
+            mets.append(ref)
+            site = t.translate_codeable("metastatic-site", c.get("code"))
+            if site is None and not any(x.get("code") == HISTORY_OF_METASTATIC for x in fp.codings(c.get("code"))):
+                site = "other"  # a secondary site the rules do not name; history-of-metastatic has none
+            if site:
+                sites.setdefault(site, []).append(ref)
+            if site == "brain":
+                brain.append(c)
+            d = onset_date(c)
+            if d:
+                met_dates.append((d, ref))
+    out.set("breast_cancer", bool(breast), breast)
+    out.set("metastatic", bool(mets), mets)
+    out.set("metastatic.sites", [s for s in SITE_ORDER if s in sites], [r for s in sites.values() for r in s])
+    if met_dates:
+        d, ref = min(met_dates)
+        out.set("metastatic.date", d.isoformat(), (ref,))
+    else:
+        out.set("metastatic.date", None, (), "no onset/recorded date on a metastatic Condition" if mets else None)
+    out.set("brain_mets", bool(brain), [fp.reference_of(c) for c in brain])
+    _brain_activity(brain, intake.of_kind("disease-status"), t, out)
+    out.set("ild", bool(ild), ild)
+    return out, [c for c in intake.conditions if fp.reference_of(c) in ild]
+
+
+def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode]) -> Derived:
+    """ild.on_tdxd: an ILD Condition with onset on or after the first trastuzumab deruxtecan."""
+    out = Derived()
+    tdxd = [e.start for e in episodes if "fam-trastuzumab deruxtecan" in e.ingredients and e.start]
+    hits = []
+    for c in ild_conditions:
+        onset = onset_date(c)
+        if onset and tdxd and min(tdxd) <= onset:
+            hits.append(fp.reference_of(c))
+    out.set("ild.on_tdxd", bool(hits), hits)
+    return out
+
+
+def _related_primary_not_breast(cond: dict, all_conditions: dict[str, dict], t: Terminology) -> bool:
+    """mCODE relatedPrimaryCancerCondition pointing to a known non-breast primary."""
+    for ext in cond.get("extension") or ():
+        if isinstance(ext, dict) and str(ext.get("url", "")).endswith(_RELATED_PRIMARY):
+            ref = (ext.get("valueReference") or {}).get("reference") or ""
+            primary = all_conditions.get(ref.split("/")[-1])
+            if primary is not None and not t.codings_in("primary-breast-cancer", primary.get("code")):
+                return True
+    return False
+
+
+def _brain_activity(brain: list[dict], disease_status: list[dict], t: Terminology, out: Derived) -> None:
+    if not brain:
+        out.set("brain_mets.activity", "unknown")
+        return
+    ids = {fp.reference_of(c) for c in brain}
+    focused = [o for o in disease_status
+               if any((f or {}).get("reference") in ids for f in o.get("focus") or ())]
+    rows = newest_final(focused, "brain disease status", out)
+    if rows:
+        date, obs = rows[0]
+        a = t.translate_codeable("result-answer", obs.get("valueCodeableConcept"))
+        activity = {"worsened": "active", "stable": "stable", "improved": "stable"}.get(a or "", "unknown")
+        out.set("brain_mets.activity", activity, (fp.reference_of(obs),), f"disease status {a} on {date}")
+        return
+    statuses = {code_of(c.get("clinicalStatus")) for c in brain}
+    if statuses & {"active", "recurrence", "relapse"}:
+        activity = "active"
+    elif statuses and statuses <= {"inactive", "remission", "resolved"}:
+        activity = "stable"
+    else:
+        activity = "unknown"
+    out.set("brain_mets.activity", activity, sorted(ids), "from Condition.clinicalStatus")

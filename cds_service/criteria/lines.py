@@ -1,0 +1,137 @@
+"""Lines of therapy in the metastatic setting, the current regimen, and the taxane of the current line.
+
+A line is a set of anti-HER2 agents started on or after the metastatic date.
+An agent joins the current line when it starts within
+``line-of-therapy-window-days`` of the line's start, when it adds nothing new
+(a restart of the same agents), or when the line has not been switched.  A
+line is *switched* after a progression result ("worsened") or when one of its
+agents was stopped.  A drafted anti-HER2 regimen that is new after a switch
+is the next line (``therapy.line`` counts it; ``lines`` lists only lines on
+record).  The timeline draws exactly these lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from ..fhir import parse as fp
+from ..knowledge.parameters import CriteriaParameters
+from .medications import DAYS_PER_MONTH, count_cycles, draft_ref
+from .profile import Derived, DraftOrder, Line, MedEpisode
+
+ANTICANCER = frozenset({"anti-her2", "chemotherapy", "endocrine", "gnrh-agonist", "cdk46-inhibitor", "pi3k-inhibitor"})
+
+
+@dataclass
+class _Regimen:
+    start: dt.date
+    ingredients: set[str]
+    episodes: list[MedEpisode] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TherapyHistory:
+    """What the later steps need from the line derivation."""
+
+    lines: tuple[Line, ...]
+    line_of: dict[str, int]  # anti-HER2 episode ref → its line number
+
+
+def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], progression: list[dt.date],
+                  metastatic: Derived, today: dt.date, params: CriteriaParameters) -> tuple[Derived, TherapyHistory]:
+    """therapy.regimen.ingredients, therapy.prior_metastatic_*, therapy.line and taxane.*.
+
+    ``metastatic`` holds the ``metastatic`` and ``metastatic.date`` facts of
+    the conditions step; ``progression`` the dates of "worsened" results.
+    """
+    out = Derived()
+    window = params.line_of_therapy_window_days
+    met = metastatic.value("metastatic")
+    mdate = fp.parse_date(metastatic.value("metastatic.date"))
+    anti = [e for e in episodes if "anti-her2" in e.classes]
+    regimen = [e for e in episodes if e.state == "active" and set(e.classes) & ANTICANCER]
+    out.set("therapy.regimen.ingredients", sorted({i for e in regimen for i in e.ingredients}), [e.ref for e in regimen])
+    draft_anti = {i for d in chosen_drafts if "anti-her2" in d.classes for i in d.ingredients}
+    regimens: list[_Regimen] = []
+    if mdate:
+        after = sorted((e for e in anti if e.start and e.start >= mdate), key=lambda e: e.start)
+        for e in after:
+            if not regimens:
+                regimens.append(_Regimen(e.start, set(e.ingredients), [e]))
+                continue
+            cur = regimens[-1]
+            if (e.start - cur.start).days <= window or set(e.ingredients) <= cur.ingredients \
+                    or not _switched(cur, e.start, progression, window):
+                cur.ingredients |= set(e.ingredients)
+                cur.episodes.append(e)
+            else:
+                regimens.append(_Regimen(e.start, set(e.ingredients), [e]))
+    chemo = [e for e in episodes if "chemotherapy" in e.classes and mdate and e.start and e.start >= mdate]
+    line_refs = [e.ref for r in regimens for e in r.episodes]
+    out.set("therapy.prior_metastatic_anti_her2", bool(regimens), line_refs,
+            None if mdate or not met else "metastatic date unknown")
+    out.set("therapy.prior_metastatic_chemo", bool(chemo), [e.ref for e in chemo])
+    undated_anti = [e for e in anti if e.start is None]
+    line: int | None
+    note = None
+    if not met:
+        line, note = None, "not metastatic"
+    elif mdate is None:
+        line, note = (1, "no anti-HER2 therapy on record") if not anti else (None, "metastatic date unknown")
+    elif undated_anti:
+        line, note = None, "an anti-HER2 medication has no start date"
+    elif not regimens:
+        line = 1
+    else:
+        cur = regimens[-1]
+        if draft_anti and not draft_anti <= cur.ingredients and _switched(cur, today, progression, window):
+            line, note = len(regimens) + 1, "drafted anti-HER2 regimen follows a switch or progression"
+        else:
+            line = len(regimens)
+    out.set("therapy.line", line, line_refs + [draft_ref(d) for d in chosen_drafts if "anti-her2" in d.classes], note)
+    _taxane(episodes, regimens[-1].start if regimens else mdate, today, params, out)
+    history = TherapyHistory(_as_lines(regimens), {e.ref: n for n, r in enumerate(regimens, 1) for e in r.episodes})
+    return out, history
+
+
+def _as_lines(regimens: list[_Regimen]) -> tuple[Line, ...]:
+    """A line ends where the next starts; the last ends with its last agent, or is ongoing."""
+    lines = []
+    for n, r in enumerate(regimens, 1):
+        if n < len(regimens):
+            end = regimens[n].start
+        elif any(e.state == "active" for e in r.episodes):
+            end = None
+        else:
+            end = max((e.end or e.start) for e in r.episodes)
+        lines.append(Line(n, r.start, end, tuple(sorted(r.ingredients)), tuple(e.ref for e in r.episodes)))
+    return tuple(lines)
+
+
+def _switched(regimen: _Regimen, when: dt.date, progression: list[dt.date], window: int) -> bool:
+    """A new line starts after progression, or when an anti-HER2 agent of the line was stopped."""
+    if any(regimen.start < p <= when for p in progression):
+        return True
+    return any(e.state == "past" and e.end and e.end <= when + dt.timedelta(days=window) for e in regimen.episodes)
+
+
+def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, params: CriteriaParameters,
+            out: Derived) -> None:
+    """taxane.months and taxane.cycles of the taxane episodes of the current line (see ``count_cycles``)."""
+    window = dt.timedelta(days=params.line_of_therapy_window_days)
+    tax = [e for e in episodes if "taxane" in e.classes
+           and (anchor is None or (e.start and e.start >= anchor - window))]
+    refs = [e.ref for e in tax]
+    if not tax:
+        out.set("taxane.cycles", None, (), "no taxane in the current line")
+        out.set("taxane.months", None)
+        return
+    starts = [e.start for e in tax if e.start]
+    ends = [(e.end if e.end else (today if e.state == "active" else e.start)) for e in tax if e.start]
+    months = None
+    if starts and all(ends):
+        months = round((min(max(ends), today) - min(starts)).days / DAYS_PER_MONTH, 1)
+    out.set("taxane.months", months, refs)
+    cycles, note = count_cycles(tax, today, params)
+    out.set("taxane.cycles", cycles, refs, note)

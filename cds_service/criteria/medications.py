@@ -1,0 +1,259 @@
+"""Medications: records → episodes, the draft orders of this call, and courses with cycle counts.
+
+An *episode* is one MedicationStatement, MedicationRequest or
+MedicationAdministration normalized to ingredients and drug classes (codes
+first, then names; classes from ``CodeSystem-drug-class``).  A *course* is one
+drug given over a stretch of time, which is what the timeline draws:
+one statement or request, or all administrations of one drug in one line of
+therapy (one dose each).  Cycle counts have one rule, ``count_cycles``, used
+for every course and for ``taxane.cycles``.
+
+Where dated courses grow (issue 12): a period-only MedicationStatement already
+becomes an episode with ``start``/``end`` in ``episode``; per-dose
+MedicationAdministrations are grouped in ``courses`` (``doses``).  New course
+kinds or estimates belong in ``courses``/``count_cycles``, not in the timeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from ..fhir import parse as fp
+from ..knowledge.parameters import CriteriaParameters
+from ..knowledge.terminology import Drug, Terminology
+from .intake import Intake, draft_entries
+from .profile import Course, Derived, DraftOrder, Line, MedEpisode
+
+COMPLETED_CYCLES_URL = "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles"
+DAYS_PER_MONTH = 30.4375  # calendar average (365.25 / 12), for intervals in months
+_PERIOD_UNIT_DAYS = {"d": 1, "wk": 7, "mo": DAYS_PER_MONTH}
+_STATEMENT_STATE = {"active": "active", "intended": "active", "on-hold": "active", "completed": "past",
+                    "stopped": "past", "unknown": "past"}
+_REQUEST_STATE = {"active": "active", "on-hold": "active", "completed": "past", "stopped": "past"}
+
+
+# -- episodes -------------------------------------------------------------------
+
+def medication_history(intake: Intake, t: Terminology, today: dt.date) -> tuple[Derived, list[MedEpisode]]:
+    """meds.{active,past,ever}.{ingredients,classes} and the episodes behind them."""
+    out = Derived()
+    episodes = []
+    for r in intake.med_records:
+        try:
+            e = episode(r, intake.medications, t, today)
+        except (AttributeError, TypeError, ValueError) as exc:
+            out.finding("malformed-resource", f"{fp.reference_of(r)} could not be read ({type(exc).__name__})",
+                        (fp.reference_of(r),))
+            continue
+        if e is not None:
+            episodes.append(e)
+    for state in ("active", "past"):
+        chosen = [e for e in episodes if e.state == state]
+        out.set(f"meds.{state}.ingredients", sorted({i for e in chosen for i in e.ingredients}), [e.ref for e in chosen])
+        out.set(f"meds.{state}.classes", sorted({k for e in chosen for k in e.classes}), [e.ref for e in chosen])
+    out.set("meds.ever.ingredients", sorted({i for e in episodes for i in e.ingredients}), [e.ref for e in episodes])
+    out.set("meds.ever.classes", sorted({k for e in episodes for k in e.classes}), [e.ref for e in episodes])
+    return out, episodes
+
+
+def _med_concepts(r: dict, medications: dict[str, dict], t: Terminology) -> tuple[list[Drug], str]:
+    """Drugs of a medication[x] (CodeableConcept or a Medication, contained or referenced)."""
+    cc = r.get("medicationCodeableConcept")
+    med = None
+    if cc is None:
+        ref = (r.get("medicationReference") or {}).get("reference") or ""
+        if ref.startswith("#"):
+            med = next((c for c in r.get("contained") or () if isinstance(c, dict)
+                        and c.get("id") == ref[1:] and c.get("resourceType") == "Medication"), None)
+        else:
+            med = medications.get("Medication/" + ref.split("/")[-1]) if ref else None
+        cc = (med or {}).get("code")
+        if cc is None and isinstance((r.get("medicationReference") or {}).get("display"), str):
+            cc = {"text": r["medicationReference"]["display"]}
+    drugs = t.drugs_for_codeable(cc)
+    if not drugs and med:
+        for ing in med.get("ingredient") or ():
+            drugs += t.drugs_for_codeable((ing or {}).get("itemCodeableConcept"))
+    text = next(iter(fp.texts(cc)), "") if cc else ""
+    return drugs, text
+
+
+def episode(r: dict, medications: dict[str, dict], t: Terminology, today: dt.date,
+            draft: bool = False) -> MedEpisode | None:
+    """One medication record as an episode, or None when no known drug or the status says it was not given."""
+    rtype = r.get("resourceType")
+    drugs, text = _med_concepts(r, medications, t)
+    if not drugs:
+        return None
+    ingredients = tuple(dict.fromkeys(i for d in drugs for i in d.ingredients))
+    classes = tuple(dict.fromkeys(k for d in drugs for k in d.classes))
+    status = r.get("status")
+    start = end = None
+    period_days = None
+    if rtype == "MedicationStatement":
+        state = _STATEMENT_STATE.get(status)
+        start = fp.parse_date(r.get("effectiveDateTime"))
+        if start is None:
+            start, end = fp.period_bounds(r.get("effectivePeriod"))
+        dosage = r.get("dosage")
+    elif rtype == "MedicationRequest":
+        state = _REQUEST_STATE.get(status)
+        dosage = r.get("dosageInstruction")
+        for d in dosage or ():
+            s, e = fp.period_bounds((((d or {}).get("timing") or {}).get("repeat") or {}).get("boundsPeriod"))
+            start, end = start or s, end or e
+        vs, ve = fp.period_bounds((r.get("dispenseRequest") or {}).get("validityPeriod"))
+        start = start or vs or fp.parse_date(r.get("authoredOn"))
+        end = end or ve
+    else:  # MedicationAdministration
+        state = "past" if status in ("completed", "in-progress", "on-hold") else None
+        start = fp.parse_date(r.get("effectiveDateTime"))
+        if start is None:
+            start, end = fp.period_bounds(r.get("effectivePeriod"))
+        end = end or start
+        dosage = None
+    if draft:
+        state = "draft"
+    if state is None:
+        return None
+    if state == "active" and end and end < today:
+        state = "past"
+    for d in dosage or ():
+        rep = (((d or {}).get("timing") or {}).get("repeat") or {})
+        period_days = period_days or _period_days(rep)
+    cycles = None
+    for ext in r.get("extension") or ():
+        if isinstance(ext, dict) and ext.get("url") == COMPLETED_CYCLES_URL and isinstance(ext.get("valueInteger"), int):
+            cycles = ext["valueInteger"]
+    return MedEpisode(fp.reference_of(r), ingredients, classes, state, start, end, text, rtype, cycles, period_days)
+
+
+def _period_days(repeat: dict) -> float | None:
+    period, unit = repeat.get("period"), repeat.get("periodUnit")
+    if not isinstance(period, (int, float)) or period <= 0 or (repeat.get("frequency") not in (None, 1)):
+        return None
+    factor = _PERIOD_UNIT_DAYS.get(unit)
+    if not factor:
+        return None
+    days = period * factor
+    return days if math.isfinite(days) else None
+
+
+# -- draft orders -------------------------------------------------------------------
+
+def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
+                 today: dt.date) -> tuple[Derived, list[DraftOrder], list[DraftOrder]]:
+    """draft.* (the selected drafts) and draft.all.*; returns (facts, all drafts, selected drafts).
+
+    The sandbox omits ``intent``, ``status`` and ``subject`` on drafts, so a
+    draft is validated leniently: its problems are findings, it is still read.
+    """
+    out = Derived()
+    drafts: list[DraftOrder] = []
+    for res in draft_entries(context):
+        if res.get("resourceType") not in ("MedicationRequest",):
+            continue
+        ref = fp.reference_of(res)
+        lenient = dict(res)
+        lenient.setdefault("intent", "order")  # the sandbox omits intent
+        lenient.setdefault("status", "draft")
+        lenient.setdefault("subject", {"reference": f"Patient/{context.get('patientId') or 'unknown'}"})
+        problem = fp.check_r4(lenient)
+        if problem:
+            out.finding(problem[0], problem[1].replace("; skipped", "; read leniently"), (ref,))
+        try:
+            e = episode(res, medications, t, today, draft=True)
+        except (AttributeError, TypeError, ValueError):
+            e = None
+        if e is None:
+            continue
+        drafts.append(DraftOrder(ref, e.ingredients, e.classes, e.text))
+    selections = context.get("selections")
+    chosen = drafts
+    if isinstance(selections, list):
+        wanted = {s for s in selections if isinstance(s, str)}
+        chosen = [d for d in drafts if d.resource_ref in wanted]
+    for prefix, group in (("draft", chosen), ("draft.all", drafts)):
+        refs = [draft_ref(d) for d in group]
+        out.set(f"{prefix}.ingredients", sorted({i for d in group for i in d.ingredients}), refs)
+        out.set(f"{prefix}.classes", sorted({k for d in group for k in d.classes}), refs)
+    return out, drafts, chosen
+
+
+def draft_ref(d: DraftOrder) -> str:
+    """How a fact cites a draft: it is in the hook context, not on the FHIR server."""
+    return f"context.draftOrders/{d.resource_ref.split('/', 1)[1]}"
+
+
+# -- cycles and courses -------------------------------------------------------------
+
+def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaParameters) -> tuple[int | None, str]:
+    """Completed cycles of a set of episodes of one course, and how they were counted.
+
+    In this order: the completed-cycles extension (largest); one cycle per
+    administration when no two are closer than ``min-cycle-gap-days`` (closer
+    means a weekly schedule: not cycles); the dosing interval from the first
+    dated start to today or the end.  Otherwise ``None``: never guessed.
+    """
+    explicit = [e.cycles for e in episodes if e.cycles is not None]
+    if explicit:
+        return max(explicit), "completed-cycles extension"
+    admin = sorted({e.start for e in episodes if e.kind == "MedicationAdministration" and e.start})
+    if admin:
+        gaps = [(b - a).days for a, b in zip(admin, admin[1:])]
+        if all(g >= params.min_cycle_gap_days for g in gaps):
+            return len(admin), "one administration per cycle"
+        return None, f"administrations closer than {params.min_cycle_gap_days} days: cycles not derivable"
+    for e in episodes:
+        if e.start and e.period_days:
+            stop = min(e.end or today, today)
+            if stop >= e.start:
+                n = math.floor((stop - e.start).days / e.period_days) + 1
+                return n, f"every {e.period_days:g} days from {e.start} to {stop}"
+    return None, "no administrations, cycle extension or dosing interval"
+
+
+def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, int],
+            today: dt.date, params: CriteriaParameters) -> list[Course]:
+    """Every dated episode as part of one course, sorted by start.
+
+    ``line_of`` names the line of the anti-HER2 episodes the line derivation
+    used; any other episode belongs to the last line started by its start
+    (a taxane up to ``line-of-therapy-window-days`` before, as in
+    ``taxane.cycles``).  Administrations of one drug in one line are one course.
+    """
+    window = dt.timedelta(days=params.line_of_therapy_window_days)
+
+    def line_number(e: MedEpisode) -> int | None:
+        if e.ref in line_of:
+            return line_of[e.ref]
+        if e.start is None:
+            return None
+        started = [ln for ln in lines if ln.start - window <= e.start and (ln.end is None or e.start < ln.end)]
+        return started[-1].number if started else None
+
+    groups: dict[tuple, list[MedEpisode]] = {}
+    for e in episodes:
+        if e.start is None:
+            continue
+        n = line_number(e)
+        key = ("admin", e.ingredients, n) if e.kind == "MedicationAdministration" else ("record", e.ref)
+        groups.setdefault(key, []).append((e, n))
+    out = []
+    for members in groups.values():
+        eps = [e for e, _ in members]
+        n = members[0][1]
+        first = eps[0]
+        active = any(e.state == "active" for e in eps)
+        ends = [e.end or e.start for e in eps]
+        cycles, note = count_cycles(eps, today, params)
+        doses = tuple(sorted(e.start for e in eps if e.kind == "MedicationAdministration"))
+        out.append(Course(
+            ingredients=first.ingredients, classes=first.classes, state="active" if active else "past",
+            start=min(e.start for e in eps),
+            end=None if any(e.state == "active" and e.end is None for e in eps) else max(ends),
+            refs=tuple(e.ref for e in eps), text=first.text, cycles=cycles, cycle_note=note,
+            period_days=next((e.period_days for e in eps if e.period_days), None), doses=doses, line=n))
+    out.sort(key=lambda c: (c.start, c.ingredients))
+    return out

@@ -1,0 +1,149 @@
+"""Single-result observations: PIK3CA, ECOG, LVEF, liver labs (×ULN) and disease status.
+
+Each reads the newest final result it can use and says when (``note``); an
+unreadable newer result is a finding and the next one is tried, so one bad
+entry never hides an older good one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..fhir import parse as fp
+from ..knowledge.terminology import Terminology
+from .intake import Intake
+from .profile import Derived
+from .readings import answer, is_final, newest_final, newest_usable
+
+LIVER_LABS = (("alt", "liver.alt_x_uln"), ("ast", "liver.ast_x_uln"), ("bilirubin", "liver.bili_x_uln"))
+
+
+def observation_facts(intake: Intake, t: Terminology, today: dt.date) -> tuple[Derived, list[tuple[dt.date, str]]]:
+    """pik3ca, ecog, lvef.*, liver.*_x_uln and disease.progression; also every (date, ref) of progression."""
+    out = Derived()
+    _pik3ca(intake.of_kind("genetic-variant"), t, out)
+    _ecog(intake.of_kind("ecog"), t, out)
+    _lvef(intake.of_kind("lvef"), today, out)
+    for kind, name in LIVER_LABS:
+        _x_uln(intake.of_kind(kind), name, out)
+    progression = _disease_status(intake.of_kind("disease-status"), t, out)
+    return out, progression
+
+
+def _pik3ca(observations: list[dict], t: Terminology, out: Derived) -> None:
+    mutated, absent = [], []
+    for obs in observations:
+        if not is_final(obs, "variant", out):
+            continue
+        if not _is_pik3ca(obs, t):
+            continue
+        a = answer(obs, t)
+        ref = fp.reference_of(obs)
+        if a in ("present", "positive"):
+            mutated.append(ref)
+        elif a in ("absent", "negative"):
+            absent.append(ref)
+    if mutated:
+        out.set("pik3ca", "mutated", mutated)
+    elif absent:
+        out.set("pik3ca", "not_detected", absent)
+    else:
+        out.set("pik3ca", "unknown")
+
+
+def _is_pik3ca(obs: dict, t: Terminology) -> bool:
+    """Gene studied (48018-6) is HGNC:8975, or the gene is named PIK3CA in text."""
+    for comp in obs.get("component") or ():
+        if t.codings_in("gene-studied", comp.get("code")):
+            value = comp.get("valueCodeableConcept")
+            if fp.codings(value):  # a coded gene decides; its display is not trusted over the code
+                return t.codings_in("pik3ca-gene", value)
+            if any("pik3ca" in s.lower() for s in fp.texts(value)):
+                return True
+    return any("pik3ca" in s.lower() for s in fp.texts(obs.get("code")))
+
+
+def _ecog(observations: list[dict], t: Terminology, out: Derived) -> None:
+    for date, obs in newest_usable(observations, "ECOG", out):
+        ref = fp.reference_of(obs)
+        grade = None
+        n = fp.number_value(obs)
+        if n is not None and n == int(n) and 0 <= n <= 5:
+            grade = int(n)
+        if grade is None:
+            g = t.translate_codeable("ecog", obs.get("valueCodeableConcept"))
+            for interp in fp.first_codeable(obs.get("interpretation")):
+                g = g or t.translate_codeable("ecog", interp)
+            grade = int(g) if g is not None else None
+        if grade is None:
+            out.finding("unparsed-value", f"{ref}: ECOG value could not be read", (ref,))
+            continue
+        out.set("ecog", grade, (ref,), f"on {date}" if date else None)
+        return
+    out.set("ecog", None)
+
+
+def _lvef(observations: list[dict], today: dt.date, out: Derived) -> None:
+    readings = []
+    for date, obs in newest_final(observations, "LVEF", out):
+        ref = fp.reference_of(obs)
+        v, _, problem = fp.percent_value(obs)
+        if v is None:
+            out.finding("unparsed-value", f"{ref}: LVEF could not be read" + (f" ({problem})" if problem else ""),
+                        (ref,))
+            continue
+        readings.append((date, v, ref))
+    if not readings:
+        out.set("lvef.value", None)
+        out.set("lvef.days_ago", None)
+        out.set("lvef.drop", None)
+        return
+    date, value, ref = readings[0]
+    out.set("lvef.value", round(value, 1), (ref,), f"on {date}" if date else "undated")
+    out.set("lvef.days_ago", (today - date).days if date else None, (ref,))
+    earlier = [r for r in readings[1:] if r[0] and date and r[0] < date]
+    if earlier:
+        best = max(earlier, key=lambda r: r[1])
+        out.set("lvef.drop", round(max(0.0, best[1] - value), 1), (ref, best[2]), f"from {best[1]:g}% on {best[0]}")
+    else:
+        out.set("lvef.drop", None, (ref,))
+
+
+def _x_uln(observations: list[dict], name: str, out: Derived) -> None:
+    for date, obs in newest_usable(observations, name, out):
+        ref = fp.reference_of(obs)
+        q = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
+        value = fp.quantity_number(q)
+        high = None
+        for rr in obs.get("referenceRange") or ():
+            h = (rr or {}).get("high") or {}
+            h_value = fp.quantity_number(h)
+            if h_value is not None and h_value > 0:
+                hu, vu = h.get("code") or h.get("unit"), q.get("code") or q.get("unit")
+                if hu and vu and hu != vu:
+                    continue
+                high = h_value
+                break
+        if value is None or high is None:
+            out.finding("unparsed-value", f"{ref}: value or reference-range high missing; ×ULN not computed", (ref,))
+            continue
+        out.set(name, round(value / high, 2), (ref,), f"{value:g} / ULN {high:g} on {date}")
+        return
+    out.set(name, None)
+
+
+def _disease_status(observations: list[dict], t: Terminology, out: Derived) -> list[tuple[dt.date, str]]:
+    """Sets disease.progression from the newest 97509-4; returns (date, ref) of every worsened result."""
+    rows = newest_final(observations, "disease status", out)
+    worsened = []
+    for date, obs in rows:
+        if t.translate_codeable("result-answer", obs.get("valueCodeableConcept")) == "worsened" and date:
+            worsened.append((date, fp.reference_of(obs)))
+    if rows:
+        date, obs = rows[0]
+        a = t.translate_codeable("result-answer", obs.get("valueCodeableConcept"))
+        out.set("disease.progression", a == "worsened", (fp.reference_of(obs),),
+                f"latest disease status on {date}: {a or 'unreadable'}")
+    else:
+        out.set("disease.progression", False, (), "no disease-status observation")
+    return worsened

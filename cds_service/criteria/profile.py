@@ -1,0 +1,161 @@
+"""The profile's types: what criteria hands to the rules, the cards and the SMART app.
+
+``PatientProfile.facts`` is the contract with ``rules`` (docs/architecture.md);
+``lines`` and ``courses`` are the same derivation shown as a history, so the
+timeline and ``her2-cds profile`` never compute a line of therapy themselves.
+``Derived`` is the small collector each clinical-domain step returns: the
+facts and findings that step is responsible for, nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One derived fact: the value, the FHIR references behind it, and an optional why."""
+
+    value: Any
+    refs: tuple[str, ...] = ()
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A data-quality problem the clinician (or the integrator) should know about."""
+
+    code: str
+    message: str
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    """A draft MedicationRequest of this hook call, normalized like the history."""
+
+    resource_ref: str  # MedicationRequest/<id>: what a card's delete action names
+    ingredients: tuple[str, ...]
+    classes: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class MedEpisode:
+    """One medication record (statement, request or administration) normalized to ingredients."""
+
+    ref: str
+    ingredients: tuple[str, ...]
+    classes: tuple[str, ...]
+    state: str  # active | past
+    start: dt.date | None
+    end: dt.date | None
+    text: str
+    kind: str  # MedicationStatement | MedicationRequest | MedicationAdministration
+    cycles: int | None = None  # explicit completed-cycles extension
+    period_days: float | None = None  # dosing interval (timing.repeat), when given
+
+
+@dataclass(frozen=True)
+class Course:
+    """One drug given over a stretch of time: what the timeline draws as one bar.
+
+    Built from one MedicationStatement/MedicationRequest, or from the
+    MedicationAdministrations of one drug (one dose each; ``doses`` holds their
+    dates).  ``cycles`` is the profile's count (the same rule as
+    ``taxane.cycles``), ``None`` when not derivable; ``cycle_note`` says how.
+    """
+
+    ingredients: tuple[str, ...]
+    classes: tuple[str, ...]
+    state: str  # active | past
+    start: dt.date | None
+    end: dt.date | None  # None while active (ongoing)
+    refs: tuple[str, ...]
+    text: str
+    cycles: int | None = None
+    cycle_note: str | None = None
+    period_days: float | None = None
+    doses: tuple[dt.date, ...] = ()
+    line: int | None = None  # the metastatic line of therapy it belongs to, if any
+
+
+@dataclass(frozen=True)
+class Line:
+    """One metastatic-setting line of therapy on record (anti-HER2 regimens, see ``lines``)."""
+
+    number: int
+    start: dt.date
+    end: dt.date | None  # the next line's start; None while the line is ongoing
+    ingredients: tuple[str, ...]
+    refs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PatientProfile:
+    """Immutable profile; ``facts`` is the only thing the rules read."""
+
+    patient_id: str | None
+    facts: Mapping[str, Fact]
+    findings: tuple[Finding, ...] = ()
+    draft_orders: tuple[DraftOrder, ...] = ()
+    medications: tuple[MedEpisode, ...] = ()
+    lines: tuple[Line, ...] = ()
+    courses: tuple[Course, ...] = ()
+    # reference → what the intake read it as (an Observation's ValueSet kind,
+    # "menopausal", or a Condition's ValueSet): the timeline labels by these
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    progression: tuple[tuple[dt.date, str], ...] = ()  # (date, reference) of each "worsened" result
+
+    def value(self, name: str, default: Any = None) -> Any:
+        fact = self.facts.get(name)
+        return default if fact is None else fact.value
+
+    def to_json(self) -> dict:
+        """A JSON-able view (for the CLI and debugging)."""
+        return {
+            "patientId": self.patient_id,
+            "facts": {k: {"value": f.value, "refs": list(f.refs), **({"note": f.note} if f.note else {})}
+                      for k, f in self.facts.items()},
+            "findings": [{"code": f.code, "message": f.message, "refs": list(f.refs)} for f in self.findings],
+            "draftOrders": [{"resourceRef": d.resource_ref, "ingredients": list(d.ingredients),
+                             "classes": list(d.classes), "text": d.text} for d in self.draft_orders],
+            "medications": [{"ref": m.ref, "ingredients": list(m.ingredients), "state": m.state,
+                             "start": _iso(m.start), "end": _iso(m.end), "text": m.text}
+                            for m in self.medications],
+            "lines": [{"number": ln.number, "start": _iso(ln.start), "end": _iso(ln.end),
+                       "ingredients": list(ln.ingredients), "refs": list(ln.refs)} for ln in self.lines],
+            "courses": [{"ingredients": list(c.ingredients), "state": c.state, "start": _iso(c.start),
+                         "end": _iso(c.end), "line": c.line, "cycles": c.cycles,
+                         **({"cycleNote": c.cycle_note} if c.cycle_note else {}), "refs": list(c.refs)}
+                        for c in self.courses],
+        }
+
+
+def _iso(d: dt.date | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+@dataclass
+class Derived:
+    """The facts and findings of one pipeline step, in the order it set them."""
+
+    facts: dict[str, Fact] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    def set(self, name: str, value: Any, refs: Iterable[str] = (), note: str | None = None) -> None:
+        self.facts[name] = Fact(value, tuple(dict.fromkeys(refs)), note)
+
+    def finding(self, code: str, message: str, refs: Iterable[str] = ()) -> None:
+        self.findings.append(Finding(code, message, tuple(refs)))
+
+    def value(self, name: str) -> Any:
+        f = self.facts.get(name)
+        return None if f is None else f.value
+
+    def merge(self, other: "Derived") -> "Derived":
+        self.facts.update(other.facts)
+        self.findings.extend(other.findings)
+        return self

@@ -1,0 +1,96 @@
+"""Clinical thresholds of the criteria, read from ``fhir_profiles/parameters/Parameters-criteria.json``.
+
+Why a FHIR ``Parameters`` resource and not Python constants: the windows in
+days and the percentage bounds are clinical knowledge that a reviewer must be
+able to read and change next to the ValueSets, each with its why (the
+``parameter-why`` extension), without reading code.  Loaded once at start-up;
+a missing, mistyped or out-of-range parameter raises ``KnowledgeError`` naming
+the file and the JSON path, so the service refuses to start rather than run
+with a default nobody chose.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..errors import KnowledgeError
+
+FILE = Path("parameters") / "Parameters-criteria.json"
+WHY_URL = "http://her2-cds.example.org/fhir/StructureDefinition/parameter-why"
+
+
+@dataclass(frozen=True)
+class CriteriaParameters:
+    """The thresholds ``criteria`` uses; field names are the parameter names with ``_`` for ``-``."""
+
+    line_of_therapy_window_days: int
+    reflex_ish_pairing_days: int
+    min_cycle_gap_days: int
+    receptor_positive_min_percent: float
+    er_low_max_percent: float
+
+
+# parameter name → (value[x] keys accepted, minimum, maximum)
+_SPEC = {
+    "line-of-therapy-window-days": (("valueInteger",), 1, 365),
+    "reflex-ish-pairing-days": (("valueInteger",), 1, 365),
+    "min-cycle-gap-days": (("valueInteger",), 1, 90),
+    "receptor-positive-min-percent": (("valueDecimal", "valueInteger"), 0, 100),
+    "er-low-max-percent": (("valueDecimal", "valueInteger"), 0, 100),
+}
+
+
+def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
+    """Read and check every criteria parameter; unknown names are errors too (a typo is not ignored)."""
+    path = Path(profiles_dir) / FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise KnowledgeError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+    except OSError as exc:
+        raise KnowledgeError(f"{path}: $: cannot read: {exc}") from None
+    if not isinstance(data, dict) or data.get("resourceType") != "Parameters":
+        raise KnowledgeError(f"{path}: $.resourceType: must be Parameters")
+    _validate_r4(path, data)
+    values: dict[str, float | int] = {}
+    for i, p in enumerate(data.get("parameter") or ()):
+        name = p.get("name")
+        where = f"$.parameter[{i}]"
+        if name not in _SPEC:
+            raise KnowledgeError(f"{path}: {where}.name: unknown criteria parameter {name!r}")
+        if name in values:
+            raise KnowledgeError(f"{path}: {where}.name: duplicate parameter {name!r}")
+        keys, low, high = _SPEC[name]
+        key = next((k for k in keys if k in p), None)
+        if key is None:
+            raise KnowledgeError(f"{path}: {where}: {name} needs {' or '.join(keys)}")
+        value = p[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise KnowledgeError(f"{path}: {where}.{key}: {name} must be a number from {low} to {high}")
+        if not any(isinstance(e, dict) and e.get("url") == WHY_URL and e.get("valueString")
+                   for e in p.get("extension") or ()):
+            raise KnowledgeError(f"{path}: {where}.extension: {name} needs its why ({WHY_URL})")
+        values[name] = value
+    missing = [n for n in _SPEC if n not in values]
+    if missing:
+        raise KnowledgeError(f"{path}: $.parameter: missing {', '.join(missing)}")
+    cast = {"int": int, "float": float}
+    params = CriteriaParameters(**{f.name: cast[f.type](values[f.name.replace("_", "-")])
+                                   for f in fields(CriteriaParameters)})
+    if params.er_low_max_percent < params.receptor_positive_min_percent:
+        raise KnowledgeError(f"{path}: $.parameter: er-low-max-percent is below receptor-positive-min-percent")
+    return params
+
+
+def _validate_r4(path: Path, data: dict) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+    from pydantic import ValidationError
+
+    try:
+        get_fhir_model_class("Parameters").model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ()))
+        raise KnowledgeError(f"{path}: {loc}: {err.get('msg', 'invalid')}") from None
