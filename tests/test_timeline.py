@@ -1,41 +1,43 @@
-"""The server-side timeline picture: a pure function from profile + resources to SVG."""
+"""The server-side timeline picture: a pure function from the profile (+ resources for labels) to SVG.
+
+The picture shows the profile; it derives nothing.  So the lines it draws are
+``profile.lines`` (the lines ``therapy.line`` counts), checked over every
+fixture request below.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
 import xml.etree.ElementTree as ET
 from datetime import date
-from types import SimpleNamespace
+from pathlib import Path
 
+import pytest
+
+from cds_service.commands.profile import resources_and_context
+from cds_service.criteria import build_profile
 from cds_service.smart.timeline import drug_spans, render_svg, therapy_lines
+from criteria_builders import ROOT, SNOMED, cc, condition, med_statement, obs, patient, profile, terminology
 
 SVG = "{http://www.w3.org/2000/svg}"
 TODAY = date(2025, 6, 1)
+WORSENED = cc(SNOMED, "271299001", "Patient's condition worsened")
 
 
 def med(mid, name, start, end=None, status="active"):
-    res = {"resourceType": "MedicationStatement", "id": mid, "status": status,
-           "medicationCodeableConcept": {"text": name}, "effectivePeriod": {"start": start}}
-    if end:
-        res["effectivePeriod"]["end"] = end
-    return res
-
-
-def obs(oid, code, when, **value):
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "effectiveDateTime": when, **value}
-
-
-def cond(cid, text, onset):
-    return {"resourceType": "Condition", "id": cid, "code": {"text": text}, "onsetDateTime": onset}
+    return med_statement(name, status=status, start=start, end=end, id=mid)
 
 
 HISTORY = [
-    cond("bc", "Malignant neoplasm of breast", "2022-01-10"),
-    cond("liver", "Secondary malignant neoplasm of liver", "2023-01-05"),
-    obs("her2", "85319-2", "2022-01-12", valueCodeableConcept={"text": "3+"}),
-    obs("er", "85337-4", "2022-01-12", valueCodeableConcept={"text": "Positive"}),
-    obs("lvef", "10230-1", "2023-01-20", valueQuantity={"value": 60, "unit": "%"}),
-    obs("prog", "97509-4", "2024-05-01", valueCodeableConcept={"coding": [{"code": "271299001"}]}),
+    patient(),
+    condition(SNOMED, "254837009", onset="2022-01-10", id="bc"),
+    condition(SNOMED, "94381002", onset="2023-01-05", id="liver"),
+    obs("85319-2", "2022-01-12", id="her2", valueString="3+"),
+    obs("85337-4", "2022-01-12", id="er", valueCodeableConcept={"text": "Positive"}),
+    obs("10230-1", "2023-01-20", id="lvef", valueQuantity={"value": 60, "unit": "%"}),
+    obs("97509-4", "2024-05-01", id="prog", valueCodeableConcept=WORSENED),
     med("doc", "docetaxel", "2023-02-01", "2023-05-26", "completed"),
     med("tras", "trastuzumab", "2023-02-01", "2024-05-10", "completed"),
     med("pert", "pertuzumab", "2023-02-01", "2024-05-10", "completed"),
@@ -54,8 +56,23 @@ def texts(root: ET.Element) -> list[str]:
     return ["".join(t.itertext()) for t in root.iter(SVG + "text")]
 
 
+def drawn_lines(root: ET.Element) -> list[tuple[int, date]]:
+    """(number, start) of every line bracket, read back from its title."""
+    out = []
+    for g in root.iter(SVG + "g"):
+        if g.get("class") == "line":
+            m = re.match(r"Line (\d+) from (\d{4}-\d\d-\d\d)", "".join(g.find(SVG + "title").itertext()))
+            out.append((int(m.group(1)), date.fromisoformat(m.group(2))))
+    return out
+
+
+def picture(*resources, today=TODAY):
+    p = profile(*resources, today=today)
+    return p, parse(render_svg(p, list(resources), today))
+
+
 def test_draws_drugs_biomarkers_events_and_lines():
-    root = parse(render_svg(None, HISTORY, TODAY))
+    _, root = picture(*HISTORY)
     labels = texts(root)
     for expected in ("docetaxel", "trastuzumab", "letrozole", "fam-trastuzumab deruxtecan",
                      "HER2 3+", "ER Positive", "LVEF 60%", "progression", "L1", "L2"):
@@ -63,52 +80,64 @@ def test_draws_drugs_biomarkers_events_and_lines():
     assert "L3" not in labels
 
 
-def test_maintenance_endocrine_stays_in_the_first_line():
-    spans = drug_spans(HISTORY)
-    lines = therapy_lines(spans, date(2023, 1, 5))
-    assert [(n, start) for n, start, _ in lines] == [(1, date(2023, 2, 1)), (2, date(2024, 5, 20))]
-    assert lines[0][2] == date(2024, 5, 20) and lines[1][2] is None
+def test_lines_are_the_profiles_and_maintenance_endocrine_stays_in_the_first_line():
+    p, root = picture(*HISTORY)
+    assert therapy_lines(p) == [(1, date(2023, 2, 1), date(2024, 5, 20)), (2, date(2024, 5, 20), None)]
+    assert drawn_lines(root) == [(1, date(2023, 2, 1)), (2, date(2024, 5, 20))]
+    assert p.value("therapy.line") == 2
 
 
-def test_taxane_bar_has_one_tick_per_21_day_cycle():
-    root = parse(render_svg(None, HISTORY, TODAY))
+def test_drug_classes_come_from_the_terminology():
+    p, _ = picture(*HISTORY)
+    klass = {s.name: s.klass for s in drug_spans(p)}
+    assert klass["fam-trastuzumab deruxtecan"] == "HER2 ADC"
+    assert klass["trastuzumab"] == "anti-HER2 antibody"
+    assert klass["docetaxel"] == "taxane"
+    assert klass["letrozole"] == "endocrine"
+
+
+def test_taxane_bar_has_one_tick_per_21_day_cycle_when_nothing_is_recorded():
+    _, root = picture(*HISTORY)
     ticks = [el for el in root.iter(SVG + "line") if el.get("class") == "cycle"]
     # 2023-02-01 .. 2023-05-26 is 114 days: cycles on days 0, 21, ..., 105
     assert len(ticks) == 6
 
 
-def test_recorded_cycles_and_interval_from_the_profile_win():
-    episode = SimpleNamespace(ref="MedicationStatement/pac", ingredients=("paclitaxel",), classes=("taxane",),
-                              state="past", start=date(2023, 2, 1), end=date(2023, 4, 26), text="paclitaxel",
-                              cycles=12, period_days=7.0)
-    profile = SimpleNamespace(facts={}, medications=(episode,))
-    root = parse(render_svg(profile, [], TODAY))
+def test_cycles_and_interval_from_the_profile_win():
+    pac = med_statement("paclitaxel", status="completed", start="2023-02-01", end="2023-04-26", id="pac",
+                        extension=[{"url": "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles",
+                                    "valueInteger": 12}],
+                        dosage=[{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}}])
+    p, root = picture(*HISTORY[:3], pac)
+    course = next(c for c in p.courses if c.refs == ("MedicationStatement/pac",))
+    assert (course.cycles, course.period_days) == (12, 7.0)
     ticks = [el for el in root.iter(SVG + "line") if el.get("class") == "cycle"]
     assert len(ticks) == 12
     assert any("taxane" in "".join(t.itertext()) for t in root.iter(SVG + "title"))
 
 
-def test_metastatic_date_from_the_profile_marks_the_lines():
-    profile = SimpleNamespace(facts={"metastatic.date": SimpleNamespace(value="2023-01-05")}, medications=())
-    labels = texts(parse(render_svg(profile, HISTORY, TODAY)))
-    assert "metastatic (profile)" in labels
+def test_metastatic_date_from_the_profile_is_marked():
+    _, root = picture(*HISTORY)
+    assert "metastatic (profile)" in texts(root)
 
 
 def test_ehr_text_is_escaped():
-    evil = med("x", '<script>alert(1)</script> & "quoted"', "2024-01-01")
-    svg = render_svg(None, [evil], TODAY)
-    root = parse(svg)
+    evil = obs("10230-1", "2024-01-01", id="evil", valueQuantity={"value": 55, "unit": '<script>alert(1)</script> & "q"'})
+    _, root = picture(*HISTORY, evil)
+    svg = render_svg(profile(*HISTORY, evil), HISTORY + [evil], TODAY)
     assert not list(root.iter(SVG + "script")) and not list(root.iter("script"))
     assert "<script>" not in svg
 
 
 def test_same_input_same_picture():
-    assert render_svg(None, HISTORY, TODAY) == render_svg(None, list(HISTORY), TODAY)
+    p = profile(*HISTORY)
+    assert render_svg(p, HISTORY, TODAY) == render_svg(p, list(HISTORY), TODAY)
 
 
 def test_nothing_dated_gives_a_clear_empty_picture():
-    root = parse(render_svg(None, [{"resourceType": "Patient", "id": "p"}], TODAY))
+    _, root = picture(patient())
     assert any("No dated therapy" in t for t in texts(root))
+    assert any("No dated therapy" in t for t in texts(parse(render_svg(None, HISTORY, TODAY))))
 
 
 def test_malformed_resources_do_not_break_the_picture():
@@ -117,5 +146,40 @@ def test_malformed_resources_do_not_break_the_picture():
             {"resourceType": "Condition", "code": {"text": "Secondary malignant neoplasm of bone"},
              "onsetDateTime": "20"},
             med("ok", "trastuzumab", "2024-01")]
-    labels = texts(parse(render_svg(None, junk, TODAY)))
+    p = build_profile(junk, {"patientId": "p1"}, terminology(), TODAY)
+    labels = texts(parse(render_svg(p, junk, TODAY)))
     assert "trastuzumab" in labels
+
+
+def test_a_value_too_large_for_a_float_is_drawn_as_unreadable():
+    huge = obs("10230-1", "2024-01-01", id="huge", valueQuantity={"value": 10 ** 400, "unit": "%"})
+    p, root = picture(*HISTORY, huge)
+    assert any(t == "LVEF ?%" for t in texts(root))
+    assert p.value("lvef.value") == 60
+
+
+# -- every fixture: the picture's lines are the profile's ------------------------------
+
+REQUESTS = sorted((ROOT / "fixtures" / "requests").glob("*.json"))
+ANCHOR = dt.date(2026, 6, 1)  # the committed fixtures' anchor day (fixtures/build_fixtures.py)
+
+
+@pytest.mark.parametrize("path", REQUESTS, ids=[p.stem for p in REQUESTS])
+def test_timeline_lines_equal_the_profile_lines(path: Path):
+    resources, context = resources_and_context(json.loads(path.read_text(encoding="utf-8")))
+    p = build_profile(resources, context, terminology(), ANCHOR)
+    root = parse(render_svg(p, resources, ANCHOR))
+    assert drawn_lines(root) == [(ln.number, ln.start) for ln in p.lines]
+    line = p.value("therapy.line")
+    if p.lines:  # the cards act on the same line the picture ends with (or the drafted next one)
+        assert line in (len(p.lines), len(p.lines) + 1)
+
+
+@pytest.mark.parametrize("name", ["p18-on-tucatinib-patient-view", "p22-ild-on-tdxd-order-select"])
+def test_p18_and_p22_are_drawn_on_line_1_as_the_cards_say(name):
+    path = ROOT / "fixtures" / "requests" / f"{name}.json"
+    resources, context = resources_and_context(json.loads(path.read_text(encoding="utf-8")))
+    p = build_profile(resources, context, terminology(), ANCHOR)
+    labels = texts(parse(render_svg(p, resources, ANCHOR)))
+    assert p.value("therapy.line") == 1
+    assert "L1" in labels and "L2" not in labels

@@ -21,12 +21,6 @@ HISTORY_OF_METASTATIC = "1287652008"  # SNOMED "history of metastatic" has no si
 _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
 
 
-def onset_date(c: dict) -> dt.date | None:
-    """onsetDateTime, else onsetPeriod.start, else recordedDate."""
-    return fp.parse_date(c.get("onsetDateTime")) or fp.period_bounds(c.get("onsetPeriod"))[0] \
-        or fp.parse_date(c.get("recordedDate"))
-
-
 def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]]:
     """breast_cancer, metastatic(.sites/.date), brain_mets(.activity), ild; also the ILD Conditions."""
     out = Derived()
@@ -57,7 +51,7 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
                 sites.setdefault(site, []).append(ref)
             if site == "brain":
                 brain.append(c)
-            d = onset_date(c)
+            d = fp.condition_onset(c)
             if d:
                 met_dates.append((d, ref))
     out.set("breast_cancer", bool(breast), breast)
@@ -80,7 +74,7 @@ def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode]) -> Deriv
     tdxd = [e.start for e in episodes if "fam-trastuzumab deruxtecan" in e.ingredients and e.start]
     hits = []
     for c in ild_conditions:
-        onset = onset_date(c)
+        onset = fp.condition_onset(c)
         if onset and tdxd and min(tdxd) <= onset:
             hits.append(fp.reference_of(c))
     out.set("ild.on_tdxd", bool(hits), hits)

@@ -142,6 +142,12 @@ def observation_date(obs: dict) -> dt.date | None:
     return d or parse_date(obs.get("issued"))
 
 
+def condition_onset(condition: dict) -> dt.date | None:
+    """When a Condition began: onsetDateTime, else onsetPeriod.start, else recordedDate."""
+    return parse_date(condition.get("onsetDateTime")) or period_bounds(condition.get("onsetPeriod"))[0] \
+        or parse_date(condition.get("recordedDate"))
+
+
 def period_bounds(period: dict | None) -> tuple[dt.date | None, dt.date | None]:
     period = period if isinstance(period, dict) else {}
     return parse_date(period.get("start")), parse_date(period.get("end"))
@@ -163,6 +169,19 @@ def codings(codeable: Any) -> list[dict]:
         return []
     return [c for c in items if isinstance(c, dict)
             and isinstance(c.get("system", ""), str) and isinstance(c.get("code", ""), str)]
+
+
+def codes(codeable: Any) -> set[str]:
+    """The codes (any system) of a CodeableConcept."""
+    return {c["code"] for c in codings(codeable) if c.get("code")}
+
+
+def label(codeable: Any) -> str:
+    """What to show for a CodeableConcept: its text, else the first display, else the first code."""
+    shown = next((t for t in texts(codeable) if t), None)
+    if shown:
+        return shown
+    return next((c["code"] for c in codings(codeable) if c.get("code")), "")
 
 
 def texts(codeable: Any) -> list[str]:

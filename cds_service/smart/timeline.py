@@ -6,23 +6,22 @@ any browser, and every label in it comes from the EHR (untrusted text), so
 each one goes through ``_text``/``_attr`` escaping here and nowhere else.
 
 ``render_svg(profile, resources, today)`` is a pure function: the same
-resources give the same bytes, which is what the tests check.
+profile and resources give the same bytes, which is what the tests check.
 
-What it draws, one lane per kind of event, on a shared date axis:
+Nothing clinical is derived here: the picture *shows the profile*
+(``cds_service.criteria``), so the timeline and the cards can never disagree.
 
-* **Lines of therapy** (brackets above the drugs) — a heuristic shown as
-  such: in the metastatic setting, a new line starts whenever an anti-HER2
-  drug (or chemotherapy, when no anti-HER2 drug starts) that was not given
-  before in that setting starts.  Endocrine or CDK4/6 additions to an ongoing
-  anti-HER2 regimen (maintenance) stay in the same line.
-* **Drugs** — one bar per medication, coloured by drug class, from the
-  MedicationStatement/MedicationRequest dates (open bars run to today).
-* **Induction cycles** — tick marks on taxane bars, one per cycle: the
-  cycle count and dosing interval recorded on the medication when the
-  profile has them, else one per 21 days (capped by ``taxane.cycles``).
-* **Biomarkers** — HER2, ER, PR, PIK3CA results and LVEF values, labelled.
-* **Events** — metastatic sites (Condition onset), ILD, disease progression
-  (LOINC 97509-4 "worsened") and the metastatic diagnosis date.
+* **Lines of therapy** — ``profile.lines``, the lines ``therapy.line`` counts.
+* **Drugs** — ``profile.courses``: one bar per course, coloured by its drug
+  class from ``CodeSystem-drug-class`` (open bars run to today).
+* **Induction cycles** — tick marks on taxane bars: one per administration,
+  else the course's cycle count at its dosing interval; only when the profile
+  has neither, a drawn estimate of one per 21 days (capped by ``taxane.cycles``).
+* **Biomarkers** — the HER2, ER, PR, PIK3CA and LVEF results the profile read
+  (``profile.kinds``: which ValueSet each Observation is in), labelled with
+  their recorded value.
+* **Events** — metastatic, ILD and breast-cancer Conditions (by ValueSet),
+  progression (``profile.progression``) and the metastatic diagnosis date.
 """
 
 from __future__ import annotations
@@ -31,34 +30,37 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from xml.sax.saxutils import escape, quoteattr
 
-LOINC = "http://loinc.org"
-CYCLE_DAYS = 21
+from ..fhir import parse as fp
 
-HER2_CODES = {"85319-2", "18474-7", "85318-4", "31150-6", "96893-3", "49683-6", "74860-8", "48676-1"}
-ER_CODES = {"85337-4", "40556-3", "16112-5", "85329-1"}
-PR_CODES = {"85339-0", "40557-1", "16113-3", "85325-9"}
-LVEF_CODES = {"10230-1", "18043-0", "8808-8", "8810-4", "8811-2", "8806-2"}
-PIK3CA_CODE = "69548-6"
-DISEASE_STATUS = "97509-4"
-WORSENED = "271299001"
+CYCLE_DAYS = 21  # drawing estimate only, when the profile has no count or interval
 
-# (class label, colour, lower-case name fragments). Order matters: the
-# antibody-drug conjugates must match before plain trastuzumab.
-DRUG_CLASSES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("HER2 ADC", "#7b3294", ("deruxtecan", "emtansine", "enhertu", "kadcyla", "t-dxd", "t-dm1")),
-    ("HER2 TKI", "#c2185b", ("tucatinib", "lapatinib", "neratinib", "pyrotinib")),
-    ("anti-HER2 antibody", "#1f5fa8", ("trastuzumab", "pertuzumab", "phesgo", "herceptin", "perjeta",
-                                        "margetuximab")),
-    ("taxane", "#e66101", ("docetaxel", "paclitaxel", "taxel")),
-    ("CDK4/6 inhibitor", "#1a9850", ("palbociclib", "ribociclib", "abemaciclib")),
-    ("endocrine", "#4dac26", ("letrozole", "anastrozole", "exemestane", "tamoxifen", "fulvestrant",
-                               "elacestrant", "goserelin", "leuprolide")),
-    ("PI3K inhibitor", "#66bd63", ("alpelisib", "inavolisib", "capivasertib")),
-    ("chemotherapy", "#fdb863", ("capecitabine", "vinorelbine", "eribulin", "gemcitabine",
-                                  "carboplatin", "cyclophosphamide", "doxorubicin", "epirubicin")),
+# (drug-class code of CodeSystem-drug-class, drawing label, colour). Order
+# matters: the antibody-drug conjugates must match before the anti-HER2 antibody.
+CLASS_STYLES: list[tuple[str, str, str]] = [
+    ("her2-adc", "HER2 ADC", "#7b3294"),
+    ("her2-tki", "HER2 TKI", "#c2185b"),
+    ("anti-her2-antibody", "anti-HER2 antibody", "#1f5fa8"),
+    ("taxane", "taxane", "#e66101"),
+    ("cdk46-inhibitor", "CDK4/6 inhibitor", "#1a9850"),
+    ("endocrine", "endocrine", "#4dac26"),
+    ("gnrh-agonist", "endocrine", "#4dac26"),
+    ("pi3k-inhibitor", "PI3K inhibitor", "#66bd63"),
+    ("chemotherapy", "chemotherapy", "#fdb863"),
 ]
 OTHER_COLOUR = "#878787"
-LINE_STARTERS = {"HER2 ADC", "HER2 TKI", "anti-HER2 antibody"}
+FINAL = ("final", "amended", "corrected", None)
+
+# Observation kind (the ValueSet ids of fhir_profiles/terminology) → (label, colour)
+BIOMARKER_STYLES = {
+    "her2-interpretation": ("HER2", "#1f5fa8"), "her2-ihc": ("HER2", "#1f5fa8"), "her2-ish": ("HER2", "#1f5fa8"),
+    "her2-ish-ratio": ("HER2", "#1f5fa8"), "her2-copy-number": ("HER2", "#1f5fa8"),
+    "er-status": ("ER", "#4dac26"), "er-percent": ("ER", "#4dac26"),
+    "pr-status": ("PR", "#66bd63"), "pr-percent": ("PR", "#66bd63"),
+    "genetic-variant": ("PIK3CA", "#66bd63"),
+    "lvef": ("LVEF", "#d7191c"),
+}
+# Condition kind (ValueSet id) → colour
+CONDITION_COLOURS = {"metastatic-disease": "#b2182b", "ild": "#762a83", "primary-breast-cancer": "#404040"}
 
 WIDTH = 960
 LEFT = 190          # room for lane labels
@@ -74,8 +76,9 @@ class DrugSpan:
     start: date
     end: date | None     # None = ongoing
     ref: str
-    cycles: int | None = None          # completed cycles recorded on the medication
+    cycles: int | None = None          # the profile's cycle count of the course
     period_days: float | None = None   # dosing interval, when recorded
+    doses: tuple[date, ...] = ()       # administration dates
 
 
 @dataclass(frozen=True)
@@ -86,222 +89,96 @@ class Point:
     colour: str
 
 
-# -- FHIR helpers (defensive: resources may be malformed) -----------------------
+# -- what the profile says --------------------------------------------------------
 
-def _parse_date(value) -> date | None:
-    """The date part of a FHIR date/dateTime; partial dates count as the first day."""
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    parts = value[:10].split("-")
-    try:
-        year = int(parts[0])
-        month = int(parts[1]) if len(parts) > 1 else 1
-        day = int(parts[2]) if len(parts) > 2 else 1
-        return date(year, month, day)
-    except (ValueError, IndexError):
-        return None
-
-
-def _ref(res: dict) -> str:
-    return f"{res.get('resourceType')}/{res.get('id')}"
-
-
-def _codes(concept) -> set[str]:
-    if not isinstance(concept, dict):
-        return set()
-    return {c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict) and c.get("code")}
-
-
-def _concept_text(concept) -> str:
-    if not isinstance(concept, dict):
-        return ""
-    if isinstance(concept.get("text"), str) and concept["text"]:
-        return concept["text"]
-    for c in concept.get("coding") or []:
-        if isinstance(c, dict) and (c.get("display") or c.get("code")):
-            return str(c.get("display") or c.get("code"))
-    return ""
-
-
-def _period(res: dict, *names: str) -> tuple[date | None, date | None]:
-    for name in names:
-        value = res.get(name)
-        if isinstance(value, dict):
-            return _parse_date(value.get("start")), _parse_date(value.get("end"))
-        if isinstance(value, str):
-            d = _parse_date(value)
-            return d, None
-    return None, None
-
-
-def drug_class(name: str) -> tuple[str, str]:
-    """(class label, colour) of a drug by name fragments; colours only, no clinical logic."""
-    low = name.lower()
-    for label, colour, fragments in DRUG_CLASSES:
-        if any(f in low for f in fragments):
+def drug_style(classes) -> tuple[str, str]:
+    """(drawing label, colour) of a course by its drug-class codes; colours only, no clinical logic."""
+    for code, label, colour in CLASS_STYLES:
+        if code in classes:
             return label, colour
     return "other", OTHER_COLOUR
 
 
-def _medication_name(res: dict) -> str:
-    name = _concept_text(res.get("medicationCodeableConcept"))
-    if not name:
-        med = res.get("medicationReference")
-        if isinstance(med, dict):
-            name = str(med.get("display") or med.get("reference") or "")
-    return name or "medication"
-
-
-# -- extraction -----------------------------------------------------------------
-
-# the criteria's class codes (terminology-based) → the drawing classes above
-CLASS_CODES = [
-    ("her2-adc", "HER2 ADC"), ("her2-tki", "HER2 TKI"), ("anti-her2-antibody", "anti-HER2 antibody"),
-    ("taxane", "taxane"), ("cdk46-inhibitor", "CDK4/6 inhibitor"), ("pi3k-inhibitor", "PI3K inhibitor"),
-    ("aromatase-inhibitor", "endocrine"), ("serm-serd", "endocrine"), ("gnrh-agonist", "endocrine"),
-    ("endocrine", "endocrine"), ("chemotherapy", "chemotherapy"),
-]
-_COLOURS = {label: colour for label, colour, _ in DRUG_CLASSES}
-
-
-def _episode_spans(profile) -> list[DrugSpan]:
-    """Bars from the profile's normalized medication episodes (terminology-coded classes)."""
+def drug_spans(profile) -> list[DrugSpan]:
+    """One bar per course of the profile (dated courses only)."""
     spans = []
-    for ep in getattr(profile, "medications", ()) or ():
-        start = getattr(ep, "start", None)
-        if not isinstance(start, date):
+    for course in getattr(profile, "courses", ()) or ():
+        if not isinstance(course.start, date):
             continue
-        classes = set(getattr(ep, "classes", ()) or ())
-        klass = next((label for code, label in CLASS_CODES if code in classes), None)
-        name = " + ".join(getattr(ep, "ingredients", ()) or ()) or getattr(ep, "text", "") or "medication"
-        if klass is None:
-            klass, _ = drug_class(name)
-        end = getattr(ep, "end", None)
-        if end is None and getattr(ep, "state", "") == "past":
-            end = start
-        spans.append(DrugSpan(name, klass, _COLOURS.get(klass, OTHER_COLOUR), start, end, ep.ref,
-                              getattr(ep, "cycles", None), getattr(ep, "period_days", None)))
+        klass, colour = drug_style(set(course.classes))
+        name = " + ".join(course.ingredients) or course.text or "medication"
+        spans.append(DrugSpan(name, klass, colour, course.start, course.end, ", ".join(course.refs),
+                              course.cycles, course.period_days, tuple(course.doses)))
     spans.sort(key=lambda s: (s.start, s.name))
     return spans
 
 
-def drug_spans(resources: list[dict], profile=None) -> list[DrugSpan]:
-    """Medication bars: the profile's episodes when it has them, else MedicationStatements/Requests."""
-    from_profile = _episode_spans(profile)
-    if from_profile:
-        return from_profile
-    spans = []
-    for res in resources:
-        if not isinstance(res, dict):
-            continue
-        rtype = res.get("resourceType")
-        if rtype == "MedicationStatement":
-            if res.get("status") in ("entered-in-error", "not-taken"):
-                continue
-            start, end = _period(res, "effectivePeriod", "effectiveDateTime")
-            start = start or _parse_date(res.get("dateAsserted"))
-            if end is None and res.get("status") in ("completed", "stopped"):
-                end = start  # finished, dates unknown: draw a short bar at the start
-        elif rtype == "MedicationRequest":
-            if res.get("status") in ("entered-in-error", "draft", "cancelled"):
-                continue
-            validity = (res.get("dispenseRequest") or {}).get("validityPeriod") if isinstance(
-                res.get("dispenseRequest"), dict) else None
-            start, end = (None, None)
-            if isinstance(validity, dict):
-                start, end = _parse_date(validity.get("start")), _parse_date(validity.get("end"))
-            start = start or _parse_date(res.get("authoredOn"))
-            if res.get("status") == "active":
-                end = None
-        else:
-            continue
-        if start is None:
-            continue
-        name = _medication_name(res)
-        klass, colour = drug_class(name)
-        spans.append(DrugSpan(name, klass, colour, start, end, _ref(res)))
-    spans.sort(key=lambda s: (s.start, s.name))
-    return spans
-
-
-def _obs_label(res: dict, codes: set[str]) -> tuple[str, str] | None:
-    """(short label, colour) for a biomarker Observation, or None if not one we draw."""
-    value = _value_text(res)
-    if codes & HER2_CODES:
-        return f"HER2 {value}".strip(), "#1f5fa8"
-    if codes & ER_CODES:
-        return f"ER {value}".strip(), "#4dac26"
-    if codes & PR_CODES:
-        return f"PR {value}".strip(), "#66bd63"
-    if PIK3CA_CODE in codes:
-        return f"PIK3CA {value}".strip(), "#66bd63"
-    if codes & LVEF_CODES:
-        return f"LVEF {value}".strip(), "#d7191c"
-    return None
+def therapy_lines(profile) -> list[tuple[int, date, date | None]]:
+    """(line number, start, end-or-None) of each line of therapy in the profile."""
+    return [(ln.number, ln.start, ln.end) for ln in getattr(profile, "lines", ()) or ()]
 
 
 def _value_text(res: dict) -> str:
-    if isinstance(res.get("valueQuantity"), dict):
-        q = res["valueQuantity"]
+    q = res.get("valueQuantity")
+    if isinstance(q, dict):
         unit = q.get("unit") or q.get("code") or ""
-        value = q.get("value")
-        if isinstance(value, (int, float)):
-            value = f"{value:g}"
+        number = fp.quantity_number(q)
+        value = f"{number:g}" if number is not None else ("?" if "value" in q else "")
         return f"{value}{unit if unit == '%' else ' ' + unit if unit else ''}"
     for key in ("valueString", "valueInteger"):
-        if key in res and res[key] is not None:
-            return str(res[key])
-    text = _concept_text(res.get("valueCodeableConcept"))
+        if key in res and isinstance(res[key], (str, int)) and not isinstance(res[key], bool):
+            return str(res[key])[:40]
+    text = fp.label(res.get("valueCodeableConcept"))
     if not text:
-        for interp in res.get("interpretation") or []:
-            text = _concept_text(interp)
+        for interp in fp.first_codeable(res.get("interpretation")):
+            text = fp.label(interp)
             if text:
                 break
     return text
 
 
-def biomarker_points(resources: list[dict]) -> list[Point]:
+def _kinds(profile) -> dict:
+    kinds = getattr(profile, "kinds", None)
+    return kinds if kinds is not None else {}
+
+
+def biomarker_points(profile, resources: list[dict]) -> list[Point]:
+    """The profile's biomarker results (PIK3CA: the variant results it read as PIK3CA), labelled by value."""
+    kinds = _kinds(profile)
+    pik3ca_refs = set(getattr((getattr(profile, "facts", None) or {}).get("pik3ca"), "refs", ()) or ())
     points = []
     for res in resources:
         if not isinstance(res, dict) or res.get("resourceType") != "Observation":
             continue
-        if res.get("status") not in ("final", "amended", "corrected", None):
+        ref = fp.reference_of(res)
+        style = BIOMARKER_STYLES.get(kinds.get(ref))
+        if style is None or res.get("status") not in FINAL:
             continue
-        label = _obs_label(res, _codes(res.get("code")))
-        when = _period(res, "effectivePeriod", "effectiveDateTime")[0] or _parse_date(res.get("issued"))
-        if label and when:
-            points.append(Point(when, label[0], _ref(res), label[1]))
+        if kinds.get(ref) == "genetic-variant" and ref not in pik3ca_refs:
+            continue
+        when = fp.observation_date(res)
+        if when:
+            points.append(Point(when, f"{style[0]} {_value_text(res)}".strip(), ref, style[1]))
     points.sort(key=lambda p: (p.when, p.label))
     return points
 
 
-def event_points(resources: list[dict], profile=None) -> list[Point]:
-    """Metastatic sites, ILD, progression and the metastatic date from the profile."""
+def event_points(profile, resources: list[dict]) -> list[Point]:
+    """Metastatic, ILD and breast-cancer Conditions, progression, and the metastatic date from the profile."""
+    kinds = _kinds(profile)
     points = []
     for res in resources:
-        if not isinstance(res, dict):
+        if not isinstance(res, dict) or res.get("resourceType") != "Condition":
             continue
-        if res.get("resourceType") == "Condition":
-            if _codes(res.get("verificationStatus")) & {"entered-in-error", "refuted"}:
-                continue
-            when = _period(res, "onsetPeriod", "onsetDateTime")[0] or _parse_date(res.get("recordedDate"))
-            text = _concept_text(res.get("code"))
-            low = text.lower()
-            if when is None or not text:
-                continue
-            if "metasta" in low or "secondary" in low:
-                points.append(Point(when, text, _ref(res), "#b2182b"))
-            elif "interstitial" in low or "pneumonitis" in low:
-                points.append(Point(when, text, _ref(res), "#762a83"))
-            elif "carcinoma" in low or "neoplasm" in low or "cancer" in low:
-                points.append(Point(when, text, _ref(res), "#404040"))
-        elif res.get("resourceType") == "Observation" and DISEASE_STATUS in _codes(res.get("code")):
-            if WORSENED in _codes(res.get("valueCodeableConcept")):
-                when = _period(res, "effectivePeriod", "effectiveDateTime")[0]
-                if when:
-                    points.append(Point(when, "progression", _ref(res), "#b2182b"))
-    metastatic_date = _fact_value(profile, "metastatic.date")
-    when = _parse_date(metastatic_date)
+        colour = CONDITION_COLOURS.get(kinds.get(fp.reference_of(res)))
+        if colour is None or fp.codes(res.get("verificationStatus")) & {"entered-in-error", "refuted"}:
+            continue
+        when, text = fp.condition_onset(res), fp.label(res.get("code"))
+        if when and text:
+            points.append(Point(when, text, fp.reference_of(res), colour))
+    for when, ref in getattr(profile, "progression", ()) or ():
+        points.append(Point(when, "progression", ref, "#b2182b"))
+    when = fp.parse_date(_fact_value(profile, "metastatic.date"))
     if when:
         points.append(Point(when, "metastatic (profile)", "profile: metastatic.date", "#b2182b"))
     points.sort(key=lambda p: (p.when, p.label))
@@ -313,32 +190,6 @@ def _fact_value(profile, name: str):
     if not facts or name not in facts:
         return None
     return getattr(facts[name], "value", None)
-
-
-def therapy_lines(spans: list[DrugSpan], metastatic_date: date | None) -> list[tuple[int, date, date | None]]:
-    """(line number, start, end-or-None) per line of therapy; see the module docstring."""
-    if metastatic_date is None:
-        return []
-    lines: list[list] = []
-    seen: set[str] = set()
-    for span in spans:
-        if span.start < metastatic_date - timedelta(days=14):
-            continue
-        key = span.name.lower()
-        starts_line = span.klass in LINE_STARTERS or (span.klass in ("taxane", "chemotherapy") and not lines)
-        if starts_line and key not in seen and (not lines or span.start > lines[-1][1] + timedelta(days=14)):
-            lines.append([len(lines) + 1, span.start, span.end])
-        elif lines:
-            cur = lines[-1]
-            cur[2] = None if (span.end is None or cur[2] is None) else max(cur[2], span.end)
-        seen.add(key)
-    # a line ends where the next one starts
-    out = []
-    for i, (n, start, end) in enumerate(lines):
-        if i + 1 < len(lines):
-            end = lines[i + 1][1]
-        out.append((n, start, end))
-    return out
 
 
 # -- drawing --------------------------------------------------------------------
@@ -363,14 +214,10 @@ class _Axis:
 def render_svg(profile, resources: list[dict], today: date) -> str:
     """The whole picture as an SVG document (str). Pure; never raises on odd resources."""
     resources = [r for r in resources or [] if isinstance(r, dict)]
-    spans = drug_spans(resources, profile)
-    biomarkers = biomarker_points(resources)
-    events = event_points(resources, profile)
-    metastatic = _parse_date(_fact_value(profile, "metastatic.date"))
-    if metastatic is None:
-        mets = [p.when for p in events if "metasta" in p.label.lower() or "secondary" in p.label.lower()]
-        metastatic = min(mets) if mets else None
-    lines = therapy_lines(spans, metastatic)
+    spans = drug_spans(profile)
+    biomarkers = biomarker_points(profile, resources)
+    events = event_points(profile, resources)
+    lines = therapy_lines(profile)
     cycles = _fact_value(profile, "taxane.cycles")
 
     dates = [s.start for s in spans] + [s.end for s in spans if s.end] + [p.when for p in biomarkers + events]
@@ -386,7 +233,7 @@ def render_svg(profile, resources: list[dict], today: date) -> str:
     body.append(f'<text x="10" y="{y + 4}" class="lane">Lines of therapy</text>')
     for n, start, end in lines:
         x1, x2 = axis.x(start), axis.x(end or today)
-        body.append(f'<g class="line"><title>{_text(f"Line {n} from {start.isoformat()} (heuristic)")}</title>'
+        body.append(f'<g class="line"><title>{_text(f"Line {n} from {start.isoformat()}")}</title>'
                     f'<path d="M{x1},{y + 8} V{y} H{x2} V{y + 8}" fill="none" stroke="#333"/>'
                     f'<text x="{(x1 + x2) / 2}" y="{y - 3}" text-anchor="middle">L{n}</text></g>')
     if not lines:
@@ -427,8 +274,10 @@ def _short(text: str, n: int) -> str:
 
 
 def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> list[str]:
-    """One tick per cycle: the recorded count and interval when known, else every 21 days."""
+    """One tick per administration; else the profile's count at the interval; else an estimate every 21 days."""
     end = span.end or today
+    if span.doses:
+        return [_tick(axis, when, f"dose {i + 1}", y) for i, when in enumerate(span.doses) if when <= axis.last]
     interval = span.period_days if isinstance(span.period_days, (int, float)) and span.period_days >= 1 else CYCLE_DAYS
     count = int((end - span.start).days // interval) + 1
     if isinstance(span.cycles, int) and span.cycles >= 0:
@@ -436,14 +285,18 @@ def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> li
     elif isinstance(cycles, int) and cycles >= 0 and span.end is None:
         count = min(count, cycles)
     out = []
-    for i in range(max(count, 0)):
+    for i in range(max(min(count, 1000), 0)):
         when = span.start + timedelta(days=round(interval * i))
         if (when > end and span.cycles is None) or when > axis.last:
             break
-        x = axis.x(when)
-        out.append(f'<line class="cycle" x1="{x}" y1="{y - 9}" x2="{x}" y2="{y + 7}" stroke="#000"><title>'
-                   f'{_text(f"cycle {i + 1} ({when.isoformat()})")}</title></line>')
+        out.append(_tick(axis, when, f"cycle {i + 1}", y))
     return out
+
+
+def _tick(axis: _Axis, when: date, what: str, y: int) -> str:
+    x = axis.x(when)
+    return (f'<line class="cycle" x1="{x}" y1="{y - 9}" x2="{x}" y2="{y + 7}" stroke="#000"><title>'
+            f'{_text(f"{what} ({when.isoformat()})")}</title></line>')
 
 
 def _point_lane(body: list[str], axis: _Axis, label: str, points: list[Point], y: int) -> int:
@@ -484,7 +337,7 @@ def _axis_svg(axis: _Axis, today: date, y: int) -> str:
 def _legend(y: int) -> str:
     x = 10
     parts = []
-    for label, colour, _ in DRUG_CLASSES[:6]:
+    for _, label, colour in CLASS_STYLES[:6]:
         parts.append(f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{x + 14}" y="{y + 1}">{label}</text>')
         x += 30 + 6 * len(label)
