@@ -1,0 +1,119 @@
+"""Each clinical-domain step of criteria on its own: a pure function from resources to facts and findings."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from cds_service.criteria import build_profile
+from cds_service.criteria.conditions import condition_facts
+from cds_service.criteria.her2 import her2_facts
+from cds_service.criteria.intake import draft_ids, read_resources
+from cds_service.criteria.lines import therapy_facts
+from cds_service.criteria.medications import count_cycles, courses, medication_history
+from cds_service.criteria.observations import observation_facts
+from cds_service.criteria.profile import Derived, MedEpisode
+from cds_service.criteria.receptors import receptor_facts
+from cds_service.fhir import parse as fp
+from criteria_builders import (SNOMED, TODAY, condition, drafts_context, her2_ihc, mbc_base, med_admin,
+                               med_request, med_statement, obs, pct, profile, terminology)
+
+
+def intake(*resources, context=None):
+    return read_resources(list(resources), context or {}, terminology())
+
+
+def test_intake_sorts_by_kind_and_reports_malformed_items():
+    i = intake("junk", her2_ihc("3+", id="h"), obs("10230-1", id="lv", **pct(55)),
+               {"resourceType": "Bundle", "entry": [{"resource": obs("85329-1", id="er", **pct(40))}]})
+    assert [o["id"] for o in i.of_kind("her2-ihc")] == ["h"]
+    assert i.kinds == {"Observation/h": "her2-ihc", "Observation/lv": "lvef", "Observation/er": "er-percent"}
+    assert [f.code for f in i.out.findings] == ["malformed-resource"]
+
+
+@pytest.mark.parametrize("draft_orders", [7, "Bundle", ["x"], None, {"entry": 3}, {"entry": [5, "x"]}])
+def test_a_non_bundle_draft_orders_is_no_drafts(draft_orders):
+    context = {"patientId": "p1", "draftOrders": draft_orders}
+    assert draft_ids(context) == set()
+    p = build_profile([*mbc_base()], context, terminology(), TODAY)
+    assert p.draft_orders == () and p.value("draft.ingredients") == []
+
+
+def test_her2_step_alone():
+    out = her2_facts(intake(her2_ihc("2+")), terminology(), terminology().parameters)
+    assert out.value("her2.status") == "equivocal_pending"
+    assert [f.code for f in out.findings] == ["her2-equivocal"]
+
+
+def test_receptor_step_alone():
+    out = receptor_facts(intake(obs("85329-1", **pct(5)), obs("85325-9", **pct(0))), terminology(),
+                         terminology().parameters)
+    assert (out.value("er.status"), out.value("pr.status"), out.value("hr.status")) == ("low", "negative", "positive")
+
+
+def test_observation_step_returns_progression_dates():
+    worsened = obs("97509-4", date="2025-03-01", id="w", valueCodeableConcept={"coding": [
+        {"system": SNOMED, "code": "271299001"}]})
+    out, progression = observation_facts(intake(worsened), terminology(), TODAY)
+    assert out.value("disease.progression") is True
+    assert progression == [(dt.date(2025, 3, 1), "Observation/w")]
+
+
+def test_condition_step_returns_the_ild_conditions():
+    ild = condition(SNOMED, "233703007", onset="2025-02-01", id="ild")
+    out, ild_conditions = condition_facts(intake(*mbc_base(), ild), terminology())
+    assert out.value("metastatic") and out.value("metastatic.date") == "2024-06-01" and out.value("ild")
+    assert [c["id"] for c in ild_conditions] == ["ild"]
+
+
+def test_lines_step_takes_its_inputs_explicitly():
+    i = intake(med_statement("trastuzumab", "completed", start="2024-07-01", end="2025-01-01", id="t"),
+               med_statement("fam-trastuzumab deruxtecan", "active", start="2025-02-01", id="d"))
+    _, episodes = medication_history(i, terminology(), TODAY)
+    metastatic = Derived()
+    metastatic.set("metastatic", True)
+    metastatic.set("metastatic.date", "2024-06-01")
+    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology().parameters)
+    assert out.value("therapy.line") == 2
+    assert [(ln.number, ln.start, ln.end) for ln in history.lines] == [
+        (1, dt.date(2024, 7, 1), dt.date(2025, 2, 1)), (2, dt.date(2025, 2, 1), None)]
+    assert history.line_of == {"MedicationStatement/t": 1, "MedicationStatement/d": 2}
+
+
+def test_administrations_of_one_drug_are_one_course_with_its_doses():
+    admins = [med_admin("docetaxel", d) for d in ("2024-07-01", "2024-07-22", "2024-08-12")]
+    p = profile(*mbc_base(), med_statement("trastuzumab", start="2024-07-01"), *admins)
+    doc = next(c for c in p.courses if c.ingredients == ("docetaxel",))
+    assert doc.doses == (dt.date(2024, 7, 1), dt.date(2024, 7, 22), dt.date(2024, 8, 12))
+    assert (doc.cycles, doc.line, doc.state, doc.end) == (3, 1, "past", dt.date(2024, 8, 12))
+    assert p.value("taxane.cycles") == 3  # the same rule for the course and the fact
+    assert p.to_json()["courses"][0]["line"] == 1 and p.to_json()["lines"][0]["number"] == 1
+
+
+def test_weekly_administrations_are_not_cycles():
+    params = terminology().parameters
+    eps = [MedEpisode(f"MedicationAdministration/{i}", ("paclitaxel",), ("taxane",), "past", d, d, "", 
+                      "MedicationAdministration") for i, d in enumerate((dt.date(2024, 7, 1), dt.date(2024, 7, 8)))]
+    assert count_cycles(eps, TODAY, params) == (None, "administrations closer than 14 days: cycles not derivable")
+    assert courses(eps, [], {}, TODAY, params)[0].cycles is None
+
+
+def test_a_drafted_next_line_is_counted_but_not_listed():
+    ctx = drafts_context(med_request("fam-trastuzumab deruxtecan", id="d1"))
+    p = profile(*mbc_base(), med_statement("trastuzumab", "stopped", start="2024-07-01", end="2025-01-01"),
+                context=ctx)
+    assert p.value("therapy.line") == 2 and [ln.number for ln in p.lines] == [1]
+
+
+@pytest.mark.parametrize("value", [10 ** 400, -(10 ** 350), float("inf")])
+def test_a_quantity_value_no_float_holds_is_unreadable_not_a_crash(value):
+    o = {"resourceType": "Observation", "valueQuantity": {"value": value, "unit": "%"}}
+    assert fp.number_value(o) is None
+    assert fp.percent_value(o) == (None, None, "quantity without a number")
+    p = profile(*mbc_base(), obs("10230-1", **{"valueQuantity": {"value": value, "unit": "%"}}),
+                obs("1742-6", valueQuantity={"value": value, "unit": "U/L"},
+                    referenceRange=[{"high": {"value": value, "unit": "U/L"}}]),
+                obs("89247-1", valueInteger=value))
+    assert p.value("lvef.value") is None and p.value("liver.alt_x_uln") is None and p.value("ecog") is None
+    assert "unparsed-value" in p.value("findings") or "malformed-resource" in p.value("findings")

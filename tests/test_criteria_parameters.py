@@ -1,0 +1,85 @@
+"""The criteria thresholds live in fhir_profiles/parameters and are checked at start-up."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from cds_service.criteria.receptors import percent_category
+from cds_service.knowledge import KnowledgeError
+from cds_service.knowledge.parameters import FILE, load_criteria_parameters
+from cds_service.knowledge.terminology import load_terminology
+from criteria_builders import ROOT, mbc_base, med_statement, obs, pct, profile, terminology
+
+
+def copy_profiles(tmp_path):
+    target = tmp_path / "fhir_profiles"
+    shutil.copytree(ROOT / "fhir_profiles", target)
+    return target
+
+
+def edit(profiles, change):
+    path = profiles / FILE
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def by_name(data, name):
+    return next(p for p in data["parameter"] if p["name"] == name)
+
+
+def test_the_shipped_parameters_load_with_the_terminology():
+    params = terminology().parameters
+    assert params == load_criteria_parameters(ROOT / "fhir_profiles")
+    assert (params.line_of_therapy_window_days, params.receptor_positive_min_percent, params.er_low_max_percent) \
+        == (30, 1.0, 10.0)
+
+
+@pytest.mark.parametrize("change,where", [
+    (lambda d: d["parameter"].pop(0), "$.parameter: missing line-of-therapy-window-days"),
+    (lambda d: by_name(d, "er-low-max-percent").update(valueDecimal=250), "er-low-max-percent must be a number"),
+    (lambda d: by_name(d, "min-cycle-gap-days").update(valueInteger="14"), "$.parameter[2]"),
+    (lambda d: d["parameter"].append({"name": "staleness-dayz", "valueInteger": 3}), "unknown criteria parameter"),
+    (lambda d: by_name(d, "reflex-ish-pairing-days").pop("extension"), "needs its why"),
+    (lambda d: d.update(resourceType="Basic"), "$.resourceType"),
+])
+def test_a_broken_parameter_is_a_knowledge_error_naming_file_and_path(tmp_path, change, where):
+    profiles = copy_profiles(tmp_path)
+    path = edit(profiles, change)
+    with pytest.raises(KnowledgeError) as err:
+        load_terminology(profiles)
+    assert str(path) in str(err.value) and where in str(err.value)
+
+
+def test_a_missing_parameters_file_is_a_knowledge_error(tmp_path):
+    profiles = copy_profiles(tmp_path)
+    (profiles / FILE).unlink()
+    with pytest.raises(KnowledgeError, match="Parameters-criteria.json"):
+        load_terminology(profiles)
+
+
+def test_er_low_bounds_come_from_the_parameters():
+    params = terminology().parameters
+    assert [percent_category(v, None, True, params) for v in (0.5, 1, 10, 11)] == ["negative", "low", "low", "positive"]
+    wider = replace(params, er_low_max_percent=20.0)
+    assert percent_category(15, None, True, wider) == "low"
+    assert percent_category(15, None, False, wider) == "positive"  # PR has no low band
+
+
+def test_the_line_window_is_read_from_the_parameters(monkeypatch):
+    """Two anti-HER2 starts 40 days apart after a stop are two lines at 30 days, one line at 60."""
+    meds = [med_statement("trastuzumab", "stopped", start="2024-07-01", end="2024-07-20"),
+            med_statement("fam-trastuzumab deruxtecan", "active", start="2024-08-10")]
+    assert profile(*mbc_base(), *meds).value("therapy.line") == 2
+    t = terminology()
+    monkeypatch.setattr(t, "parameters", replace(t.parameters, line_of_therapy_window_days=60))
+    assert profile(*mbc_base(), *meds).value("therapy.line") == 1
+
+
+def test_er_percent_reading_uses_the_bounds():
+    assert profile(obs("85329-1", **pct(5))).value("er.status") == "low"
