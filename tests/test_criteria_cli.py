@@ -46,3 +46,21 @@ def test_profile_rejects_non_fhir_json(tmp_path):
     path.write_text("[1, 2]")
     result = CliRunner().invoke(cli, ["profile", str(path)])
     assert result.exit_code != 0 and "expected a JSON object" in result.output
+
+
+def test_profile_json_shows_the_lines_and_courses(tmp_path):
+    from criteria_builders import med_statement
+
+    bundle = _bundle()
+    bundle["entry"] += [{"resource": med_statement("trastuzumab", start="2024-07-01", id="t")},
+                        {"resource": med_statement("pertuzumab", start="2024-07-01", id="p")}]
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    result = CliRunner().invoke(cli, ["profile", str(path), "--json", "--today", "2025-06-01"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["lines"] == [{"number": 1, "start": "2024-07-01", "end": None,
+                              "ingredients": ["pertuzumab", "trastuzumab"],
+                              "refs": ["MedicationStatement/t", "MedicationStatement/p"]}]
+    assert [(c["ingredients"], c["line"], c["end"]) for c in data["courses"]] == [
+        (["pertuzumab"], 1, None), (["trastuzumab"], 1, None)]
