@@ -52,31 +52,31 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         raise ValueError("terminology has no criteria parameters (load it with load_terminology)")
 
     intake = read_resources(resources, context, t)
-    profile = Derived().merge(intake.out)
-    profile.merge(patient_facts(intake.patient, intake.menopausal, t, today))
-    profile.merge(her2_facts(intake, t, params))
-    profile.merge(receptor_facts(intake, t, params))
+    derived = Derived().merge(intake.out)
+    derived.merge(patient_facts(intake.patient, intake.menopausal, t, today))
+    derived.merge(her2_facts(intake, t, params))
+    derived.merge(receptor_facts(intake, t, params))
     observed, progression = observation_facts(intake, t, today)
-    profile.merge(observed)
+    derived.merge(observed)
     conditions, ild_conditions = condition_facts(intake, t)
-    profile.merge(conditions)
-    history, episodes = medication_history(intake, t, today)
-    profile.merge(history)
-    drafted, drafts, chosen = draft_orders(context, intake.medications, t, today)
-    profile.merge(drafted)
-    therapy, lines = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, params)
-    profile.merge(therapy)
-    profile.merge(ild_on_tdxd(ild_conditions, episodes))
-    codes = sorted({f.code for f in profile.findings})
-    profile.set("findings", codes, [r for f in profile.findings for r in f.refs])
+    derived.merge(conditions)
+    med_facts, episodes = medication_history(intake, t, today)
+    derived.merge(med_facts)
+    draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
+    derived.merge(draft_facts)
+    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, params)
+    derived.merge(therapy)
+    derived.merge(ild_on_tdxd(ild_conditions, episodes))
+    codes = sorted({f.code for f in derived.findings})
+    derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
     return PatientProfile(
         patient_id=context.get("patientId") or (intake.patient or {}).get("id"),
-        facts=MappingProxyType(dict(profile.facts)),
-        findings=tuple(profile.findings),
+        facts=MappingProxyType(dict(derived.facts)),
+        findings=tuple(derived.findings),
         draft_orders=tuple(drafts),
         medications=tuple(episodes),
-        lines=lines.lines,
-        courses=tuple(courses(episodes, list(lines.lines), lines.line_of, today, params)),
+        lines=history.lines,
+        courses=tuple(courses(episodes, list(history.lines), history.line_of, today, params)),
         kinds=MappingProxyType(dict(intake.kinds)),
         progression=tuple(progression),
     )

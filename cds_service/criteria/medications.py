@@ -233,7 +233,7 @@ def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, in
         started = [ln for ln in lines if ln.start - window <= e.start and (ln.end is None or e.start < ln.end)]
         return started[-1].number if started else None
 
-    groups: dict[tuple, list[MedEpisode]] = {}
+    groups: dict[tuple, list[tuple[MedEpisode, int | None]]] = {}
     for e in episodes:
         if e.start is None:
             continue
