@@ -117,3 +117,11 @@ def test_a_quantity_value_no_float_holds_is_unreadable_not_a_crash(value):
                 obs("89247-1", valueInteger=value))
     assert p.value("lvef.value") is None and p.value("liver.alt_x_uln") is None and p.value("ecog") is None
     assert "unparsed-value" in p.value("findings") or "malformed-resource" in p.value("findings")
+
+
+def test_a_dosing_period_no_float_holds_is_no_interval():
+    tax = med_statement("docetaxel", start="2024-07-01", id="doc",
+                        dosage=[{"timing": {"repeat": {"frequency": 1, "period": 10 ** 400, "periodUnit": "d"}}}])
+    p = profile(*mbc_base(), med_statement("trastuzumab", start="2024-07-01"), tax)
+    assert p.value("taxane.cycles") is None
+    assert next(c for c in p.courses if c.refs == ("MedicationStatement/doc",)).period_days is None

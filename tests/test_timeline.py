@@ -183,3 +183,12 @@ def test_p18_and_p22_are_drawn_on_line_1_as_the_cards_say(name):
     labels = texts(parse(render_svg(p, resources, ANCHOR)))
     assert p.value("therapy.line") == 1
     assert "L1" in labels and "L2" not in labels
+
+
+def test_an_absurd_dosing_interval_draws_without_error():
+    pac = med_statement("paclitaxel", status="completed", start="2023-02-01", end="2023-04-26", id="pac",
+                        extension=[{"url": "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles",
+                                    "valueInteger": 12}],
+                        dosage=[{"timing": {"repeat": {"frequency": 1, "period": 1e300, "periodUnit": "d"}}}])
+    _, root = picture(*HISTORY[:3], pac)
+    assert len([el for el in root.iter(SVG + "line") if el.get("class") == "cycle"]) == 1

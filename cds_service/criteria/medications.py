@@ -130,8 +130,8 @@ def episode(r: dict, medications: dict[str, dict], t: Terminology, today: dt.dat
 
 
 def _period_days(repeat: dict) -> float | None:
-    period, unit = repeat.get("period"), repeat.get("periodUnit")
-    if not isinstance(period, (int, float)) or period <= 0 or (repeat.get("frequency") not in (None, 1)):
+    period, unit = fp.finite_number(repeat.get("period")), repeat.get("periodUnit")
+    if period is None or period <= 0 or (repeat.get("frequency") not in (None, 1)):
         return None
     factor = _PERIOD_UNIT_DAYS.get(unit)
     if not factor:

@@ -206,7 +206,7 @@ _PERCENT_UNITS = {"%", "percent", "pct"}
 _FRACTION_UNITS = {"1", "{ratio}", "{fraction}", "ratio", "fraction"}
 
 
-def _to_float(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """A finite float, or ``None``.
 
     JSON allows numbers no float holds: an integer of 310+ digits overflows
@@ -225,7 +225,7 @@ def _to_float(value: Any) -> float | None:
 
 def quantity_number(quantity: Any) -> float | None:
     """``Quantity.value`` as a finite float (``None`` when absent, not a number or out of float range)."""
-    return _to_float(quantity.get("value")) if isinstance(quantity, dict) else None
+    return finite_number(quantity.get("value")) if isinstance(quantity, dict) else None
 
 
 def percent_value(obs: dict) -> tuple[float | None, str | None, str | None]:
@@ -255,7 +255,7 @@ def percent_value(obs: dict) -> tuple[float | None, str | None, str | None]:
             return None, None, "percentage outside 0–100"
         return v, comparator, None
     if "valueInteger" in obs:
-        v = _to_float(obs.get("valueInteger"))
+        v = finite_number(obs.get("valueInteger"))
         if v is not None and 0 <= v <= 100:
             return v, None, None
         return None, None, "integer outside 0–100"
@@ -284,10 +284,10 @@ def number_value(obs: dict) -> float | None:
             return ratio if math.isfinite(ratio) else None
         return None
     if "valueInteger" in obs:
-        return _to_float(obs.get("valueInteger"))
+        return finite_number(obs.get("valueInteger"))
     s = obs.get("valueString")
     if isinstance(s, str):
         m = _NUMBER.match(s)
         if m:
-            return _to_float(float(m.group(2).replace(",", ".")))
+            return finite_number(float(m.group(2).replace(",", ".")))
     return None

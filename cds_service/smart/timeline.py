@@ -286,8 +286,11 @@ def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> li
         count = min(count, cycles)
     out = []
     for i in range(max(min(count, 1000), 0)):
-        when = span.start + timedelta(days=round(interval * i))
-        if (when > end and span.cycles is None) or when > axis.last:
+        offset = interval * i
+        if offset > (axis.last - span.start).days:  # also keeps an absurd interval from overflowing a date
+            break
+        when = span.start + timedelta(days=round(offset))
+        if when > end and span.cycles is None:
             break
         out.append(_tick(axis, when, f"cycle {i + 1}", y))
     return out
