@@ -103,11 +103,16 @@ def test_taxane_bar_has_one_tick_per_21_day_cycle_when_nothing_is_recorded():
     assert len(ticks) == 6
 
 
+def paclitaxel_12_cycles(period, unit):
+    """A finished paclitaxel course recording 12 completed cycles and its dosing interval."""
+    return med_statement("paclitaxel", status="completed", start="2023-02-01", end="2023-04-26", id="pac",
+                         extension=[{"url": "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles",
+                                     "valueInteger": 12}],
+                         dosage=[{"timing": {"repeat": {"frequency": 1, "period": period, "periodUnit": unit}}}])
+
+
 def test_cycles_and_interval_from_the_profile_win():
-    pac = med_statement("paclitaxel", status="completed", start="2023-02-01", end="2023-04-26", id="pac",
-                        extension=[{"url": "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles",
-                                    "valueInteger": 12}],
-                        dosage=[{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}}])
+    pac = paclitaxel_12_cycles(period=1, unit="wk")
     p, root = picture(*HISTORY[:3], pac)
     course = next(c for c in p.courses if c.refs == ("MedicationStatement/pac",))
     assert (course.cycles, course.period_days) == (12, 7.0)
@@ -186,9 +191,6 @@ def test_p18_and_p22_are_drawn_on_line_1_as_the_cards_say(name):
 
 
 def test_an_absurd_dosing_interval_draws_without_error():
-    pac = med_statement("paclitaxel", status="completed", start="2023-02-01", end="2023-04-26", id="pac",
-                        extension=[{"url": "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles",
-                                    "valueInteger": 12}],
-                        dosage=[{"timing": {"repeat": {"frequency": 1, "period": 1e300, "periodUnit": "d"}}}])
+    pac = paclitaxel_12_cycles(period=1e300, unit="d")
     _, root = picture(*HISTORY[:3], pac)
     assert len([el for el in root.iter(SVG + "line") if el.get("class") == "cycle"]) == 1
