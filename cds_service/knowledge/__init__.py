@@ -7,7 +7,10 @@ answer with half a rulebook.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import KnowledgeError
 from ..rules.rulebook import Rulebook, load_rulebook
@@ -22,7 +25,39 @@ class Knowledge:
     rulebook: Rulebook
 
 
+# Loading parses and schema-checks every artifact (~0.3 s, most of it YAML).
+# A process that builds several apps over the same, unchanged folder (the test
+# suite builds hundreds; `serve` builds one) gets the same immutable Knowledge
+# back.  The key is the folder plus every file's size and mtime, so an edited
+# artifact is re-read (and re-checked) exactly as on a fresh start.
+_CACHE: OrderedDict[tuple, Knowledge] = OrderedDict()
+_CACHE_SIZE = 4
+_cache_lock = threading.Lock()
+
+
+def _fingerprint(profiles_dir) -> tuple:
+    root = Path(profiles_dir).resolve()
+    files = []
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                files.append((str(path.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return (str(root), tuple(files))
+
+
 def load_knowledge(settings) -> Knowledge:
+    key = _fingerprint(settings.profiles_dir)
+    with _cache_lock:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            _CACHE.move_to_end(key)
+            return cached
     terminology = load_terminology(settings.profiles_dir)
     rulebook = load_rulebook(settings.profiles_dir, terminology)
-    return Knowledge(terminology=terminology, rulebook=rulebook)
+    knowledge = Knowledge(terminology=terminology, rulebook=rulebook)
+    with _cache_lock:
+        _CACHE[key] = knowledge
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return knowledge
