@@ -1,12 +1,27 @@
-"""Shared test fixtures: an app on a temporary database, and request builders."""
+"""Shared test fixtures: an app on a temporary database, request builders, Hypothesis profiles.
+
+Speed: ``create_app`` is cheap after the first call because the loaded
+Knowledge (terminology, rulebook, schemas) is cached per process for an
+unchanged ``fhir_profiles/`` (``cds_service.knowledge.load_knowledge``), so the
+per-test ``app`` fixture costs a SQLite file and a Flask object, not a parse.
+
+Property tests: the default Hypothesis profile ``ci`` is derandomized (the
+same examples on every run and machine, so a red CI run reproduces locally)
+and runs a quarter of each test's nominal example count.  The ``explore``
+profile (``HER2CDS_HYPOTHESIS_PROFILE=explore``) draws fresh random examples,
+five times the nominal count, and keeps failures in Hypothesis's example
+database: the longer hunt for new bugs, not part of the quick loop.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from jsonschema import Draft202012Validator
 
 from cds_service import create_app
@@ -14,6 +29,24 @@ from cds_service.protocol.discovery import PREFETCH
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "cds_service" / "schemas"
+
+# profile name -> multiplier of a test's nominal example count (see ``examples``)
+HYPOTHESIS_PROFILES = {"ci": 0.25, "explore": 5.0}
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("explore", derandomize=False, deadline=None, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+HYPOTHESIS_PROFILE = os.environ.get("HER2CDS_HYPOTHESIS_PROFILE", "ci")
+if HYPOTHESIS_PROFILE not in HYPOTHESIS_PROFILES:
+    raise pytest.UsageError(f"HER2CDS_HYPOTHESIS_PROFILE={HYPOTHESIS_PROFILE!r}: "
+                            f"choose one of {sorted(HYPOTHESIS_PROFILES)}")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(nominal: int) -> int:
+    """A property test's example count under the active profile (``nominal`` × the profile's multiplier)."""
+    return max(1, round(nominal * HYPOTHESIS_PROFILES[HYPOTHESIS_PROFILE]))
 
 
 @pytest.fixture

@@ -1,8 +1,15 @@
-"""A misbehaving FHIR server on loopback, for fault tests.
+"""A FHIR server on loopback with a pluggable behaviour: the one fake for tests and benchmarks.
 
 pytest-httpserver answers one request at a time; the fault tests need a
 threaded server whose handlers can stall, drip bytes forever or page without
-end, so this is a small ThreadingHTTPServer with a pluggable behaviour.
+end, and the fallback benchmark needs one that serves a synthetic patient's
+resources after a fixed delay, like an EHR's FHIR round trip.  Both are this
+server with a different ``behaviour``; the benchmark turns on the transport
+options a load test needs (keep-alive, no Nagle, a deeper listen backlog).
+
+It lives with the tests because it is a test double: the tests must run
+without the benchmark's extras, and the benchmark already runs from a checkout
+(``python -m benchmarks.run`` imports it as ``tests.fake_fhir``).
 """
 
 from __future__ import annotations
@@ -11,36 +18,73 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 
 class FakeFhir:
-    def __init__(self, behaviour):
-        """behaviour(handler, path, query) -> None; it writes the response itself."""
+    """``with FakeFhir(behaviour) as fhir:`` serves ``fhir.base`` until the block ends.
+
+    ``behaviour(handler, path, query)`` writes the whole response itself.
+    ``requests`` lists every request as it arrives (``path``, ``query``,
+    ``authorization``, ``arrived``), and gets ``seconds`` (time to answer)
+    once the behaviour has returned.
+
+    Transport options (defaults suit the fault tests):
+    ``keep_alive`` answers HTTP/1.1 so a pooled client reuses connections;
+    ``nodelay`` disables Nagle (headers and body go out in two writes, and with
+    Nagle on the body waits for the client's delayed ACK, ~40 ms on Linux, an
+    artifact of the fake); ``backlog`` is the listen queue (the default of 5
+    drops connection bursts under load).
+    """
+
+    def __init__(self, behaviour, *, keep_alive: bool = False, nodelay: bool = False, backlog: int = 5):
         self.behaviour = behaviour
         self.requests: list[dict] = []
+        self.lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = nodelay
+
             def do_GET(self):  # noqa: N802 (http.server naming)
+                arrived = time.perf_counter()
                 parts = urlsplit(self.path)
-                outer.requests.append({"path": parts.path, "query": parts.query,
-                                       "authorization": self.headers.get("Authorization")})
+                record = {"path": parts.path, "query": parts.query,
+                          "authorization": self.headers.get("Authorization"), "arrived": arrived}
+                with outer.lock:
+                    outer.requests.append(record)
                 try:
                     outer.behaviour(self, parts.path, parts.query)
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    return
+                record["seconds"] = time.perf_counter() - arrived
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = backlog  # read by server_activate()
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        # A short poll interval: shutdown() waits for the serve loop to look again (0.5 s by default).
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01},
+                                       daemon=True, name="fake-fhir")
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/fhir"
+
+    def answered(self) -> list[float]:
+        """Seconds to answer each completed request."""
+        with self.lock:
+            return [r["seconds"] for r in self.requests if "seconds" in r]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
 
     def __enter__(self):
         self.thread.start()
@@ -67,3 +111,51 @@ def empty_bundle(next_url: str | None = None) -> dict:
     if next_url:
         b["link"] = [{"relation": "next", "url": next_url}]
     return b
+
+
+class PatientBehaviour:
+    """Serve one patient's resources as a FHIR server would, each answer held ``delay`` seconds.
+
+    The resource type and the ``code=`` / ``value-concept=`` tokens of the
+    query pick the resources; ``Patient/<id>`` is an instance read.  Answers
+    are cached per query so the fake's own CPU stays out of the measurement.
+    """
+
+    def __init__(self, resources: list[dict], delay: float = 0.0, searchset=None):
+        self.resources = resources
+        self.delay = delay
+        self.searchset = searchset or _searchset
+        self._cache: dict[str, bytes] = {}
+
+    def __call__(self, handler, path: str, query: str) -> None:
+        started = time.perf_counter()
+        data = self.answer(path, query)
+        remaining = self.delay - (time.perf_counter() - started)
+        send_json(handler, data, delay=max(remaining, 0.0))
+
+    def answer(self, path: str, query: str) -> bytes:
+        key = path + "?" + query
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        rtype = path.rstrip("/").split("/")[-2:]
+        params = parse_qs(query)
+        if len(rtype) == 2 and rtype[0] == "Patient":  # instance read
+            body = next((r for r in self.resources if r["resourceType"] == "Patient"), {})
+        else:
+            filters: dict[str, set[str]] = {}
+            for param, element in (("code", "code"), ("value-concept", "valueCodeableConcept")):
+                for value in params.get(param, []):
+                    filters.setdefault(element, set()).update(tok.split("|")[-1] for tok in value.split(","))
+            body = self.searchset([
+                r for r in self.resources if r["resourceType"] == rtype[-1]
+                and all({c.get("code") for c in (r.get(element) or {}).get("coding", [])} & codes
+                        for element, codes in filters.items())])
+        data = json.dumps(body).encode()
+        self._cache[key] = data
+        return data
+
+
+def _searchset(resources: list[dict]) -> dict:
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]}

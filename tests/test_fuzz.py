@@ -7,8 +7,9 @@ resource mutations are the committed fixture requests (``fixtures/requests``),
 so mutations land deep inside realistic prefetch data where criteria code
 reads dates, quantities and codings.
 
-Example counts are bounded so the whole file runs in well under a minute on
-the project's 2-core machines.
+Each test's example count is nominal: the Hypothesis profile scales it
+(``conftest.examples``; the default ``ci`` profile is derandomized and runs a
+quarter of it, ``HER2CDS_HYPOTHESIS_PROFILE=explore`` five times it, randomly).
 """
 
 from __future__ import annotations
@@ -19,22 +20,22 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds_service import create_app
 from cds_service.protocol.discovery import SERVICES
 from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 
+from conftest import examples
+
 ROOT = Path(__file__).resolve().parent.parent
-REQUESTS = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "fixtures" / "requests").glob("*.json"))}
+REQUEST_TEXTS = {p.stem: p.read_text() for p in sorted((ROOT / "fixtures" / "requests").glob("*.json"))}
+REQUESTS = {name: json.loads(text) for name, text in REQUEST_TEXTS.items()}
 SERVICE_FOR_HOOK = {s.hook: s.id for s in SERVICES.values()}
 SERVICE_IDS = sorted(SERVICES)
 FUZZ_BODY_LIMIT = 64_000  # a small limit in the fuzz app keeps "too large" cheap to reach
 
-COMMON = dict(deadline=None, derandomize=False,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                     HealthCheck.filter_too_much])
 
 # -- strategies --------------------------------------------------------------------------------
 
@@ -104,13 +105,13 @@ def _paths(node, pointer=""):
     return out
 
 
-def mutate(body: dict, data) -> str:
+def mutate(body: dict, data, paths: list | None = None) -> str:
     """One random edit somewhere in the document; returns it as text for the failure message.
 
     Replace a value (any JSON, or a FHIR-ish datatype of the wrong kind), delete
     it, add a FHIR-named member, or swap a whole object for a junk resource.
     """
-    paths = _paths(body)
+    paths = _paths(body) if paths is None else paths
     container, key, where = paths[data.draw(st.integers(0, len(paths) - 1), label="path")]
     op = data.draw(st.sampled_from(["replace", "replace-fhirish", "delete", "add", "resource"]), label="op")
     if op == "replace":
@@ -170,16 +171,17 @@ def assert_clean(resp, what=""):
 
 # -- invocation --------------------------------------------------------------------------------
 
-@settings(max_examples=800, **COMMON)
+@settings(max_examples=examples(800))
 @given(data=st.data())
 def test_mutated_fixture_requests(open_client, data):
     name = data.draw(st.sampled_from(sorted(REQUESTS)), label="fixture")
-    body = copy.deepcopy(REQUESTS[name])
+    body = json.loads(REQUEST_TEXTS[name])  # a fresh copy, faster than deepcopy
     edits = []
     for _ in range(data.draw(st.integers(1, 4), label="edits")):
-        if not _paths(body):
+        paths = _paths(body)
+        if not paths:
             break
-        edits.append(mutate(body, data))
+        edits.append(mutate(body, data, paths))
     service = SERVICE_FOR_HOOK[REQUESTS[name]["hook"]]
     assert_clean(open_client.post(f"/cds-services/{service}", json=body), f"fixtures/requests/{name}.json + {edits}")
 
@@ -211,11 +213,11 @@ def test_every_context_key_of_the_wrong_type_on_every_hook(open_client, hook, ke
                        for i in out["issue"] for e in i.get("expression", [])), (what, out)
 
 
-@settings(max_examples=200, **COMMON)
+@settings(max_examples=examples(200))
 @given(data=st.data(), resources=st.lists(fhir_resources(), min_size=1, max_size=6))
 def test_random_resources_inside_prefetch(open_client, data, resources):
     name = data.draw(st.sampled_from(sorted(REQUESTS)), label="fixture")
-    body = copy.deepcopy(REQUESTS[name])
+    body = json.loads(REQUEST_TEXTS[name])
     keys = sorted(body.get("prefetch") or {})
     key = data.draw(st.sampled_from(keys), label="prefetch key")
     shape = data.draw(st.sampled_from(["bundle-entries", "bare", "append"]), label="shape")
@@ -232,13 +234,13 @@ def test_random_resources_inside_prefetch(open_client, data, resources):
     assert_clean(open_client.post(f"/cds-services/{service}", json=body), name)
 
 
-@settings(max_examples=200, **COMMON)
+@settings(max_examples=examples(200))
 @given(service=st.sampled_from(SERVICE_IDS), body=json_values)
 def test_arbitrary_json_bodies(open_client, service, body):
     assert_clean(open_client.post(f"/cds-services/{service}", json=body), repr(body)[:200])
 
 
-@settings(max_examples=200, **COMMON)
+@settings(max_examples=examples(200))
 @given(service=st.sampled_from(SERVICE_IDS + ["nope", "her2-mbc-order-select/feedback"]),
        raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
        ctype=st.sampled_from([None, "application/json", "application/fhir+json", "text/plain",
@@ -249,7 +251,7 @@ def test_raw_bytes_and_content_types(open_client, service, raw, ctype):
     assert_clean(open_client.post(f"/cds-services/{service}", data=raw, headers=headers), repr(raw)[:100])
 
 
-@settings(max_examples=60, **COMMON)
+@settings(max_examples=examples(60))
 @given(depth=st.integers(1, 20_000), kind=st.sampled_from(["[", "{", "mixed", "in-context"]),
        target=st.sampled_from(["invoke", "feedback"]))
 def test_deep_nesting(open_client, depth, kind, target):
@@ -269,7 +271,7 @@ def test_deep_nesting(open_client, depth, kind, target):
         assert resp.status_code in (400, 413), body
 
 
-@settings(max_examples=30, **COMMON)
+@settings(max_examples=examples(30))
 @given(size=st.integers(FUZZ_BODY_LIMIT - 200, FUZZ_BODY_LIMIT * 3),
        where=st.sampled_from(["hookInstance", "patientId", "feedback-card", "comment"]))
 def test_huge_strings(open_client, size, where):
@@ -315,7 +317,7 @@ feedback_items = st.fixed_dictionaries({}, optional={
 })
 
 
-@settings(max_examples=500, **COMMON)
+@settings(max_examples=examples(500))
 @given(service=st.sampled_from(SERVICE_IDS + ["nope"]),
        body=st.fixed_dictionaries({"feedback": st.lists(feedback_items, max_size=4) | json_values})
        | json_values)
@@ -346,7 +348,7 @@ forged_tokens = st.builds(lambda h, c, s: f"{_seg(h)}.{_seg(c)}.{_seg(s)}", jwt_
                           st.binary(max_size=100))
 
 
-@settings(max_examples=500, **COMMON)
+@settings(max_examples=examples(500))
 @given(auth=st.none() | latin1_text | forged_tokens.map(lambda t: f"Bearer {t}")
        | latin1_text.map(lambda t: f"Bearer {t}"),
        path=st.sampled_from(["/cds-services", "/cds-services/her2-mbc-order-select",
@@ -359,7 +361,7 @@ def test_random_tokens_are_401_never_5xx(secured_client, auth, path, method):
     assert resp.status_code == 401
 
 
-@settings(max_examples=100, **COMMON)
+@settings(max_examples=examples(100))
 @given(claims=st.dictionaries(st.sampled_from(["exp", "iat", "nbf", "jti", "tenant", "aud", "sub"]),
                               json_values, max_size=4))
 def test_validly_signed_tokens_with_odd_claims_never_5xx(secured_client, issuer, claims):
@@ -371,7 +373,7 @@ def test_validly_signed_tokens_with_odd_claims_never_5xx(secured_client, issuer,
 
 
 
-@settings(max_examples=300, **COMMON)
+@settings(max_examples=examples(300))
 @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
        path=st.sampled_from(["/cds-services", "/cds-services/", "/cds-services/her2-mbc-patient-view",
                              "/cds-services/her2-mbc-patient-view/feedback", "/cds-services/x/y/z",

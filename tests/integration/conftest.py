@@ -30,8 +30,6 @@ DATA = Path(__file__).resolve().parent / "data"
 ARTIFACTS = ROOT / "test-artifacts"
 SEKMET_TOKEN = "itest-sekmet-token"
 
-pytestmark = pytest.mark.integration
-
 
 def fixture_paths() -> list[Path]:
     """The repository's fixture patients plus this suite's own small Bundles."""
