@@ -1,9 +1,21 @@
 """GET /cds-services: shape, hooks, prefetch tokens (CDS Hooks 2.0 only)."""
 
+import json
 import re
+from pathlib import Path
 
 from cds_service import create_app
-from cds_service.protocol.discovery import HER2_CODES, HR_CODES, OTHER_OBS_CODES
+from cds_service.config import Settings
+from cds_service.knowledge import load_knowledge
+from cds_service.protocol.discovery import (
+    OBSERVATION_QUERIES, PREFETCH, PREFETCH_KEYS, discovery_document, query_codes,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINOLOGY = ROOT / "fhir_profiles" / "terminology"
+# ValueSets of codes that are read *inside* an Observation found by another query
+# (the gene studied is a component of the genetic-variant result), never searched for.
+COMPONENT_VALUESETS = {"gene-studied"}
 
 ALLOWED_TOKENS = {"context.patientId", "context.userId", "context.encounterId", "userPractitionerId",
                   "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
@@ -43,27 +55,37 @@ def test_prefetch_covers_what_the_criteria_need(client):
         assert f"{rtype}?patient={{{{context.patientId}}}}" in joined
 
 
-def test_discovery_codes_are_known_to_the_terminology():
-    """Every Observation code discovery asks for is one the criteria can read."""
-    codes = set()
-    from pathlib import Path
-    for path in Path("fhir_profiles").rglob("*.json"):
-        text = path.read_text()
-        codes.update(re.findall(r'"code"\s*:\s*"([0-9]+-[0-9])"', text))
-    if not codes:  # terminology artifacts not written yet would make this vacuous
-        raise AssertionError("no LOINC codes found in fhir_profiles/")
-    missing = [c for c in HER2_CODES + HR_CODES + OTHER_OBS_CODES if c not in codes]
-    assert not missing, missing
+def test_generated_document_is_the_reviewed_one():
+    """The prefetch queries are generated from the ValueSets; this is the document they gave when
+    that replaced the hand-kept code lists (tests/data/discovery-document.json). A ValueSet edit
+    that changes a query must update the file too, so the change is reviewed as an API change."""
+    knowledge = load_knowledge(Settings())
+    expected = json.loads((ROOT / "tests" / "data" / "discovery-document.json").read_text())
+    assert discovery_document(Settings(), knowledge.terminology) == expected
+
+
+def test_every_observation_valueset_is_queried():
+    """A LOINC ValueSet the criteria classify results with must be fetched, or its results never arrive."""
+    queried = {vs for valuesets, _, _ in OBSERVATION_QUERIES.values() for vs in valuesets}
+    loinc_sets = set()
+    for path in TERMINOLOGY.glob("ValueSet-*.json"):
+        vs = json.loads(path.read_text())
+        if any(inc["system"] == "http://loinc.org" for inc in vs["compose"]["include"]):
+            loinc_sets.add(vs["id"])
+    assert loinc_sets - COMPONENT_VALUESETS <= queried
+    assert not queried & COMPONENT_VALUESETS
+
+
+def test_prefetch_keys_and_templates_agree():
+    assert tuple(PREFETCH) == PREFETCH_KEYS
 
 
 def test_menopausal_status_is_prefetched_by_value():
     """S9/M1 need menopausal status; it is coded in the value, so it is searched by value-concept."""
-    from cds_service.protocol.discovery import MENOPAUSAL_VALUES, PREFETCH
-    import json as _json
-    from pathlib import Path
-    vs = _json.loads(Path("fhir_profiles/terminology/ValueSet-menopausal-status.json").read_text())
+    terminology = load_knowledge(Settings()).terminology
+    vs = json.loads((TERMINOLOGY / "ValueSet-menopausal-status.json").read_text())
     codes = {c["code"] for inc in vs["compose"]["include"] for c in inc.get("concept", [])}
-    assert set(MENOPAUSAL_VALUES) == codes
+    assert {code for _, code in query_codes(terminology, "menopausalStatus")} == codes
     assert "value-concept=http://snomed.info/sct|309606002" in PREFETCH["menopausalStatus"]
 
 

@@ -7,16 +7,20 @@ import shutil
 
 import pytest
 
-from cds_service.protocol.discovery import HER2_CODES, HR_CODES, OTHER_OBS_CODES
 from cds_service.knowledge import KnowledgeError
 from cds_service.knowledge.terminology import load_terminology
 from criteria_builders import ATC, ICD, LOINC, ROOT, RXNORM, SNOMED, terminology
 
 
-def test_every_discovery_code_is_in_a_valueset():
+def test_valueset_codes_lists_the_included_concepts_in_artifact_order():
     t = terminology()
-    for code in HER2_CODES + HR_CODES + OTHER_OBS_CODES:
-        assert t.valuesets_of(LOINC, code), code
+    assert t.valueset_codes("her2-ihc") == ((LOINC, "85319-2"), (LOINC, "18474-7"))
+    for path in sorted((ROOT / "fhir_profiles" / "terminology").glob("ValueSet-*.json")):
+        vs_id = json.loads(path.read_text())["id"]
+        for system, code in t.valueset_codes(vs_id):
+            assert t.in_valueset(vs_id, system, code), (vs_id, code)
+    with pytest.raises(KeyError, match="no-such-set"):
+        t.valueset_codes("no-such-set")
 
 
 @pytest.mark.parametrize("system,code,ingredient", [

@@ -78,7 +78,7 @@ class Terminology:
     """Immutable look-up tables built from the artifacts."""
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
-                 drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None):
+                 drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -90,6 +90,7 @@ class Terminology:
         self.artifacts: tuple[str, ...] = artifacts
         # the criteria's thresholds (fhir_profiles/parameters), loaded with the codes they qualify
         self.parameters: CriteriaParameters | None = parameters
+        self._vs_codes: Mapping[str, tuple[tuple[str, str], ...]] = valueset_codes or MappingProxyType({})
 
     # -- value sets -----------------------------------------------------------
     def valuesets_of(self, system: str | None, code: str | None) -> frozenset[str]:
@@ -106,6 +107,16 @@ class Terminology:
             found -= self._vs_excludes.get((system, key), frozenset())
             return frozenset(found)
         return self._valuesets.get((system, code), frozenset())
+
+    def valueset_codes(self, valueset_id: str) -> tuple[tuple[str, str], ...]:
+        """The ``(system, code)`` concepts a ValueSet includes, in artifact order (filters not expanded).
+
+        What a FHIR search for the ValueSet's members asks for, e.g. discovery's prefetch queries.
+        """
+        try:
+            return self._vs_codes[valueset_id]
+        except KeyError:
+            raise KeyError(f"no ValueSet with id {valueset_id!r} in fhir_profiles/terminology") from None
 
     def in_valueset(self, valueset_id: str, system: str | None, code: str | None) -> bool:
         return valueset_id in self.valuesets_of(system, code)
@@ -243,11 +254,14 @@ def load_terminology(profiles_dir) -> Terminology:
     vs: dict[tuple[str, str], set[str]] = {}
     vs_prefix: dict[tuple[str, str], set[str]] = {}
     vs_exclude: dict[tuple[str, str], set[str]] = {}
+    vs_codes: dict[str, tuple[tuple[str, str], ...]] = {}
     for key, (path, data) in docs.items():
         if data["resourceType"] != "ValueSet":
             continue
         vid = data.get("id")
         compose = data.get("compose") or {}
+        vs_codes[vid] = tuple((inc.get("system"), c["code"]) for inc in compose.get("include") or ()
+                              for c in inc.get("concept") or ())
         for part, target in (("include", None), ("exclude", vs_exclude)):
             for i, inc in enumerate(compose.get(part) or ()):
                 system = inc.get("system")
@@ -307,7 +321,7 @@ def load_terminology(profiles_dir) -> Terminology:
         map_prefixes=MappingProxyType({k: MappingProxyType(v) for k, v in map_prefix.items()}),
         drugs_by_code=MappingProxyType(drugs_by_code), drugs_by_name=MappingProxyType(drugs_by_name),
         name_pattern=pattern, artifacts=tuple(sorted(docs)),
-        parameters=load_criteria_parameters(profiles_dir),
+        parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
     )
 
 

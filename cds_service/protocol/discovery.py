@@ -10,47 +10,75 @@ is impossible the call gets 412.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from flask import Blueprint, current_app, jsonify
 
 from ..auth import auth_notice
+from ..config import Settings
+from ..knowledge import load_knowledge
 
-LOINC = "http://loinc.org"
-
-# Observation codes the criteria read. Kept here (not derived from the
-# ValueSets at request time) because discovery must stay stable and cheap;
-# tests check that every code here is in the fhir_profiles ValueSets.
-HER2_CODES = ["85319-2", "18474-7", "85318-4", "31150-6", "96893-3", "49683-6", "74860-8", "48676-1"]
-HR_CODES = ["85337-4", "40556-3", "16112-5", "85329-1", "85339-0", "40557-1", "16113-3", "85325-9", "10480-2"]
-OTHER_OBS_CODES = [
-    "69548-6",  # genetic variant assessment (PIK3CA)
-    "89247-1",  # ECOG
-    "10230-1", "18043-0", "8808-8", "8810-4", "8811-2", "8806-2",  # LVEF
-    "97509-4",  # cancer disease status
-    "1742-6", "1920-8", "1975-2",  # ALT, AST, total bilirubin (tucatinib safety)
-]
-SNOMED = "http://snomed.info/sct"
+# The Observation queries: which ValueSets' codes each asks for, by which search
+# parameter, and how many results per page.  The codes themselves live only in
+# fhir_profiles/terminology (the same ValueSets the criteria classify results
+# with), so a code added to a ValueSet is fetched and read alike.
+#
 # Menopausal status has no LOINC question code in common use; EHRs record it as
 # an Observation whose *value* is a SNOMED menopausal phase (DICOM CID 6086), so
 # it is searched by value (the standard R4 ``value-concept`` token parameter).
-MENOPAUSAL_VALUES = ["309606002", "303111005", "307429007", "371036001", "31351009"]
-
-
-def _codes(codes: list[str], system: str = LOINC) -> str:
-    return ",".join(f"{system}|{c}" for c in codes)
-
-
-PREFETCH = {
-    "patient": "Patient/{{context.patientId}}",
-    "her2": "Observation?patient={{context.patientId}}&code=" + _codes(HER2_CODES) + "&_count=100",
-    "hormoneReceptors": "Observation?patient={{context.patientId}}&code=" + _codes(HR_CODES) + "&_count=100",
-    "otherObservations": "Observation?patient={{context.patientId}}&code=" + _codes(OTHER_OBS_CODES) + "&_count=200",
-    "menopausalStatus": "Observation?patient={{context.patientId}}&value-concept="
-    + _codes(MENOPAUSAL_VALUES, SNOMED) + "&_count=20",
+OBSERVATION_QUERIES: dict[str, tuple[tuple[str, ...], str, int]] = {
+    "her2": (("her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number", "her2-interpretation"), "code", 100),
+    "hormoneReceptors": (("er-status", "er-percent", "pr-status", "pr-percent", "er-pr-combined"), "code", 100),
+    "otherObservations": (("genetic-variant", "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin"),
+                          "code", 200),
+    "menopausalStatus": (("menopausal-status",), "value-concept", 20),
+}
+# The other resource types are fetched whole: the criteria classify them by code.
+OTHER_QUERIES = {
     "conditions": "Condition?patient={{context.patientId}}&_count=200",
     "medicationStatements": "MedicationStatement?patient={{context.patientId}}&_count=200",
     "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_count=200",
 }
+PREFETCH_KEYS = ("patient", *OBSERVATION_QUERIES, *OTHER_QUERIES)
+
+
+def query_codes(terminology, key: str) -> list[tuple[str, str]]:
+    """``(system, code)`` tokens of one Observation query, in ValueSet order, without repeats."""
+    out: list[tuple[str, str]] = []
+    for valueset_id in OBSERVATION_QUERIES[key][0]:
+        for token in terminology.valueset_codes(valueset_id):
+            if token not in out:
+                out.append(token)
+    return out
+
+
+@lru_cache(maxsize=8)
+def prefetch_templates(terminology) -> dict[str, str]:
+    """The prefetch templates (key → FHIR query), generated from the loaded terminology.
+
+    Cached per Terminology object (immutable, loaded once at start-up), so
+    discovery and every hook call reuse one dict; callers must not mutate it.
+    """
+    out = {"patient": "Patient/{{context.patientId}}"}
+    for key, (_, param, count) in OBSERVATION_QUERIES.items():
+        tokens = ",".join(f"{system}|{code}" for system, code in query_codes(terminology, key))
+        out[key] = f"Observation?patient={{{{context.patientId}}}}&{param}={tokens}&_count={count}"
+    out.update(OTHER_QUERIES)
+    return out
+
+
+@lru_cache(maxsize=1)
+def default_prefetch() -> dict[str, str]:
+    """The templates for the default ``fhir_profiles/`` (tools and tests without an app)."""
+    return prefetch_templates(load_knowledge(Settings()).terminology)
+
+
+def __getattr__(name: str):
+    # ``PREFETCH``, the templates for the shipped fhir_profiles/, built on first use
+    # rather than at import (loading the terminology takes a few hundred ms).
+    if name == "PREFETCH":
+        return default_prefetch()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -100,8 +128,9 @@ def usage_requirements(settings) -> str:
     )
 
 
-def discovery_document(settings) -> dict:
+def discovery_document(settings, terminology) -> dict:
     usage = usage_requirements(settings)
+    prefetch = prefetch_templates(terminology)
     return {
         "services": [
             {
@@ -109,7 +138,7 @@ def discovery_document(settings) -> dict:
                 "title": s.title,
                 "description": s.description,
                 "id": s.id,
-                "prefetch": dict(PREFETCH),
+                "prefetch": dict(prefetch),
                 "usageRequirements": usage,
             }
             for s in SERVICES.values()
@@ -122,4 +151,5 @@ bp = Blueprint("discovery", __name__)
 
 @bp.get("/cds-services")
 def discovery():
-    return jsonify(discovery_document(current_app.config["SETTINGS"]))
+    knowledge = current_app.extensions["her2cds.knowledge"]
+    return jsonify(discovery_document(current_app.config["SETTINGS"], knowledge.terminology))

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from .. import advice
 from . import prefetch
-from .discovery import PREFETCH, SERVICES
+from .discovery import SERVICES, prefetch_templates
 from ..errors import ApiError
 from ..fhir.client import FhirClient
 from .validation import check, read_json, schema_issues
@@ -73,8 +73,9 @@ def invoke(service_id: str):
                            "/hook", "value")
         check("cds-request", body, "The CDS Hooks request")
 
-        gathered = prefetch.gather(body, PREFETCH, fhir_client(), settings.fhir_time_budget)
         knowledge = current_app.extensions["her2cds.knowledge"]
+        gathered = prefetch.gather(body, prefetch_templates(knowledge.terminology), fhir_client(),
+                                   settings.fhir_time_budget)
         cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                               gathered.findings, knowledge, base_url=public_base_url(settings),
                               fhir_server=body.get("fhirServer"))
