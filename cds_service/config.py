@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -51,7 +51,6 @@ class Settings:
     secret_key: str = ""
     log_level: str = "INFO"
     cors_origins: str = "*"
-    extra: dict = field(default_factory=dict)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -121,8 +120,6 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
     environ = os.environ if environ is None else environ
     values: dict = {}
     for f in dataclasses.fields(Settings):
-        if f.name == "extra":
-            continue
         raw = environ.get(f"HER2CDS_{f.name.upper()}")
         if raw is None:
             continue

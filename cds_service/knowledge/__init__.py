@@ -54,7 +54,7 @@ def load_knowledge(settings) -> Knowledge:
             _CACHE.move_to_end(key)
             return cached
     terminology = load_terminology(settings.profiles_dir)
-    rulebook = load_rulebook(settings.profiles_dir, terminology)
+    rulebook = load_rulebook(settings.profiles_dir)
     knowledge = Knowledge(terminology=terminology, rulebook=rulebook)
     with _cache_lock:
         _CACHE[key] = knowledge

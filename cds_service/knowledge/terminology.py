@@ -331,7 +331,7 @@ def _build_drugs(docs, maps):
     if ing_doc is None or cls_doc is None:
         raise KnowledgeError("fhir_profiles/terminology: CodeSystem-ingredient.json and "
                              "CodeSystem-drug-class.json are required")
-    cls_path, cls_data = cls_doc
+    _, cls_data = cls_doc
     ancestors = {c["code"]: parents for c, parents in _walk_concepts(cls_data.get("concept") or ())}
     ing_path, ing_data = ing_doc
     raw: dict[str, tuple[list[str], list[str]]] = {}
