@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import cards as cards_mod
+from .instrumentation import stage
 from .rules import rulebook as rules_mod
 
 
@@ -46,7 +47,8 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     if profile is None:
         from .criteria import build_profile
 
-        profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
+        with stage("criteria"):
+            profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
     all_findings = list(profile.findings) + list(findings or [])
     facts = dict(profile.facts)
     facts["findings"] = _Fact(_finding_codes(all_findings),
@@ -56,11 +58,13 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     unavailable = sorted({r.split(":", 1)[1] for f in findings or () for r in getattr(f, "refs", ())
                           if r.startswith("prefetch:")})
     facts["data.unavailable"] = _Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
-    recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
+    with stage("rules"):
+        recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
     patient_id = (context or {}).get("patientId") or getattr(profile, "patient_id", None) or "unknown"
-    return cards_mod.render(recommendations, knowledge.rulebook, facts=facts, patient_id=patient_id,
-                            draft_orders=profile.draft_orders, findings=all_findings, base_url=base_url,
-                            fhir_server=fhir_server)
+    with stage("cards"):
+        return cards_mod.render(recommendations, knowledge.rulebook, facts=facts, patient_id=patient_id,
+                                draft_orders=profile.draft_orders, findings=all_findings, base_url=base_url,
+                                fhir_server=fhir_server)
 
 
 def issued_cards(cards: list[dict], knowledge) -> list[tuple[str, str, str]]:

@@ -19,6 +19,7 @@ from . import prefetch
 from .discovery import SERVICES, prefetch_templates
 from ..errors import ApiError
 from ..fhir.client import FhirClient
+from ..instrumentation import stage
 from .validation import check, read_json, schema_issues
 
 log = logging.getLogger("her2cds.hooks")
@@ -59,7 +60,8 @@ def invoke(service_id: str):
     service = None
     try:
         service = find_service(service_id)
-        body = read_json(request, settings.max_json_depth)
+        with stage("parse body"):
+            body = read_json(request, settings.max_json_depth)
         hook = body.get("hook")
         if isinstance(hook, str):
             audit["hook"] = hook[:50]
@@ -71,15 +73,18 @@ def invoke(service_id: str):
         if isinstance(hook, str) and hook != service.hook:
             raise ApiError(400, f"Service {service_id!r} answers the {service.hook!r} hook, not {hook!r}",
                            "/hook", "value")
-        check("cds-request", body, "The CDS Hooks request")
+        with stage("request schema"):
+            check("cds-request", body, "The CDS Hooks request")
 
         knowledge = current_app.extensions["her2cds.knowledge"]
-        gathered = prefetch.gather(body, prefetch_templates(knowledge.terminology), fhir_client(),
-                                   settings.fhir_time_budget)
+        with stage("prefetch"):
+            gathered = prefetch.gather(body, prefetch_templates(knowledge.terminology), fhir_client(),
+                                       settings.fhir_time_budget)
         cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                               gathered.findings, knowledge, base_url=public_base_url(settings),
                               fhir_server=body.get("fhirServer"))
-        cards = [c for c in cards if card_is_valid(c, knowledge)]
+        with stage("card schema"):
+            cards = [c for c in cards if card_is_valid(c, knowledge)]
         issued = advice.issued_cards(cards, knowledge)
         audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
                      rule_ids=",".join(r for _, r, _ in issued))
@@ -102,8 +107,9 @@ def _record(store, row: dict, service, issued: list[tuple[str, str, str]]) -> No
     row = dict(row, request_id=g.get("request_id", ""), client_iss=client.get("iss"))
     log.info("hook invocation", extra={k: v for k, v in row.items() if k != "patient_id"})
     try:
-        store.record_invocation(row, service.id if service else row["service_id"],
-                                service.hook if service else "", issued)
+        with stage("db: audit + issued cards"):
+            store.record_invocation(row, service.id if service else row["service_id"],
+                                    service.hook if service else "", issued)
     except Exception:
         log.exception("audit/issued-card record failed",
                       extra={"request_id": row["request_id"], "cards_not_recorded": len(issued)})

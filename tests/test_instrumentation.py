@@ -1,0 +1,40 @@
+"""The pipeline's timing points: every stage is reported for a hook call, nothing without a recorder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cds_service import instrumentation
+from cds_service.instrumentation import STAGES, recording, stage
+
+REQUEST = Path(__file__).resolve().parent.parent / "fixtures" / "requests"
+
+
+def test_a_hook_call_reports_every_stage_once_in_order(client):
+    body = json.loads(next(p for p in sorted(REQUEST.glob("*-order-sign.json"))).read_text())
+    seen: list[tuple[str, float]] = []
+    with recording(lambda name, seconds: seen.append((name, seconds))):
+        resp = client.post("/cds-services/her2-mbc-order-sign", json=body)
+    assert resp.status_code == 200
+    assert [name for name, _ in seen] == list(STAGES)
+    assert all(seconds >= 0 for _, seconds in seen)
+
+
+def test_without_a_recorder_stages_are_one_shared_no_op():
+    assert instrumentation._recorder is None
+    assert stage("criteria") is stage("rules")
+    with stage("criteria"):
+        pass
+
+
+def test_recorders_nest_and_are_restored():
+    outer, inner = [], []
+    with recording(lambda n, s: outer.append(n)):
+        with recording(lambda n, s: inner.append(n)):
+            with stage("rules"):
+                pass
+        with stage("cards"):
+            pass
+    assert (outer, inner) == (["cards"], ["rules"])
+    assert instrumentation._recorder is None
