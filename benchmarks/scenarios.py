@@ -1,0 +1,239 @@
+"""What the benchmark measures: one function per scenario, each returning plain numbers.
+
+In-process latency (Flask test client) against the floor app, the per-stage
+breakdown, pyinstrument profiles, the JWT check, the FHIR fallback path, start-up
+and memory, and HTTP through gunicorn with wrk.  The machinery is in
+``harness``; ``report`` turns the numbers into the table, targets and chart.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import requests
+
+from cds_service.instrumentation import STAGES
+from tests.fake_fhir import FakeFhir, PatientBehaviour
+
+from . import patients as P
+from .harness import (
+    MODES, Server, cold_cache, log, loadavg, make_service_app, post, rule_ids, stage_times, summary_ms,
+    timed_calls, wrk,
+)
+
+
+def bodies_for(sizes) -> dict:
+    out = {}
+    for n in sizes:
+        p = P.patient(n)
+        for hook in P.HOOKS:
+            out[(hook, n)] = json.dumps(P.request(hook, p, f"bench-{n}")).encode()
+    return out
+
+
+def inprocess(tmp: Path, bodies: dict, sizes, budget: float) -> tuple[dict, dict, dict]:
+    from .floor_app import create_app as floor_create
+
+    floor = floor_create().test_client()
+    app = make_service_app(tmp)
+    client = app.test_client()
+    floor_res, svc_res, cards = {}, {"cold": {}, "warm": {}}, {}
+    for n in sizes:
+        body = bodies[("patient-view", n)]
+        samples = timed_calls(lambda: post(floor, "/cds-services/x", body), budget, 30, 5000)
+        floor_res[n] = summary_ms(samples)
+        log(f"in-process floor n={n}: {floor_res[n]['median_ms']} ms")
+    for hook in P.HOOKS:
+        path = f"/cds-services/{P.SERVICE_OF[hook]}"
+        for n in sizes:
+            body = bodies[(hook, n)]
+            resp = post(client, path, body)
+            if resp.status_code != 200:
+                raise RuntimeError(f"{hook} n={n}: HTTP {resp.status_code}: {resp.get_data(as_text=True)[:500]}")
+            cards[f"{hook}/{n}"] = rule_ids(resp.get_json()["cards"])
+            for mode, before in MODES.items():
+                samples = timed_calls(lambda: post(client, path, body), budget, 20 if n < 1000 else 10, 5000,
+                                      before=before)
+                svc_res[mode][f"{hook}/{n}"] = summary_ms(samples)
+            log(f"in-process {hook} n={n}: cold {svc_res['cold'][f'{hook}/{n}']['median_ms']} ms, warm "
+                f"{svc_res['warm'][f'{hook}/{n}']['median_ms']} ms, cards {cards[f'{hook}/{n}']}")
+    return floor_res, svc_res, cards
+
+
+def stages(tmp: Path, bodies: dict, sizes, calls: int) -> dict:
+    app = make_service_app(tmp)
+    client = app.test_client()
+    out = {}
+    for mode, before in MODES.items():
+        for hook in P.HOOKS:
+            for n in sizes:
+                body = bodies[(hook, n)]
+                path = f"/cds-services/{P.SERVICE_OF[hook]}"
+                for _ in range(3):
+                    post(client, path, body)
+                k = calls if n < 1000 else max(5, calls // 4)
+                per: dict[str, list[float]] = {}
+                totals = []
+                for _ in range(k):
+                    if before:
+                        before()
+                    with stage_times() as acc:
+                        t0 = time.perf_counter()
+                        post(client, path, body)
+                        totals.append(time.perf_counter() - t0)
+                    for label, v in acc.items():
+                        per.setdefault(label, []).append(v)
+                row = {label: round(statistics.median(per[label]) * 1000, 3) for label in STAGES if label in per}
+                total = statistics.median(totals) * 1000
+                row["total"] = round(total, 3)
+                row["other (Flask, JSON out, glue)"] = round(
+                    total - sum(v for k_, v in row.items() if k_ != "total"), 3)
+                out[f"{hook}/{n} {mode}"] = row
+                log(f"stages {hook} n={n} {mode}: {row}")
+    return out
+
+
+def profiles(tmp: Path, bodies: dict, sizes, out_dir: Path) -> dict:
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        log("pyinstrument is not installed; no profiles (pip install pyinstrument)")
+        return {}
+    app = make_service_app(tmp)
+    client = app.test_client()
+    written = {}
+    for hook, n, calls in (("order-sign", 50, 200), ("patient-view", max(sizes), 20)):
+        body = bodies[(hook, n)]
+        path = f"/cds-services/{P.SERVICE_OF[hook]}"
+        post(client, path, body)
+        prof = Profiler(interval=0.0002)
+        prof.start()
+        for _ in range(calls):
+            cold_cache()  # profile the first sight of a patient: the expensive case
+            post(client, path, body)
+        prof.stop()
+        name = f"profile-{hook}-{n}.txt"
+        (out_dir / name).write_text(prof.output_text(unicode=False, color=False, show_all=False))
+        written[f"{hook}/{n}"] = str(out_dir / name)
+    return written
+
+
+def auth_overhead(tmp: Path, bodies: dict, calls: int) -> dict:
+    """Median in-process latency with a fresh ES384 client JWT per call vs auth disabled."""
+    from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
+
+    key = generate_private_key("ES384")
+    issuers = tmp / "issuers.json"
+    issuers.write_text(json.dumps({"https://bench-ehr.example": {"jwks": {"keys": [public_jwk(key, "k1", "ES384")]}}}))
+    app = make_service_app(tmp, auth="required", trusted_issuers=str(issuers))
+    client = app.test_client()
+    pem = private_key_pem(key)
+    hook = "patient-view"
+    path = f"/cds-services/{P.SERVICE_OF[hook]}"
+    body = bodies[(hook, 50)]
+    tokens = [mint_token(pem, "k1", "https://bench-ehr.example", "http://localhost" + path) for _ in range(calls + 5)]
+    it = iter(tokens)
+    first = post(client, path, body, {"Authorization": f"Bearer {next(it)}"})
+    if first.status_code != 200:
+        raise RuntimeError(f"auth run: HTTP {first.status_code} {first.get_data(as_text=True)[:300]}")
+    samples = timed_calls(lambda: post(client, path, body, {"Authorization": f"Bearer {next(it)}"}), 1e9, calls,
+                          calls, warmup=3)
+    return summary_ms(samples)
+
+
+def fake_ehr(resources: list[dict], delay: float) -> FakeFhir:
+    """A local FHIR server answering each query for the patient after ``delay`` s (an EHR round trip).
+
+    Keep-alive (the service's pooled Session reuses connections), no Nagle (the body would wait for
+    a delayed ACK, ~40 ms, an artifact of the fake) and a deep listen backlog (bursts of 8 queries
+    per call from 8 concurrent calls).
+    """
+    return FakeFhir(PatientBehaviour(resources, delay, searchset=P.searchset), keep_alive=True, nodelay=True,
+                    backlog=128)
+
+
+def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float) -> dict:
+    app = make_service_app(tmp)
+    client = app.test_client()
+    out = {}
+    for n in sizes:
+        p = P.patient(n)
+        resources = [r for v in p.values() for r in v]
+        with fake_ehr(resources, delay) as fhir:
+            hook = "patient-view"
+            path = f"/cds-services/{P.SERVICE_OF[hook]}"
+            body = json.dumps(P.request(hook, None, f"bench-{n}", fhir_server=fhir.base)).encode()
+            first = post(client, path, body)
+            if first.status_code != 200:
+                raise RuntimeError(f"fallback n={n}: HTTP {first.status_code} {first.get_data(as_text=True)[:300]}")
+            lat, slowest, queries = [], [], []
+            for _ in range(3):
+                post(client, path, body)
+            for _ in range(calls):
+                fhir.reset()
+                cold_cache()
+                t0 = time.perf_counter()
+                resp = post(client, path, body)
+                lat.append(time.perf_counter() - t0)
+                assert resp.status_code == 200
+                durs = fhir.answered()
+                slowest.append(max(durs) if durs else float("nan"))
+                queries.append(len(durs))
+            s = summary_ms(lat)
+            s.update(slowest_query_median_ms=round(statistics.median(slowest) * 1000, 2),
+                     queries_per_call=statistics.median(queries), sum_of_queries_ms=round(
+                         statistics.median(queries) * delay * 1000, 1),
+                     ratio_to_slowest=round(statistics.median(lat) / statistics.median(slowest), 3),
+                     cards=rule_ids(first.get_json()["cards"]))
+            out[n] = s
+            log(f"fallback in-process n={n}: {s}")
+    return out
+
+
+def fallback_http(server: Server, tmp: Path, n: int, concs, duration: float, delay: float) -> dict:
+    p = P.patient(n)
+    resources = [r for v in p.values() for r in v]
+    out = {}
+    with fake_ehr(resources, delay) as fhir:
+        body_path = tmp / f"fallback-{n}.json"
+        body_path.write_bytes(json.dumps(P.request("patient-view", None, f"bench-{n}", fhir_server=fhir.base)).encode())
+        url = f"{server.base}/cds-services/{P.SERVICE_OF['patient-view']}"
+        for c in concs:
+            r = wrk(url, body_path, c, duration, unique=f"bench-{n}")
+            out[c] = r
+            log(f"fallback HTTP n={n} c={c}: {r}")
+    return out
+
+
+def startup(tmp: Path, kind: str, repeats: int) -> dict:
+    times, mem = [], None
+    for _ in range(repeats):
+        s = Server(kind, tmp)
+        try:
+            times.append(s.start())
+            mem = s.memory()
+        finally:
+            s.stop()
+    return {"startup_s": [round(t, 3) for t in times], "startup_median_s": round(statistics.median(times), 3),
+            "memory_idle": mem}
+
+
+def http_runs(server: Server, tmp: Path, bodies: dict, keys, concs, duration: float, cold: bool = False) -> dict:
+    """wrk runs; ``cold``: every request a patient never seen before (else the same request repeated)."""
+    out = {}
+    for hook, n in keys:
+        body_path = tmp / f"body-{hook}-{n}.json"
+        body_path.write_bytes(bodies[(hook, n)])
+        url = f"{server.base}/cds-services/{P.SERVICE_OF[hook]}"
+        # Prime both workers.
+        for _ in range(4):
+            requests.post(url, data=bodies[(hook, n)], headers={"Content-Type": "application/json"}, timeout=30)
+        for c in concs:
+            r = wrk(url, body_path, c, duration, unique=f"bench-{n}" if cold else None)
+            out[f"{hook}/{n}/c{c}"] = r
+            log(f"HTTP {server.kind} {'cold' if cold else 'warm'} {hook} n={n} c={c}: {r['rps']} req/s p50 {r['p50_ms']} p99 {r['p99_ms']} "
+                f"errors {r['errors']} load {loadavg()}")
+    return out
