@@ -151,7 +151,7 @@ def fake_ehr(resources: list[dict], delay: float) -> FakeFhir:
     a delayed ACK, ~40 ms, an artifact of the fake) and a deep listen backlog (bursts of 8 queries
     per call from 8 concurrent calls).
     """
-    return FakeFhir(PatientBehaviour(resources, delay, searchset=P.searchset), keep_alive=True, nodelay=True,
+    return FakeFhir(PatientBehaviour(resources, P.searchset, delay), keep_alive=True, nodelay=True,
                     backlog=128)
 
 

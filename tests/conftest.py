@@ -15,8 +15,11 @@ database: the longer hunt for new bugs, not part of the quick loop.
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.util
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -62,6 +65,27 @@ def app(db_url):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def fixture_generator():
+    """``fixtures/build_fixtures.py`` as a module (it is a script, not part of a package)."""
+    if "her2_fixture_builder" in sys.modules:
+        return sys.modules["her2_fixture_builder"]
+    spec = importlib.util.spec_from_file_location("her2_fixture_builder", ROOT / "fixtures" / "build_fixtures.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["her2_fixture_builder"] = mod  # dataclasses look their module up here
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def fixtures_today():
+    """``(patients, requests, table rows)`` rebuilt relative to today, once per session.
+
+    "LVEF two weeks ago" must stay two weeks ago, so tests that post fixture
+    requests use these, not the committed files (built for the generator's anchor date).
+    """
+    return fixture_generator().build(dt.date.today())
 
 
 @pytest.fixture(scope="session")

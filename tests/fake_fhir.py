@@ -121,10 +121,11 @@ class PatientBehaviour:
     are cached per query so the fake's own CPU stays out of the measurement.
     """
 
-    def __init__(self, resources: list[dict], delay: float = 0.0, searchset=None):
+    def __init__(self, resources: list[dict], searchset, delay: float = 0.0):
+        """``searchset(resources) -> Bundle`` wraps each search answer (the caller's Bundle style)."""
         self.resources = resources
+        self.searchset = searchset
         self.delay = delay
-        self.searchset = searchset or _searchset
         self._cache: dict[str, bytes] = {}
 
     def __call__(self, handler, path: str, query: str) -> None:
@@ -154,8 +155,3 @@ class PatientBehaviour:
         data = json.dumps(body).encode()
         self._cache[key] = data
         return data
-
-
-def _searchset(resources: list[dict]) -> dict:
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]}

@@ -9,10 +9,7 @@ tested requests are the same scenarios.
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,25 +19,12 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.protocol.discovery import PREFETCH, SERVICES
 
+from conftest import fixture_generator
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 EXT = "org.her2-cds.rule"
 SERVICE_FOR_HOOK = {s.hook: s.id for s in SERVICES.values()}
-
-
-def _generator():
-    if "her2_fixture_builder" in sys.modules:
-        return sys.modules["her2_fixture_builder"]
-    spec = importlib.util.spec_from_file_location("her2_fixture_builder", FIXTURES / "build_fixtures.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["her2_fixture_builder"] = mod  # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def built():
-    return _generator().build(dt.date.today())
 
 
 def _table():
@@ -49,7 +33,7 @@ def _table():
 
 
 def test_committed_fixtures_match_the_generator():
-    patients, requests, rows = _generator().build(_generator().ANCHOR)
+    patients, requests, rows = fixture_generator().build(fixture_generator().ANCHOR)
     assert len(patients) >= 40
     for pid, bundle in patients.items():
         assert json.loads((FIXTURES / "patients" / f"{pid}.json").read_text()) == bundle
@@ -85,8 +69,8 @@ def test_every_rule_and_the_scope_gate_are_covered():
 
 
 @pytest.mark.parametrize("row", _table(), ids=lambda r: r["request"])
-def test_fixture_request_over_http(row, client, built, response_validator):
-    _, requests, _ = built
+def test_fixture_request_over_http(row, client, fixtures_today, response_validator):
+    _, requests, _ = fixtures_today
     body = requests[row["request"]]
     resp = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
     assert resp.status_code == 200, resp.get_data(as_text=True)
