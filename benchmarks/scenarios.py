@@ -169,7 +169,7 @@ def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float) -> dict:
             first = post(client, path, body)
             if first.status_code != 200:
                 raise RuntimeError(f"fallback n={n}: HTTP {first.status_code} {first.get_data(as_text=True)[:300]}")
-            lat, slowest, queries = [], [], []
+            lat, slowest, queries, failed = [], [], [], 0
             for _ in range(3):
                 post(client, path, body)
             for _ in range(calls):
@@ -178,7 +178,8 @@ def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float) -> dict:
                 t0 = time.perf_counter()
                 resp = post(client, path, body)
                 lat.append(time.perf_counter() - t0)
-                assert resp.status_code == 200
+                if resp.status_code != 200:  # e.g. 412: the FHIR time budget ran out on a busy machine
+                    failed += 1
                 durs = fhir.answered()
                 slowest.append(max(durs) if durs else float("nan"))
                 queries.append(len(durs))
@@ -187,7 +188,7 @@ def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float) -> dict:
                      queries_per_call=statistics.median(queries), sum_of_queries_ms=round(
                          statistics.median(queries) * delay * 1000, 1),
                      ratio_to_slowest=round(statistics.median(lat) / statistics.median(slowest), 3),
-                     cards=rule_ids(first.get_json()["cards"]))
+                     cards=rule_ids(first.get_json()["cards"]), non_200=failed)
             out[n] = s
             log(f"fallback in-process n={n}: {s}")
     return out

@@ -15,6 +15,7 @@ without the benchmark's extras, and the benchmark already runs from a checkout
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,11 @@ class FakeFhir:
         class Server(ThreadingHTTPServer):
             request_queue_size = backlog  # read by server_activate()
             daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                # A client closing a kept-alive connection is normal; anything else is printed.
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)
 
         self.server = Server(("127.0.0.1", 0), Handler)
         # A short poll interval: shutdown() waits for the serve loop to look again (0.5 s by default).
