@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..criteria import Finding
 from ..fhir.client import FhirClient
-from ..protocol.discovery import PREFETCH
+from ..protocol.discovery import default_prefetch
 from ..protocol.prefetch import render_template as render_template_query
 from .errors import SmartError
 from .sessions import AppSession
@@ -35,10 +35,10 @@ def fhir_client(settings) -> FhirClient:
     return client
 
 
-def prefetch_queries(patient_id: str) -> dict[str, str]:
+def prefetch_queries(patient_id: str, templates: dict[str, str]) -> dict[str, str]:
     """The discovery prefetch templates with the patient id filled in: the app reads what the hooks read."""
     context = {"patientId": patient_id}
-    return {key: render_template_query(template, context) for key, template in PREFETCH.items()}
+    return {key: render_template_query(template, context) for key, template in templates.items()}
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,21 @@ class PatientRecord:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def read_patient(client: FhirClient, entry: AppSession, budget: float) -> PatientRecord:
+def read_patient(client: FhirClient, entry: AppSession, budget: float,
+                 templates: dict[str, str] | None = None) -> PatientRecord:
     """Every prefetch query for the session's patient, within ``budget`` seconds in total.
+
+    ``templates``: the app's prefetch templates (``discovery.prefetch_templates`` of its
+    knowledge); by default those of the shipped fhir_profiles/.
 
     Nothing readable at all is a page: 401 when the server no longer takes
     the token, else one generic 502 (the per-query reasons go to the log).
     """
-    results = client.fetch_all(entry.iss, entry.access_token, prefetch_queries(entry.patient),
+    templates = templates if templates is not None else default_prefetch()
+    results = client.fetch_all(entry.iss, entry.access_token, prefetch_queries(entry.patient, templates),
                                time.monotonic() + budget)
     resources, seen, failures, findings = [], set(), {}, []
-    for key in PREFETCH:
+    for key in templates:
         result = results.get(key)
         if result is None:
             continue

@@ -14,6 +14,7 @@ from datetime import date
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 
+from ..protocol.discovery import prefetch_templates
 from . import oauth
 from .cache import ExpiringStore
 from .errors import SmartError
@@ -212,13 +213,15 @@ def _page(entry: AppSession) -> Page:
     page = cache.get(entry.sid)
     if page is not None:
         return page
-    record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget)
+    knowledge = current_app.extensions["her2cds.knowledge"]
+    record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget,
+                          prefetch_templates(knowledge.terminology))
     if record.failures:
         log.warning("smart: FHIR reads incomplete", extra={
             "request_id": g.get("request_id"), "patient_id": entry.patient, "iss": entry.iss,
             "error": "; ".join(f"{k}: {v}" for k, v in record.failures.items())})
     page = build_page(record.resources, patient_id=entry.patient, iss=entry.iss,
-                      knowledge=current_app.extensions["her2cds.knowledge"], today=date.today(),
+                      knowledge=knowledge, today=date.today(),
                       patient_hint=entry.patient_hint, read_findings=record.findings)
     if entry.sid:
         cache.put(entry.sid, page, CACHE_TTL)
