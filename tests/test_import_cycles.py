@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = "cds_service"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
@@ -127,8 +129,12 @@ def _describe(graph, component: list[str]) -> str:
     return " <-> ".join(component) + "\n" + "\n".join(edges)
 
 
-def test_the_walker_sees_relative_and_function_local_imports():
-    graph = import_graph()
+@pytest.fixture(scope="module")
+def graph():
+    return import_graph()
+
+
+def test_the_walker_sees_relative_and_function_local_imports(graph):
     assert "cds_service.protocol.discovery" in graph["cds_service.protocol.hooks"]  # from .discovery import
     assert "cds_service.knowledge" in graph["cds_service.app"]  # function-local in create_app
 
@@ -138,7 +144,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles(graph) == [["a", "b", "c"]]
 
 
-def test_no_import_cycles():
-    graph = import_graph()
+def test_no_import_cycles(graph):
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(_describe(graph, c) for c in found)
