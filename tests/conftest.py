@@ -28,6 +28,8 @@ from hypothesis import HealthCheck, settings
 from jsonschema import Draft202012Validator
 
 from cds_service import create_app
+from cds_service.config import Settings
+from cds_service.knowledge import load_knowledge
 from cds_service.protocol.discovery import PREFETCH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +88,12 @@ def fixtures_today():
     requests use these, not the committed files (built for the generator's anchor date).
     """
     return fixture_generator().build(dt.date.today())
+
+
+@pytest.fixture(scope="session")
+def knowledge():
+    """The shipped knowledge, loaded once per session (and shared with every ``create_app``)."""
+    return load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles"))
 
 
 @pytest.fixture(scope="session")

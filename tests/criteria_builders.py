@@ -7,7 +7,8 @@ import itertools
 from pathlib import Path
 
 from cds_service.criteria import build_profile
-from cds_service.knowledge.terminology import load_terminology
+from cds_service.config import Settings
+from cds_service.knowledge import load_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 LOINC = "http://loinc.org"
@@ -22,9 +23,10 @@ _TERM = None
 
 
 def terminology():
+    """The shipped terminology, the same object the apps of this test session use (loaded once)."""
     global _TERM
     if _TERM is None:
-        _TERM = load_terminology(ROOT / "fhir_profiles")
+        _TERM = load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles")).terminology
     return _TERM
 
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cds_service.cards import issued, render
 from cds_service.criteria import DraftOrder
-from cds_service.rules.rulebook import evaluate, load_rulebook
-
-ROOT = Path(__file__).resolve().parent.parent
+from cds_service.rules.rulebook import evaluate
 
 
 @pytest.fixture(scope="module")
-def rulebook():
-    return load_rulebook(ROOT / "fhir_profiles")
+def rulebook(knowledge):
+    return knowledge.rulebook
 
 
 MAINT = {

@@ -59,9 +59,8 @@ def test_requests_use_discovery_prefetch_keys():
         assert set(req["prefetch"]) == set(PREFETCH), path.name
 
 
-def test_every_rule_and_the_scope_gate_are_covered():
-    from cds_service.rules.rulebook import load_rulebook
-    rulebook = load_rulebook(ROOT / "fhir_profiles")
+def test_every_rule_and_the_scope_gate_are_covered(knowledge):
+    rulebook = knowledge.rulebook
     expected = {tok.split(":")[0] for r in _table() for tok in r["expected"].split()}
     assert {r.id for r in rulebook.rules} <= expected
     silent = {r["patient"] for r in _table() if not r["expected"]}

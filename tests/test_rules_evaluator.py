@@ -128,8 +128,8 @@ def _fire(rulebook, hook, **over):
 
 
 @pytest.fixture(scope="module")
-def rulebook():
-    return load_rulebook(PROFILES)
+def rulebook(knowledge):
+    return knowledge.rulebook
 
 
 def test_thp_first_line_and_scope_gate(rulebook):
