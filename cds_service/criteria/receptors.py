@@ -25,7 +25,7 @@ def receptor_facts(intake: Intake, t: Terminology, params: CriteriaParameters) -
     er = _receptor_results(intake.of_kind("er-status"), intake.of_kind("er-percent"), "ER", True, t, params, out)
     pr = _receptor_results(intake.of_kind("pr-status"), intake.of_kind("pr-percent"), "PR", False, t, params, out)
     er_status, er_refs, er_conflict = _receptor_status(er, "er.status", out)
-    pr_status, pr_refs, _ = _receptor_status(pr, "pr.status", out)
+    pr_status, _, _ = _receptor_status(pr, "pr.status", out)
     out.set("er.conflict", er_conflict, er_refs if er_conflict else ())
     if er_conflict:
         listing = "; ".join(f"{d or 'undated'}: {c}" for d, c, _, _ in sorted(er, key=lambda r: r[0] or dt.date.min))
