@@ -15,6 +15,7 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 
 from .. import advice
+from ..auth import fhir_egress
 from . import prefetch
 from .discovery import PREFETCH, SERVICES
 from ..errors import ApiError
@@ -73,7 +74,7 @@ def invoke(service_id: str):
                            "/hook", "value")
         check("cds-request", body, "The CDS Hooks request")
 
-        gathered = prefetch.gather(body, PREFETCH, fhir_client(), settings.fhir_time_budget)
+        gathered = prefetch.gather(body, PREFETCH, fhir_client(), settings.fhir_time_budget, egress=fhir_egress())
         knowledge = current_app.extensions["her2cds.knowledge"]
         cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                               gathered.findings, knowledge, base_url=public_base_url(settings),
