@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import logging
 import os
 import time
 import uuid
@@ -23,6 +22,7 @@ from cds_service.auth.jwt_tokens import generate_private_key, mint_token, privat
 from cds_service.logs import JsonFormatter
 
 from conftest import empty_prefetch, hook_request
+from log_capture import captured
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEYS = ROOT / "tests" / "data" / "cds-hooks-sandbox-keys"
@@ -263,22 +263,10 @@ def test_401_carries_cors_headers_so_browsers_can_read_it(secured):
     assert resp.headers.get("Access-Control-Allow-Origin") in ("*", "https://sandbox.cds-hooks.org")
 
 
-class _Capture(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
 @pytest.fixture
 def auth_log():
-    handler = _Capture()
-    logger = logging.getLogger("her2cds.auth")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+    with captured("her2cds.auth") as handler:
+        yield handler
 
 
 def test_reason_is_logged_with_request_id_but_never_the_token(secured, keys, auth_log):

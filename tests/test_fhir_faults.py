@@ -7,7 +7,6 @@ refused connection and a timeout must look alike, or the answers map another
 host's ports); the specific reason is in the log under the request id.
 """
 
-import logging
 import socket
 import time
 
@@ -18,6 +17,7 @@ from cds_service.protocol import hooks
 from cds_service.protocol.discovery import PREFETCH
 
 from conftest import empty_prefetch, hook_request
+from log_capture import captured
 from fake_fhir import FakeFhir, empty_bundle, send_json
 
 TOKEN = "tok-123-never-logged"
@@ -53,22 +53,10 @@ def status_server(status):
     return lambda h, path, q: send_json(h, {"resourceType": "OperationOutcome", "issue": []}, status)
 
 
-class _Capture(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
 @pytest.fixture
 def fhir_log():
-    handler = _Capture()
-    logger = logging.getLogger("her2cds.fhir")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+    with captured("her2cds.fhir") as handler:
+        yield handler
 
 
 def assert_generic_412(resp, fhir_log, phrase):

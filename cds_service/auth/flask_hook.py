@@ -144,6 +144,11 @@ def init_auth(app: Flask) -> None:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["her2cds.audiences"] = audience_bases(settings)
+    bind_host = settings.bind.rpartition(":")[0].strip("[]")
+    if settings.bind and bind_host in _ANY_INTERFACE and not (settings.public_url or settings.accepted_audiences):
+        log.warning("Listening on all interfaces without HER2CDS_PUBLIC_URL or HER2CDS_ACCEPTED_AUDIENCES: only "
+                    "tokens for %s are accepted; set one of them to the URL remote clients call.",
+                    ", ".join(app.extensions["her2cds.audiences"]))
     if settings.auth_enabled:
         issuers = load_trusted_issuers(settings.trusted_issuers) if settings.trusted_issuers else {}
         if not issuers:

@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from .egress import EgressAdapter, EgressPolicy, EgressRefused
+from .egress import ANY_ADDRESS_BUT_METADATA, EgressAdapter, EgressPolicy, EgressRefused
 
 log = logging.getLogger("her2cds.fhir")
 
@@ -84,10 +84,12 @@ class FhirClient:
 
     # -- public ---------------------------------------------------------------
     def fetch_all(self, base: str, token: str | None, queries: dict[str, str], deadline: float,
-                  policy: EgressPolicy) -> dict[str, FetchResult]:
+                  policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> dict[str, FetchResult]:
         """Run every ``key -> relative query`` in parallel; never raises, never outlives ``deadline``.
 
         ``policy`` is the caller's: its networks decide which resolved addresses may be contacted.
+        Hook calls always pass theirs (``prefetch.gather``); the default is for the SMART app,
+        which vets its launch issuer itself.
         """
         if not queries:
             return {}
@@ -106,7 +108,7 @@ class FhirClient:
         return results
 
     def continue_bundle(self, key: str, base: str, token: str | None, bundle: dict, deadline: float,
-                        policy: EgressPolicy) -> FetchResult:
+                        policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> FetchResult:
         """Follow ``next`` links of a Bundle the client sent (a paginated prefetch)."""
         result = FetchResult(key, resources=bundle_resources(bundle), pages=1)
         next_url = next_link(bundle)
@@ -147,7 +149,8 @@ class FhirClient:
             next_url = next_link(page)
         return result
 
-    def get_json(self, url: str, base: str, token: str | None, deadline: float, policy: EgressPolicy) -> dict:
+    def get_json(self, url: str, base: str, token: str | None, deadline: float,
+                 policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> dict:
         """GET one FHIR URL on ``base``'s server; raise FhirError with a detail for the log."""
         if not same_server(url, base):
             message = "a paging link pointed to another server; not followed"

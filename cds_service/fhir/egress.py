@@ -206,6 +206,11 @@ class EgressPolicy:
                    parse_networks(comma_list(settings.fhir_allowed_networks), "HER2CDS_FHIR_ALLOWED_NETWORKS"))
 
 
+#: For a caller that vets the server by other means (the SMART app checks its launch issuer
+#: against HER2CDS_SMART_ALLOWED_ISSUERS): any address except cloud metadata and odd numeric forms.
+ANY_ADDRESS_BUT_METADATA = EgressPolicy(networks=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
+
+
 # --------------------------------------------------------------------------
 # 2. Which addresses the service may connect to
 # --------------------------------------------------------------------------
