@@ -16,7 +16,7 @@ class Capture(logging.Handler):
 
 
 @contextlib.contextmanager
-def captured(name: str):
+def capture_log(name: str):
     handler = Capture()
     logger = logging.getLogger(name)
     logger.addHandler(handler)

@@ -22,7 +22,7 @@ from cds_service.auth.jwt_tokens import generate_private_key, mint_token, privat
 from cds_service.logs import JsonFormatter
 
 from conftest import empty_prefetch, hook_request
-from log_capture import captured
+from log_capture import capture_log
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEYS = ROOT / "tests" / "data" / "cds-hooks-sandbox-keys"
@@ -265,7 +265,7 @@ def test_401_carries_cors_headers_so_browsers_can_read_it(secured):
 
 @pytest.fixture
 def auth_log():
-    with captured("her2cds.auth") as handler:
+    with capture_log("her2cds.auth") as handler:
         yield handler
 
 

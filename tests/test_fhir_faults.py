@@ -17,7 +17,7 @@ from cds_service.protocol import hooks
 from cds_service.protocol.discovery import PREFETCH
 
 from conftest import empty_prefetch, hook_request
-from log_capture import captured
+from log_capture import capture_log
 from fake_fhir import FakeFhir, empty_bundle, send_json
 
 TOKEN = "tok-123-never-logged"
@@ -55,7 +55,7 @@ def status_server(status):
 
 @pytest.fixture
 def fhir_log():
-    with captured("her2cds.fhir") as handler:
+    with capture_log("her2cds.fhir") as handler:
         yield handler
 
 

@@ -9,8 +9,8 @@ with a size cap so a huge or never-ending response cannot hold a worker;
 bearer token is never sent anywhere else.  Every read goes through
 ``egress.EgressAdapter``: the host is resolved once, each address checked
 against the caller's ``EgressPolicy`` networks, and the socket opened to exactly
-those addresses.  There is no ``requests.Session``: its cookie jar would carry
-one caller's cookies to the next, and nothing else of it is needed.
+those addresses.  The Session refuses every cookie (its jar would otherwise carry
+one caller's cookies to the next) and reads no proxy or netrc settings.
 
 Error texts in ``FetchResult.error`` / ``FhirError`` are *details for the log*
 (which path, which status, which network failure).  The caller sees only
@@ -28,7 +28,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+from http.cookiejar import DefaultCookiePolicy
+
 import requests
+from requests.adapters import HTTPAdapter
 
 from .egress import ANY_ADDRESS_BUT_METADATA, EgressAdapter, EgressPolicy, EgressRefused
 
@@ -74,12 +77,16 @@ class FhirError(Exception):
 class FhirClient:
     """One per process: a pinned, pooled transport and a worker pool for parallel queries."""
 
-    def __init__(self, settings, transport: EgressAdapter | None = None):
+    def __init__(self, settings, transport: HTTPAdapter | None = None):
         self.connect_timeout = settings.fhir_connect_timeout
         self.read_timeout = settings.fhir_read_timeout
         self.max_pages = settings.fhir_max_pages
-        # No proxies, netrc credentials or cookies: the adapter is called directly.
-        self.transport = transport or EgressAdapter(pool_maxsize=32)
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxies or netrc credentials picked up from the host
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # no cookies kept
+        transport = transport or EgressAdapter(pool_maxsize=32)
+        self.session.mount("http://", transport)
+        self.session.mount("https://", transport)
         self.pool = ThreadPoolExecutor(max_workers=settings.fhir_max_workers, thread_name_prefix="fhir")
 
     # -- public ---------------------------------------------------------------
@@ -164,11 +171,14 @@ class FhirClient:
         path = urlsplit(url).path
         try:
             prepared = requests.Request("GET", url, headers=headers).prepare()
-            resp = self.transport.send(
+            # A caller that mounts its own adapter (the SMART app's deadline transport) vets the server itself.
+            pinned = isinstance(self.session.get_adapter(url), EgressAdapter)
+            resp = self.session.send(
                 prepared,
                 stream=True,
                 timeout=(min(self.connect_timeout, remaining), min(self.read_timeout, remaining)),
-                networks=policy.networks,
+                allow_redirects=False,
+                **({"networks": policy.networks} if pinned else {}),
             )
         except EgressRefused as exc:
             raise FhirError(f"not contacted: {exc}") from None
