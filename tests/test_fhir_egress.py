@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -379,3 +380,25 @@ def test_the_sandbox_issuer_ships_with_its_own_fhir_servers():
 
 def test_an_empty_policy_trusts_nothing():
     assert not EgressPolicy().allows_server("https://fhir.example.org/r4")
+
+
+def test_cookies_from_one_fhir_server_answer_are_never_sent_again(app):
+    """The pooled client is shared by all callers: a cookie jar would carry one caller's cookies to the next."""
+    seen = []
+
+    def cookie_server(h, path, q):
+        seen.append(h.headers.get("Cookie"))
+        h.send_response(200)
+        h.send_header("Set-Cookie", "session=secret-of-caller-a; Path=/")
+        h.send_header("Content-Type", "application/fhir+json")
+        body = json.dumps(empty_bundle()).encode()
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    client = FhirClient(app.config["SETTINGS"])
+    with FakeFhir(cookie_server) as fhir:
+        for _ in range(2):
+            client.get_json(fhir.base + "/Condition", fhir.base, None, time.monotonic() + 5,
+                            EgressPolicy(networks=(ipaddress.ip_network("127.0.0.0/8"),)))
+    assert seen == [None, None]

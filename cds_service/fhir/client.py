@@ -95,8 +95,8 @@ class FhirClient:
         """Run every ``key -> relative query`` in parallel; never raises, never outlives ``deadline``.
 
         ``policy`` is the caller's: its networks decide which resolved addresses may be contacted.
-        Hook calls always pass theirs (``prefetch.gather``); the default is for the SMART app,
-        which vets its launch issuer itself.
+        Hook calls always pass theirs (``prefetch.gather``); the default (any address but cloud
+        metadata) is for a caller that vets the server itself.
         """
         if not queries:
             return {}
