@@ -143,7 +143,7 @@ class Server:
     def start(self, timeout: float = 30.0) -> float:
         env = dict(os.environ)
         env.update({"HER2CDS_AUTH": "disabled", "HER2CDS_DATABASE_URL": f"sqlite:///{self.tmp / f'svc-{self.port}.db'}",
-                    "PYTHONPATH": str(ROOT)})
+                    "PYTHONPATH": str(ROOT), **{f"HER2CDS_{k.upper()}": v for k, v in LOOPBACK_FHIR.items()}})
         env.update(self.extra_env)
         log_fh = open(self.logfile, "ab")  # noqa: SIM115
         t0 = time.perf_counter()
@@ -203,9 +203,14 @@ def wrk(url: str, body_path: Path, conc: int, duration: float, unique: str | Non
             "max_ms": round(r["max_us"] / 1000, 2), "errors": errors, "non_2xx": r["errors_status"]}
 
 
+# The fake FHIR server listens on loopback, which the egress policy refuses unless allowed.
+LOOPBACK_FHIR = {"fhir_servers": "http://127.0.0.1:*", "fhir_allowed_networks": "127.0.0.0/8"}
+
+
 def make_service_app(tmp: Path, **overrides):
     from cds_service import create_app
 
+    overrides = {**LOOPBACK_FHIR, **overrides}
     app = create_app(auth=overrides.pop("auth", "disabled"), database_url=f"sqlite:///{tmp / 'inproc.db'}", **overrides)
     silence_service_log()
     return app

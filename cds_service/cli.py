@@ -34,7 +34,7 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     from .knowledge import KnowledgeError
 
     try:
-        app = create_app()
+        app = create_app(bind=f"{host}:{port}")  # the accepted JWT aud without HER2CDS_PUBLIC_URL
     except (ConfigError, KnowledgeError) as exc:
         click.echo(f"her2-cds: cannot start: {exc}", err=True)
         sys.exit(2)

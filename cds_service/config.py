@@ -36,6 +36,10 @@ class Settings:
     auth: str = "required"
     trusted_issuers: str = ""
     public_url: str = ""
+    accepted_audiences: str = ""
+    bind: str = ""
+    fhir_servers: str = ""
+    fhir_allowed_networks: str = ""
     jwt_leeway: int = 30
     jwt_max_age: int = 600
     smart_client_id: str = "her2-cds"
@@ -81,6 +85,16 @@ SETTINGS_DOC: dict[str, str] = {
     "auth": "`required` (default): every call needs a CDS client JWT; `disabled`: local use only",
     "trusted_issuers": "JSON file mapping each trusted JWT issuer to its `jwks_url` or inline `jwks`",
     "public_url": "This service's public base URL (the JWT `aud` behind a proxy), e.g. `https://cds.example.org`",
+    "accepted_audiences": "Comma list of further base URLs this service is called at (a JWT `aud` is one of them + "
+    "the path), e.g. `https://cds.internal.example.org`. The request's `Host` header never counts",
+    "bind": "Address `her2-cds serve` listens on (`host:port`, set by `serve`); without `HER2CDS_PUBLIC_URL` "
+    "`http://{bind}` (`localhost`/`127.0.0.1` for a loopback or all-interfaces bind) is an accepted `aud` base",
+    "fhir_servers": "Comma list of FHIR servers every caller may name in `fhirServer`, besides its issuer's "
+    "`fhir_servers` (the only list when `HER2CDS_AUTH=disabled`): exact base URLs (`https://fhir.example.org/r4`) "
+    "or origin patterns (`https://*.example.org`, `http://127.0.0.1:*`). Any other server is never contacted",
+    "fhir_allowed_networks": "Comma list of CIDR networks a FHIR server may resolve to although not public "
+    "(e.g. `10.20.0.0/16`; `127.0.0.0/8` for local tests). Loopback, private, link-local and unspecified "
+    "addresses are refused otherwise; cloud-metadata addresses always",
     "jwt_leeway": "Seconds of clock skew tolerated for `exp`/`iat`",
     "jwt_max_age": "Oldest `iat` accepted, in seconds",
     "smart_client_id": "OAuth client id of the SMART app",

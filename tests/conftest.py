@@ -59,9 +59,14 @@ def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
+#: The fake FHIR servers listen on loopback, which the service refuses by default: allow it, explicitly.
+LOOPBACK_FHIR = {"fhir_servers": "http://127.0.0.1:*,http://localhost:*",
+                 "fhir_allowed_networks": "127.0.0.0/8,::1/128"}
+
+
 @pytest.fixture
 def app(db_url):
-    return create_app(auth="disabled", database_url=db_url)
+    return create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR)
 
 
 @pytest.fixture

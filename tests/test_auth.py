@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import logging
 import os
 import time
 import uuid
@@ -23,6 +22,7 @@ from cds_service.auth.jwt_tokens import generate_private_key, mint_token, privat
 from cds_service.logs import JsonFormatter
 
 from conftest import empty_prefetch, hook_request
+from log_capture import capture_log
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEYS = ROOT / "tests" / "data" / "cds-hooks-sandbox-keys"
@@ -263,22 +263,10 @@ def test_401_carries_cors_headers_so_browsers_can_read_it(secured):
     assert resp.headers.get("Access-Control-Allow-Origin") in ("*", "https://sandbox.cds-hooks.org")
 
 
-class _Capture(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
 @pytest.fixture
 def auth_log():
-    handler = _Capture()
-    logger = logging.getLogger("her2cds.auth")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+    with capture_log("her2cds.auth") as handler:
+        yield handler
 
 
 def test_reason_is_logged_with_request_id_but_never_the_token(secured, keys, auth_log):
@@ -417,3 +405,83 @@ def test_odd_request_id_on_a_rejected_call_is_replaced(secured):
     resp = secured.get("/cds-services", headers={"X-Request-Id": "x" * 100})
     assert_401(resp)
     assert len(resp.headers["X-Request-Id"]) <= 64 and resp.headers["X-Request-Id"] != "x" * 100
+
+
+# -- issue 13: the audience is configuration, never the request's Host -------------------------
+
+OTHER_VENDOR = "http://cds.other-vendor.example"
+
+
+def test_token_for_another_vendor_is_refused_even_with_that_host_header(secured, keys):
+    """Item 3: aud used to follow the Host header when HER2CDS_PUBLIC_URL was unset."""
+    for path, method in (("/cds-services/her2-mbc-order-select", "post"), ("/cds-services", "get")):
+        token = es_token(keys, aud=OTHER_VENDOR + path)
+        kwargs = {"json": hook_request("order-select", prefetch=empty_prefetch())} if method == "post" else {}
+        resp = getattr(secured, method)(path, base_url=OTHER_VENDOR, headers=bearer(token), **kwargs)
+        assert_401(resp)
+
+
+def test_configured_accepted_audiences_are_accepted_whatever_the_host(db_url, issuer_file, keys):
+    app = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file),
+                     accepted_audiences="https://cds.internal.example.org/, https://cds.example.org")
+    client = app.test_client()
+    for base in ("https://cds.internal.example.org", "https://cds.example.org", "http://localhost"):
+        token = es_token(keys, aud=base + "/cds-services")
+        assert client.get("/cds-services", headers=bearer(token)).status_code == 200, base
+    assert_401(client.get("/cds-services", base_url=OTHER_VENDOR,
+                          headers=bearer(es_token(keys, aud=OTHER_VENDOR + "/cds-services"))))
+
+
+def test_the_bind_address_of_serve_is_the_default_audience(db_url, issuer_file, keys):
+    app = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file), bind="127.0.0.1:8080")
+    client = app.test_client()
+    for aud in ("http://127.0.0.1:8080/cds-services", "http://localhost:8080/cds-services"):
+        assert client.get("/cds-services", headers=bearer(es_token(keys, aud=aud))).status_code == 200, aud
+    assert_401(client.get("/cds-services", headers=bearer(es_token(keys, aud=DISCOVERY))))  # port 80: not bound
+
+
+def test_a_malformed_accepted_audience_fails_start_up(db_url, issuer_file):
+    with pytest.raises(ConfigError, match="HER2CDS_ACCEPTED_AUDIENCES"):
+        create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file),
+                   accepted_audiences="cds.example.org")
+
+
+# -- issue 13, item 7: a validly signed but odd tenant is a 401, not a 500 -----------------------
+
+@pytest.mark.parametrize("tenant", [["hosp-a"], {"id": "hosp-a"}, 7, "", "x" * 300])
+@pytest.mark.parametrize("iss,kid", [("urn:test:tenants", "es-t"), ("urn:test:es", "es-1")])
+def test_tenant_claim_that_is_not_a_string_is_401_with_a_clear_log(secured, keys, auth_log, tenant, iss, kid):
+    token = mint_token(keys.es_pem, kid, iss, DISCOVERY, extra_claims={"tenant": tenant})
+    assert_401(secured.get("/cds-services", headers=bearer(token)))
+    assert "tenant claim must be a string" in auth_log.records[-1].reason
+
+
+# -- the pure core: tokens.authenticate without Flask ------------------------------------------
+
+class _Replay:
+    def __init__(self, fail=False):
+        self.seen: set = set()
+        self.fail = fail
+
+    def remember_jti(self, issuer, jti, expires_at, now):
+        if self.fail:
+            raise OSError("disk full")
+        fresh = (issuer, jti) not in self.seen
+        self.seen.add((issuer, jti))
+        return fresh
+
+
+def test_authenticate_is_pure_and_replay_aware(issuer_file, keys):
+    from cds_service.auth.issuers import IssuerRegistry, load_trusted_issuers
+    from cds_service.auth.tokens import AuthError, ReplayUnavailable, authenticate
+
+    registry = IssuerRegistry(load_trusted_issuers(str(issuer_file)))
+    header = f"Bearer {es_token(keys)}"
+    replay = _Replay()
+    assert authenticate(header, registry, [DISCOVERY], replay)["iss"] == "urn:test:es"
+    with pytest.raises(AuthError, match="replayed"):
+        authenticate(header, registry, [DISCOVERY], replay)
+    with pytest.raises(AuthError, match="aud does not match"):
+        authenticate(f"Bearer {es_token(keys)}", registry, [HOOK_URL], replay)
+    with pytest.raises(ReplayUnavailable):
+        authenticate(f"Bearer {es_token(keys)}", registry, [DISCOVERY], _Replay(fail=True))

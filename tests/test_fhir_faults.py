@@ -1,8 +1,10 @@
 """The FHIR server misbehaves; the service answers anyway, within its budget.
 
-Required data missing → 412 with a reason; optional data missing or partial →
-200 with a data-gathering finding.  Never a 500, never a hang, never the token
-in the answer.
+Required data missing → 412; optional data missing or partial → 200 with a
+data-gathering finding.  Never a 500, never a hang, never the token in the
+answer.  The caller is told one text for every network outcome (a 404, a
+refused connection and a timeout must look alike, or the answers map another
+host's ports); the specific reason is in the log under the request id.
 """
 
 import socket
@@ -10,10 +12,12 @@ import time
 
 import pytest
 
+from cds_service.fhir.client import PUBLIC_ERROR
 from cds_service.protocol import hooks
 from cds_service.protocol.discovery import PREFETCH
 
 from conftest import empty_prefetch, hook_request
+from log_capture import capture_log
 from fake_fhir import FakeFhir, empty_bundle, send_json
 
 TOKEN = "tok-123-never-logged"
@@ -49,17 +53,50 @@ def status_server(status):
     return lambda h, path, q: send_json(h, {"resourceType": "OperationOutcome", "issue": []}, status)
 
 
+@pytest.fixture
+def fhir_log():
+    with capture_log("her2cds.fhir") as handler:
+        yield handler
+
+
+def assert_generic_412(resp, fhir_log, phrase):
+    """412 with the one generic text; the specific reason only in the log, with the request id."""
+    assert resp.status_code == 412
+    issue = resp.get_json()["issue"][0]
+    assert issue["expression"] == ["/prefetch/her2"]
+    assert issue["diagnostics"] == f"Required data 'her2' could not be obtained: {PUBLIC_ERROR}"
+    failures = [r for r in fhir_log.records if r.getMessage() == "FHIR read failed" and r.key == "her2"]
+    assert failures and phrase in failures[-1].detail
+    assert failures[-1].request_id == resp.headers["X-Request-Id"]
+
+
 @pytest.mark.parametrize("status,phrase", [
     (401, "rejected the access token"), (403, "does not allow"), (404, "not found"),
     (429, "rate limiting"), (500, "failed (500)"), (503, "failed (503)"), (302, "redirected"),
 ])
-def test_http_errors_on_required_data_give_412_with_reason(client, status, phrase):
+def test_http_errors_on_required_data_give_412_with_reason_in_the_log(client, fhir_log, status, phrase):
     with FakeFhir(status_server(status)) as fhir:
         resp = call(client, fhir.base)
-    assert resp.status_code == 412
-    issue = resp.get_json()["issue"][0]
-    assert issue["expression"] == ["/prefetch/her2"]
-    assert phrase in issue["diagnostics"]
+    assert_generic_412(resp, fhir_log, phrase)
+
+
+def _free_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    return port
+
+
+def test_network_outcomes_are_indistinguishable_to_the_caller(client):
+    """404, a closed port and a stall: the same answer, so fhirServer cannot be used to scan ports."""
+    answers = []
+    with FakeFhir(status_server(404)) as fhir:
+        answers.append(call(client, fhir.base).get_json())
+    answers.append(call(client, f"http://127.0.0.1:{_free_port()}/fhir").get_json())
+    with FakeFhir(lambda h, p, q: send_json(h, empty_bundle(), delay=3)) as fhir:
+        answers.append(call(client, fhir.base).get_json())
+    assert answers[0] == answers[1] == answers[2]
 
 
 def test_http_error_on_optional_data_gives_cards_and_a_finding(client, captured):
@@ -77,21 +114,19 @@ def test_bearer_token_is_sent_to_the_fhir_server(client):
     assert sorted(r["path"] for r in fhir.requests) == ["/fhir/Condition", "/fhir/Observation"]
 
 
-def test_invalid_json(client):
+def test_invalid_json(client, fhir_log):
     with FakeFhir(lambda h, p, q: send_json(h, b"{not json")) as fhir:
         resp = call(client, fhir.base)
-    assert resp.status_code == 412
-    assert "invalid JSON" in resp.get_json()["issue"][0]["diagnostics"]
+    assert_generic_412(resp, fhir_log, "invalid JSON")
 
 
-def test_stalled_server_times_out_within_budget(client, app):
+def test_stalled_server_times_out_within_budget(client, app, fhir_log):
     with FakeFhir(lambda h, p, q: send_json(h, empty_bundle(), delay=3)) as fhir:
         resp = call(client, fhir.base)
-    assert resp.status_code == 412
-    assert "time" in resp.get_json()["issue"][0]["diagnostics"]
+    assert_generic_412(resp, fhir_log, "time")
 
 
-def test_dripping_server_is_cut_off(client):
+def test_dripping_server_is_cut_off(client, fhir_log):
     def drip(h, path, q):
         h.send_response(200)
         h.send_header("Content-Type", "application/fhir+json")
@@ -103,8 +138,7 @@ def test_dripping_server_is_cut_off(client):
             time.sleep(0.02)
     with FakeFhir(drip) as fhir:
         resp = call(client, fhir.base)
-    assert resp.status_code == 412
-    assert "time" in resp.get_json()["issue"][0]["diagnostics"]
+    assert_generic_412(resp, fhir_log, "time")
 
 
 def test_endless_paging_is_bounded(client, captured, app):
@@ -122,25 +156,19 @@ def test_endless_paging_is_bounded(client, captured, app):
     assert captured[0]["findings"][0].code == "data-partial"
 
 
-def test_huge_response_is_refused(client, monkeypatch):
+def test_huge_response_is_refused(client, monkeypatch, fhir_log):
     from cds_service.fhir import client as fhir_client
     monkeypatch.setattr(fhir_client, "MAX_RESPONSE_BYTES", 50_000)
     big = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "id": str(i),
                                                              "status": "final"}} for i in range(5000)]}
     with FakeFhir(lambda h, p, q: send_json(h, big)) as fhir:
         resp = call(client, fhir.base)
-    assert resp.status_code == 412
-    assert "more than" in resp.get_json()["issue"][0]["diagnostics"]
+    assert_generic_412(resp, fhir_log, "more than")
 
 
-def test_connection_refused(client):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there now
-    resp = call(client, f"http://127.0.0.1:{port}/fhir")
-    assert resp.status_code == 412
-    assert "could not connect" in resp.get_json()["issue"][0]["diagnostics"]
+def test_connection_refused(client, fhir_log):
+    resp = call(client, f"http://127.0.0.1:{_free_port()}/fhir")
+    assert_generic_412(resp, fhir_log, "could not connect")
 
 
 def test_queries_run_in_parallel(client, captured):

@@ -6,7 +6,17 @@ one pooled ``requests.Session``; every read is bounded by the connect/read
 timeouts *and* by a deadline shared by the whole request; bodies are streamed
 with a size cap so a huge or never-ending response cannot hold a worker;
 ``next`` links are followed up to a bound and only to the same server, so the
-bearer token is never sent anywhere else.  Nothing here logs the token.
+bearer token is never sent anywhere else.  Every read goes through
+``egress.EgressAdapter``: the host is resolved once, each address checked
+against the caller's ``EgressPolicy`` networks, and the socket opened to exactly
+those addresses.  The Session refuses every cookie (its jar would otherwise carry
+one caller's cookies to the next) and reads no proxy or netrc settings.
+
+Error texts in ``FetchResult.error`` / ``FhirError`` are *details for the log*
+(which path, which status, which network failure).  The caller sees only
+``PUBLIC_ERROR``: telling a 404 from a refused connection from a timeout per
+target would make the service a port scanner (issue 13).  Nothing here logs
+the token.
 """
 
 from __future__ import annotations
@@ -18,10 +28,17 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+from http.cookiejar import DefaultCookiePolicy
+
 import requests
 from requests.adapters import HTTPAdapter
 
+from .egress import ANY_ADDRESS_BUT_METADATA, EgressAdapter, EgressPolicy, EgressRefused
+
 log = logging.getLogger("her2cds.fhir")
+
+#: The one text a client sees for any failed read, whatever happened on the network.
+PUBLIC_ERROR = "it could not be read from fhirServer (the service log has the details under this request's id)"
 
 MAX_RESPONSE_BYTES = 20_000_000
 CHUNK = 64 * 1024
@@ -33,39 +50,58 @@ class FetchResult:
 
     key: str
     resources: list[dict] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None         # the detail, for the log
+    public_error: str | None = None  # what the caller may be told
     pages: int = 0
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    def fail(self, exc: FhirError, prefix: str = "") -> FetchResult:
+        self.error = prefix + str(exc)
+        self.public_error = exc.public
+        return self
+
 
 class FhirError(Exception):
-    """A FHIR read failed; the message is safe to show (no token, no body)."""
+    """A FHIR read failed.  ``str()`` is the detail for the log (no token, no body);
+    ``public`` is what the caller may see: ``PUBLIC_ERROR`` unless the cause lies in
+    the content the server sent rather than in the network."""
+
+    def __init__(self, detail: str, public: str = PUBLIC_ERROR):
+        super().__init__(detail)
+        self.public = public
 
 
 class FhirClient:
-    """One per process: a pooled Session and a worker pool for parallel queries."""
+    """One per process: a pinned, pooled transport and a worker pool for parallel queries."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, transport: HTTPAdapter | None = None):
         self.connect_timeout = settings.fhir_connect_timeout
         self.read_timeout = settings.fhir_read_timeout
         self.max_pages = settings.fhir_max_pages
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
         self.session.trust_env = False  # no proxies or netrc credentials picked up from the host
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # no cookies kept
+        transport = transport or EgressAdapter(pool_maxsize=32)
+        self.session.mount("http://", transport)
+        self.session.mount("https://", transport)
         self.pool = ThreadPoolExecutor(max_workers=settings.fhir_max_workers, thread_name_prefix="fhir")
 
     # -- public ---------------------------------------------------------------
-    def fetch_all(self, base: str, token: str | None, queries: dict[str, str], deadline: float) -> dict[str, FetchResult]:
-        """Run every ``key -> relative query`` in parallel; never raises, never outlives ``deadline``."""
+    def fetch_all(self, base: str, token: str | None, queries: dict[str, str], deadline: float,
+                  policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> dict[str, FetchResult]:
+        """Run every ``key -> relative query`` in parallel; never raises, never outlives ``deadline``.
+
+        ``policy`` is the caller's: its networks decide which resolved addresses may be contacted.
+        Hook calls always pass theirs (``prefetch.gather``); the default (any address but cloud
+        metadata) is for a caller that vets the server itself.
+        """
         if not queries:
             return {}
         futures = {
-            self.pool.submit(self._fetch_one, key, base, token, query, deadline): key
+            self.pool.submit(self._fetch_one, key, base, token, query, deadline, policy): key
             for key, query in queries.items()
         }
         done, pending = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
@@ -75,53 +111,57 @@ class FhirClient:
         for fut in pending:
             fut.cancel()
             key = futures[fut]
-            results[key] = FetchResult(key, error="the FHIR server did not answer within the time budget")
+            results[key] = FetchResult(key).fail(FhirError("the FHIR server did not answer within the time budget"))
         return results
 
-    def continue_bundle(self, key: str, base: str, token: str | None, bundle: dict, deadline: float) -> FetchResult:
+    def continue_bundle(self, key: str, base: str, token: str | None, bundle: dict, deadline: float,
+                        policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> FetchResult:
         """Follow ``next`` links of a Bundle the client sent (a paginated prefetch)."""
         result = FetchResult(key, resources=bundle_resources(bundle), pages=1)
         next_url = next_link(bundle)
-        return self._follow(result, base, token, next_url, deadline)
+        return self._follow(result, base, token, next_url, deadline, policy)
 
     # -- internals --------------------------------------------------------------
-    def _fetch_one(self, key: str, base: str, token: str | None, query: str, deadline: float) -> FetchResult:
+    def _fetch_one(self, key: str, base: str, token: str | None, query: str, deadline: float,
+                   policy: EgressPolicy) -> FetchResult:
         result = FetchResult(key)
         url = urljoin(base.rstrip("/") + "/", query)
         try:
-            body = self.get_json(url, base, token, deadline)
+            body = self.get_json(url, base, token, deadline, policy)
         except FhirError as exc:
-            result.error = str(exc)
-            return result
+            return result.fail(exc)
         result.pages = 1
         if body.get("resourceType") == "Bundle":
             result.resources = bundle_resources(body)
-            return self._follow(result, base, token, next_link(body), deadline)
+            return self._follow(result, base, token, next_link(body), deadline, policy)
         if body.get("resourceType") == "OperationOutcome":
-            result.error = "the FHIR server answered with an OperationOutcome"
-            return result
+            return result.fail(FhirError("the FHIR server answered with an OperationOutcome"))
         result.resources = [body]
         return result
 
-    def _follow(self, result: FetchResult, base: str, token: str | None, next_url: str | None, deadline: float) -> FetchResult:
+    def _follow(self, result: FetchResult, base: str, token: str | None, next_url: str | None, deadline: float,
+                policy: EgressPolicy) -> FetchResult:
         while next_url:
             if result.pages >= self.max_pages:
-                result.error = f"more than {self.max_pages} pages; the rest was not read"
+                message = f"more than {self.max_pages} pages; the rest was not read"
+                result.fail(FhirError(message, public=message))
                 break
             try:
-                page = self.get_json(next_url, base, token, deadline)
+                page = self.get_json(next_url, base, token, deadline, policy)
             except FhirError as exc:
-                result.error = f"page {result.pages + 1}: {exc}"
+                result.fail(exc, prefix=f"page {result.pages + 1}: ")
                 break
             result.pages += 1
             result.resources.extend(bundle_resources(page))
             next_url = next_link(page)
         return result
 
-    def get_json(self, url: str, base: str, token: str | None, deadline: float) -> dict:
-        """GET one FHIR URL on ``base``'s server; raise FhirError with a safe message."""
+    def get_json(self, url: str, base: str, token: str | None, deadline: float,
+                 policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> dict:
+        """GET one FHIR URL on ``base``'s server; raise FhirError with a detail for the log."""
         if not same_server(url, base):
-            raise FhirError("a paging link pointed to another server; not followed")
+            message = "a paging link pointed to another server; not followed"
+            raise FhirError(message, public=message)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FhirError("time budget exhausted before the query was sent")
@@ -130,19 +170,26 @@ class FhirClient:
             headers["Authorization"] = f"Bearer {token}"
         path = urlsplit(url).path
         try:
-            resp = self.session.get(
-                url,
-                headers=headers,
-                timeout=(min(self.connect_timeout, remaining), min(self.read_timeout, remaining)),
+            prepared = requests.Request("GET", url, headers=headers).prepare()
+            # A caller that mounts its own adapter (the SMART app's deadline transport) vets the server itself.
+            pinned = isinstance(self.session.get_adapter(url), EgressAdapter)
+            resp = self.session.send(
+                prepared,
                 stream=True,
+                timeout=(min(self.connect_timeout, remaining), min(self.read_timeout, remaining)),
                 allow_redirects=False,
+                **({"networks": policy.networks} if pinned else {}),
             )
+        except EgressRefused as exc:
+            raise FhirError(f"not contacted: {exc}") from None
         except requests.Timeout:
             raise FhirError(f"timed out reading {path}") from None
         except requests.ConnectionError:
             raise FhirError(f"could not connect to the FHIR server for {path}") from None
         except requests.RequestException as exc:
             raise FhirError(f"request for {path} failed ({type(exc).__name__})") from None
+        except OSError as exc:  # socket.gaierror from the one lookup egress makes (requests' own are caught above)
+            raise FhirError(f"could not resolve the FHIR server's host for {path} ({type(exc).__name__})") from None
         with resp:
             if resp.status_code != 200:
                 raise FhirError(_status_message(resp.status_code, path))

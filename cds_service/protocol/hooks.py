@@ -15,6 +15,7 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 
 from .. import advice
+from ..auth import fhir_egress
 from . import prefetch
 from .discovery import SERVICES, prefetch_templates
 from ..errors import ApiError
@@ -79,7 +80,7 @@ def invoke(service_id: str):
         knowledge = current_app.extensions["her2cds.knowledge"]
         with stage("prefetch"):
             gathered = prefetch.gather(body, prefetch_templates(knowledge.terminology), fhir_client(),
-                                       settings.fhir_time_budget)
+                                       settings.fhir_time_budget, egress=fhir_egress())
         cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                               gathered.findings, knowledge, base_url=public_base_url(settings),
                               fhir_server=body.get("fhirServer"))

@@ -6,17 +6,34 @@ paginated Bundle.  This module turns all of that into one list of resources
 and a list of data-quality findings, fetching from ``fhirServer`` (with the
 client's bearer token) only what is missing.  When required data can be got
 neither way, it raises a 412, as the spec demands.
+
+``fhirServer`` is contacted only when the caller's ``EgressPolicy`` allows it
+(its issuer's ``fhir_servers``, ``HER2CDS_FHIR_SERVERS``); any other server is
+treated like an absent one, so the access token never leaves for it.  Why a
+read failed goes to the log; the caller gets one text for every network
+outcome, so the answers cannot map another host's ports.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from flask import has_request_context
 
 from ..criteria import Finding
 from ..errors import ApiError, Issue
 from ..fhir.client import FetchResult, FhirClient, bundle_resources, next_link
+from ..fhir.egress import EgressPolicy
+from ..logs import request_id
+
+log = logging.getLogger("her2cds.fhir")
+
+NOT_TRUSTED = ("not prefetched, and fhirServer is not a FHIR server this client may name "
+               "(not contacted; see the issuer's fhir_servers)")
 
 # Without these the service cannot judge HER2 status, disease extent or what
 # the patient already takes (and could suggest a drug already given).
@@ -71,12 +88,29 @@ def classify(value) -> str:
     return "data"
 
 
-def gather(request_body: dict, templates: dict[str, str], client: FhirClient | None, budget_s: float) -> Gathered:
+def _log_extra(**fields) -> dict:
+    return {"request_id": request_id() if has_request_context() else None, **fields}
+
+
+def _origin(url: str) -> str:
+    """Scheme and host of a base URL, for the log (its path may carry an id, never a secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
+def gather(request_body: dict, templates: dict[str, str], client: FhirClient | None, budget_s: float,
+           egress: EgressPolicy | None = None) -> Gathered:
+    """``egress`` is the caller's policy; without one no server is trusted (prefetch only)."""
     deadline = time.monotonic() + budget_s
     context = request_body.get("context") or {}
     prefetch = request_body.get("prefetch") or {}
-    base = request_body.get("fhirServer")
+    named = request_body.get("fhirServer")
+    egress = egress or EgressPolicy()
+    base = named if named and egress.allows_server(named) else None
     token = (request_body.get("fhirAuthorization") or {}).get("access_token")
+    if named and base is None:
+        log.warning("fhirServer not on the caller's list; not contacted",
+                    extra=_log_extra(fhir_server=_origin(named)))
 
     resources: list[dict] = []
     findings: list[Finding] = []
@@ -106,31 +140,38 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         query = render_template(template, context)
         if query is None:
             unobtainable[key] = "its prefetch template needs a context value the request does not have"
+        elif named and not base:
+            unobtainable[key] = NOT_TRUSTED
         elif not base:
             unobtainable[key] = "not prefetched and the request has no fhirServer to fetch it from"
         else:
             to_fetch[key] = query
 
     if client is not None and base:
-        results: dict[str, FetchResult] = client.fetch_all(base, token, to_fetch, deadline)
+        results: dict[str, FetchResult] = client.fetch_all(base, token, to_fetch, deadline, egress)
         for key, bundle in to_continue.items():
-            results[key] = client.continue_bundle(key, base, token, bundle, deadline)
+            results[key] = client.continue_bundle(key, base, token, bundle, deadline, egress)
     else:
         results = {}
+        why = ("the prefetched Bundle has more pages but fhirServer is not a FHIR server this client may name"
+               if named else "the prefetched Bundle has more pages but the request has no fhirServer to read them from")
         for key, bundle in to_continue.items():
-            results[key] = FetchResult(key, bundle_resources(bundle), error="the prefetched Bundle has more pages "
-                                       "but the request has no fhirServer to read them from")
+            results[key] = FetchResult(key, bundle_resources(bundle), error=why, public_error=why)
 
     for key, result in results.items():
         resources.extend(result.resources)
         sources.setdefault(key, "fetched")
         if result.ok:
             continue
+        if base:
+            log.warning("FHIR read failed", extra=_log_extra(key=key, detail=result.error,
+                                                             fhir_server=_origin(base)))
+        public = result.public_error or result.error or "unknown error"
         if result.resources or key in to_continue:
-            findings.append(Finding("data-partial", f"Only part of '{key}' could be read: {result.error}.",
+            findings.append(Finding("data-partial", f"Only part of '{key}' could be read: {public}.",
                                     (f"prefetch:{key}",)))
         else:
-            unobtainable[key] = result.error or "unknown error"
+            unobtainable[key] = public
 
     missing_required = {k: v for k, v in unobtainable.items() if k in REQUIRED_KEYS}
     if missing_required:

@@ -60,8 +60,8 @@ def free_port() -> int:
 class ServerThread:
     """A WSGI app on a loopback port in a daemon thread (threaded: the browser opens several connections)."""
 
-    def __init__(self, app):
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app, port: int = 0):
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -152,7 +152,8 @@ def service(tmp_path_factory):
 
     db = tmp_path_factory.mktemp("service") / "service.db"
     app = create_app(auth="disabled", database_url=f"sqlite:///{db}", fhir_time_budget=20.0,
-                     fhir_connect_timeout=5.0, fhir_read_timeout=15.0)
+                     fhir_connect_timeout=5.0, fhir_read_timeout=15.0,
+                     fhir_servers="http://127.0.0.1:*", fhir_allowed_networks="127.0.0.0/8")  # sekmet on loopback
     server = ServerThread(app)
     yield server
     server.stop()

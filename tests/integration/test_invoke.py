@@ -138,15 +138,17 @@ def secured_service(tmp_path_factory):
     """The service with authentication on, trusting a fresh `her2-cds dev-keys init` key pair."""
     from cds_service import create_app
 
-    from .conftest import ServerThread
+    from .conftest import ServerThread, free_port
 
     keys = tmp_path_factory.mktemp("keys")
     result = run_cli("dev-keys", "init", "--dir", str(keys))
     assert result.exit_code == 0, result.output
+    port = free_port()  # known before start-up: the JWT aud is http://127.0.0.1:<port>/…, never the Host header
     app = create_app(auth="required", trusted_issuers=str(keys / "trusted-issuers.json"),
                      database_url=f"sqlite:///{keys / 'db.sqlite'}", fhir_time_budget=20.0,
-                     fhir_connect_timeout=5.0, fhir_read_timeout=15.0)
-    server = ServerThread(app)
+                     fhir_connect_timeout=5.0, fhir_read_timeout=15.0, bind=f"127.0.0.1:{port}",
+                     fhir_servers="http://127.0.0.1:*", fhir_allowed_networks="127.0.0.0/8")
+    server = ServerThread(app, port)
     server.keys = keys
     yield server
     server.stop()
