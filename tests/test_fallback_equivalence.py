@@ -15,7 +15,7 @@ import pytest
 
 from cds_service import create_app
 
-from conftest import searchset
+from conftest import LOOPBACK_FHIR, searchset
 from fake_fhir import FakeFhir, PatientBehaviour
 
 CASES = ["p16-maint-patient-view", "p18-on-tucatinib-order-select", "p26-lvef35-order-sign",
@@ -27,7 +27,7 @@ EXT = "org.her2-cds.rule"
 def patient_client(db_url):
     """Generous FHIR timeouts: this compares data, not speed, and the machine may be busy."""
     return create_app(auth="disabled", database_url=db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
-                      fhir_time_budget=20).test_client()
+                      fhir_time_budget=20, **LOOPBACK_FHIR).test_client()
 
 
 def _resources(prefetch: dict) -> list[dict]:
