@@ -10,12 +10,22 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: The source checkout, for development-only commands (``her2-cds fixtures``);
+#: never used for anything the service needs at run time.
 REPO_DIR = PACKAGE_DIR.parent
-DEFAULT_PROFILES_DIR = REPO_DIR / "fhir_profiles"
-DEFAULT_DATA_DIR = REPO_DIR / "var"
+#: The embedded knowledge: the top-level ``fhir_profiles/`` folder, shipped in
+#: the wheel as the data package ``cds_service.fhir_profiles`` (editable
+#: installs map that name onto the checkout's folder).  Installed wheels are
+#: always unpacked, so the resource is a real directory.
+DEFAULT_PROFILES_DIR = Path(str(files("cds_service.fhir_profiles")))
+#: Where the service writes (SQLite database and its lock file, development
+#: keys): ``./var`` under the working directory the service is started from,
+#: as the README's commands expect; never inside the installed package.
+DEFAULT_DATA_DIR = Path("var")
 
 
 class ConfigError(ValueError):
@@ -25,6 +35,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str = ""
+    data_dir: Path = DEFAULT_DATA_DIR
     profiles_dir: Path = DEFAULT_PROFILES_DIR
     max_body_bytes: int = 2_000_000
     max_json_depth: int = 64
@@ -56,11 +67,20 @@ class Settings:
     log_level: str = "INFO"
     cors_origins: str = "*"
 
+    def resolved_data_dir(self) -> Path:
+        """The data directory as an absolute path, created (owner-only) on first use."""
+        folder = self.data_dir.expanduser().resolve()
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"HER2CDS_DATA_DIR: cannot create {folder}: {exc.strerror}") from None
+        return folder
+
     def resolved_database_url(self) -> str:
+        """The database URL; by default an SQLite file in the data directory (its lock file beside it)."""
         if self.database_url:
             return self.database_url
-        DEFAULT_DATA_DIR.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{DEFAULT_DATA_DIR / 'her2cds.db'}"
+        return f"sqlite:///{self.resolved_data_dir() / 'her2cds.db'}"
 
     @property
     def auth_enabled(self) -> bool:
@@ -73,8 +93,11 @@ class Settings:
 # name -> (description, default shown in the README)
 SETTINGS_DOC: dict[str, str] = {
     "database_url": "SQLAlchemy URL for feedback, issued cards, audit, the JWT replay cache and encrypted SMART sessions "
-    "(default: SQLite file `var/her2cds.db`; e.g. `postgresql+psycopg://user:pw@host/db`)",
-    "profiles_dir": "Folder with the FHIR ValueSets/ConceptMaps and the rulebook",
+    "(default: SQLite file `her2cds.db` in the data directory; e.g. `postgresql+psycopg://user:pw@host/db`)",
+    "data_dir": "Folder the service writes to: the default SQLite database and its lock file, the local development "
+    "issuer (`dev-keys/`). Relative paths are taken from the working directory",
+    "profiles_dir": "Folder with the FHIR ValueSets/ConceptMaps and the rulebook (default: the copy of "
+    "`fhir_profiles/` inside the installed package)",
     "max_body_bytes": "Largest request body accepted; larger bodies get 413",
     "max_json_depth": "Deepest JSON nesting accepted; deeper bodies get 400",
     "fhir_connect_timeout": "Seconds to connect to the EHR's FHIR server",
@@ -144,7 +167,7 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
                 values[f.name] = float(raw)
             elif f.name in _BOOL:
                 values[f.name] = _bool(raw)
-            elif f.name == "profiles_dir":
+            elif f.name in ("profiles_dir", "data_dir"):
                 values[f.name] = Path(raw)
             else:
                 values[f.name] = raw

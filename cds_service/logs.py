@@ -1,36 +1,108 @@
-"""Structured JSON logs.
+"""Structured JSON logs: one stream, one format, for the app and for gunicorn.
 
-One JSON object per line.  Fields passed with ``extra=`` are kept; nothing
-else from the request is logged, so tokens and clinical content stay out of
-the log by construction.
+One JSON object per line on stderr: ``ts``, ``level``, ``logger``, ``msg``,
+then whatever the caller passed with ``extra=``.  Nothing else from the
+request is logged, so tokens and clinical content stay out of the log by
+construction; as a second line of defence every string that looks like a JWT
+or a bearer credential is masked, and gunicorn's messages lose their query
+strings (the SMART callback carries ``code`` and ``state`` there).
+
+The JSON itself is python-json-logger's (a maintained formatter that handles
+``extra`` fields, exceptions and non-JSON values); gunicorn's error and access
+logs use the same formatter through ``logconfig_dict`` (``LOGCONFIG`` below,
+used by ``cds_service/gunicorn_conf.py``).  Access lines are rewritten by
+``AccessFields`` into ``request_id, method, path, status, duration_ms``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 
-_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',]+")
+_QUERY = re.compile(r"(/[^\s?\"']*)\?[^\s\"']*")
+REDACTED = "[redacted]"
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for k, v in record.__dict__.items():
-            if k not in _RESERVED and not k.startswith("_"):
-                out[k] = v
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+def redact(text: str, *, query_strings: bool = False) -> str:
+    """``text`` with JWTs and ``Bearer`` credentials masked (and query strings, if asked)."""
+    text = _JWT.sub(REDACTED, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    if query_strings:
+        text = _QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text)
+    return text
+
+
+class JsonFormatter(_JsonFormatter):
+    """The service's line format: ``{"ts", "level", "logger", "msg", ...extra}``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("rename_fields", {
+            "levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"})
+        super().__init__(*(args or ("%(levelname)s %(name)s %(message)s",)), **kwargs)
+
+    def add_fields(self, log_data, record, message_dict):
+        log_data["ts"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                          + f".{int(record.msecs):03d}Z")
+        super().add_fields(log_data, record, message_dict)
+
+    def process_log_record(self, log_data):
+        from_gunicorn = str(log_data.get("logger", "")).startswith("gunicorn")
+        for key, value in log_data.items():
+            if isinstance(value, str):
+                log_data[key] = redact(value, query_strings=from_gunicorn)
+        return log_data
+
+
+class AccessFields(logging.Filter):
+    """Turn a gunicorn access record into ``request_id, method, path, status, duration_ms`` fields.
+
+    gunicorn hands its access logger a dict of "atoms" (request line, headers,
+    timings).  Only these fields are kept: the path without its query string,
+    the response's ``X-Request-Id`` (the id the app logs and audits under),
+    and no request header at all, so no ``Authorization`` value.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args
+        if isinstance(atoms, Mapping):
+            status = atoms["s"]
+            record.request_id = atoms["{x-request-id}o"]
+            record.method = atoms["m"]
+            record.path = atoms["U"]
+            record.status = int(status) if str(status).isdigit() else status
+            record.duration_ms = round(int(atoms["D"]) / 1000, 3) if str(atoms["D"]).isdigit() else None
+            record.remote_addr = atoms["h"]
+            record.msg = "%s %s %s"
+            record.args = (record.method, record.path, record.status)
+        return True
+
+
+def logconfig(level: str = "INFO") -> dict:
+    """A ``logging.config.dictConfig`` for gunicorn: its error and access logs and the root, all JSON on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "filters": {"access": {"()": f"{__name__}.AccessFields"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+            "access": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr",
+                       "filters": ["access"]},
+        },
+        "root": {"level": "WARNING", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+        },
+    }
 
 
 _configured = False
