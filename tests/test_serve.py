@@ -153,3 +153,11 @@ def test_gunicorn_runs_directly_with_the_shipped_config(tmp_path):
     assert (tmp_path / "data" / "her2cds.db").is_file()
     assert not (tmp_path / "var").exists()
     assert not any((tmp_path / "home").iterdir())
+
+
+def test_unusable_knowledge_is_one_json_error_and_exit_2(tmp_path):
+    served = Served(SERVE, tmp_path, _env(tmp_path, HER2CDS_PROFILES_DIR=str(tmp_path / "nowhere")))
+    assert served.wait_exit() == 2
+    errors = [r for r in served.log_records() if r["level"] == "ERROR"]
+    assert len(errors) == 1 and errors[0]["msg"].startswith("cannot start: ")
+    assert "Traceback" not in served.stderr() and "listening" not in served.stderr()
