@@ -17,11 +17,24 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 #: The source checkout, for development-only commands (``her2-cds fixtures``);
 #: never used for anything the service needs at run time.
 REPO_DIR = PACKAGE_DIR.parent
-#: The embedded knowledge: the top-level ``fhir_profiles/`` folder, shipped in
-#: the wheel as the data package ``cds_service.fhir_profiles`` (editable
-#: installs map that name onto the checkout's folder).  Installed wheels are
-#: always unpacked, so the resource is a real directory.
-DEFAULT_PROFILES_DIR = Path(str(files("cds_service.fhir_profiles")))
+
+
+def _embedded_profiles() -> Path:
+    """The embedded knowledge: the top-level ``fhir_profiles/`` folder, shipped as ``cds_service.fhir_profiles``.
+
+    Wheels carry it as that data package (editable installs map the name onto
+    the checkout's folder); installed wheels are always unpacked, so the
+    resource is a real directory.  An editable install made before the folder
+    became package data lacks the mapping: it still runs from the checkout
+    until ``pip install -e .`` is repeated.
+    """
+    try:
+        return Path(str(files("cds_service.fhir_profiles")))
+    except ModuleNotFoundError:
+        return REPO_DIR / "fhir_profiles"
+
+
+DEFAULT_PROFILES_DIR = _embedded_profiles()
 #: Where the service writes (SQLite database and its lock file, development
 #: keys): ``./var`` under the working directory the service is started from,
 #: as the README's commands expect; never inside the installed package.

@@ -1,0 +1,61 @@
+"""The log format: one JSON object per line, the same for the app and gunicorn, and nothing secret in it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from types import SimpleNamespace
+
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+
+from cds_service.logs import AccessFields, JsonFormatter, redact
+
+JWT = "eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl"
+
+
+def _format(record: logging.LogRecord) -> dict:
+    return json.loads(JsonFormatter().format(record))
+
+
+def test_app_lines_have_the_service_fields_and_extras():
+    record = logging.makeLogRecord({"name": "her2cds.hooks", "levelname": "INFO", "levelno": 20,
+                                    "msg": "cards for %s", "args": ("p1",), "request_id": "r-1"})
+    line = _format(record)
+    assert list(line)[:4] == ["ts", "level", "logger", "msg"]
+    assert line["msg"] == "cards for p1" and line["request_id"] == "r-1" and line["ts"].endswith("Z")
+
+
+def test_jwts_and_bearer_credentials_are_masked_everywhere():
+    assert JWT not in redact(f"token {JWT} seen")
+    assert "abc.def" not in redact("Authorization: Bearer abc.def")
+    record = logging.makeLogRecord({"name": "her2cds", "msg": "x", "client": f"Bearer {JWT}"})
+    assert JWT not in json.dumps(_format(record))
+
+
+def test_gunicorn_messages_lose_their_query_strings():
+    record = logging.makeLogRecord({"name": "gunicorn.error", "msg": "Error handling request /smart/callback?code=C&state=S"})
+    assert _format(record)["msg"] == "Error handling request /smart/callback?[redacted]"
+
+
+def test_access_lines_carry_request_fields_and_no_header_or_query():
+    """A real gunicorn access record, rewritten by AccessFields."""
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(_format(record))
+    handler.addFilter(AccessFields())
+    glog = Logger(Config())
+    glog.access_log.handlers = [handler]
+    glog.access_log.propagate = False
+    glog.cfg.set("accesslog", "-")
+    glog._access_log_enabled = True
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/smart/callback?code=SECRET", "PATH_INFO": "/smart/callback",
+               "QUERY_STRING": "code=SECRET", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    resp = SimpleNamespace(status="302 FOUND", sent=0, headers=[("X-Request-Id", "r-9")])
+    req = SimpleNamespace(headers=[("AUTHORIZATION", f"Bearer {JWT}")])
+    glog.access(resp, req, environ, timedelta(milliseconds=12, microseconds=500))
+    (line,) = seen
+    assert {k: line[k] for k in ("request_id", "method", "path", "status", "duration_ms")} == {
+        "request_id": "r-9", "method": "GET", "path": "/smart/callback", "status": 302, "duration_ms": 12.5}
+    assert "SECRET" not in json.dumps(line) and JWT not in json.dumps(line)
