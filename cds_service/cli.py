@@ -23,13 +23,13 @@ from . import commands as commands_pkg
 
 log = logging.getLogger("her2cds.serve")
 
+#: The readable gunicorn settings shipped in the package (cds_service/gunicorn_conf.py).
+GUNICORN_CONFIG = "python:cds_service.gunicorn_conf"
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """her2-cds: CDS Hooks 2.0 decision support for HER2-positive metastatic breast cancer."""
-
-
-GUNICORN_CONFIG = "python:cds_service.gunicorn_conf"
 
 
 @cli.command()

@@ -47,6 +47,10 @@ loglevel = os.environ.get("HER2CDS_LOG_LEVEL", "INFO").lower()
 logconfig_dict = _logs.logconfig(loglevel)
 control_socket_disable = True
 
+# Python warnings (a library's DeprecationWarning, say) become JSON log lines
+# too, instead of plain text in the middle of the stream.
+logging.captureWarnings(True)
+
 _log = logging.getLogger("her2cds.serve")
 
 
