@@ -44,7 +44,7 @@ preload_app = True
 timeout = 30
 accesslog = "-"
 loglevel = os.environ.get("HER2CDS_LOG_LEVEL", "INFO").lower()
-logconfig_dict = _logs.logconfig(loglevel)
+logconfig_dict = _logs.logconfig()
 control_socket_disable = True
 
 # Python warnings (a library's DeprecationWarning, say) become JSON log lines

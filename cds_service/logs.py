@@ -9,7 +9,7 @@ strings (the SMART callback carries ``code`` and ``state`` there).
 
 The JSON itself is python-json-logger's (a maintained formatter that handles
 ``extra`` fields, exceptions and non-JSON values); gunicorn's error and access
-logs use the same formatter through ``logconfig_dict`` (``LOGCONFIG`` below,
+logs use the same formatter through ``logconfig_dict`` (``logconfig()`` below,
 used by ``cds_service/gunicorn_conf.py``).  Access lines are rewritten by
 ``AccessFields`` into ``request_id, method, path, status, duration_ms``.
 """
@@ -85,8 +85,12 @@ class AccessFields(logging.Filter):
         return True
 
 
-def logconfig(level: str = "INFO") -> dict:
-    """A ``logging.config.dictConfig`` for gunicorn: its error and access logs and the root, all JSON on stderr."""
+def logconfig() -> dict:
+    """A ``logging.config.dictConfig`` for gunicorn: its error and access logs and the root, all JSON on stderr.
+
+    No level for ``gunicorn.error``: gunicorn sets it from its ``loglevel``
+    setting just before applying this, so ``--log-level`` keeps working.
+    """
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -99,7 +103,7 @@ def logconfig(level: str = "INFO") -> dict:
         },
         "root": {"level": "WARNING", "handlers": ["stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            "gunicorn.error": {"handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
         },
     }
