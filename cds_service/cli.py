@@ -62,6 +62,10 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         click.echo(f"her2-cds: cannot listen on {host}:{port}: {reason}", err=True)
         sys.exit(1)
+    # The app (loaded by gunicorn from the environment) accepts tokens for the
+    # address actually bound: the port is known only now when --port 0.
+    bound = _address(host, listener.getsockname()[1])
+    os.environ["HER2CDS_BIND"] = bound
     if issuers_file is not None:
         os.environ["HER2CDS_TRUSTED_ISSUERS"] = str(issuers_file)
     elif settings.auth_enabled and not settings.trusted_issuers:
@@ -72,7 +76,7 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
                   "HER2CDS_TRUSTED_ISSUERS (until then every /cds-services call gets 401)", host)
     if dev:
         listener.close()
-        _serve_dev(host, port)
+        _serve_dev(host, int(bound.rpartition(":")[2]), bound)
         return
     _Gunicorn({"bind": [f"fd://{listener.fileno()}"], "workers": workers, "threads": threads}).run()
 
@@ -83,14 +87,19 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
 
 
-def _serve_dev(host: str, port: int) -> None:
+def _address(host: str, port: int) -> str:
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _serve_dev(host: str, port: int, bound: str) -> None:
     from .app import create_app
     from .commands.dev_keys import first_call_hint
     from .config import ConfigError
     from .knowledge import KnowledgeError
 
     try:
-        app = create_app(bind=f"{host}:{port}")  # the accepted JWT aud without HER2CDS_PUBLIC_URL
+        app = create_app(bind=bound)  # the accepted JWT aud without HER2CDS_PUBLIC_URL
     except (ConfigError, KnowledgeError) as exc:
         click.echo(f"her2-cds: cannot start: {exc}", err=True)
         sys.exit(2)
