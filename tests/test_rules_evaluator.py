@@ -1,6 +1,7 @@
 """The condition language and rule evaluation, with hand-made fact dicts."""
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -83,14 +84,29 @@ def test_broken_rule_is_rejected_with_id_and_path():
 
 def test_unknown_fact_evidence_and_medication_are_rejected():
     doc = _doc()
-    i = _index(doc, "M2")
+    i = _index(doc, "M1")
     doc["rules"][i]["when"]["all"][0] = {"fact": "hr.stauts", "eq": "positive"}
     doc["rules"][i]["evidence"].append("NOPE")
     doc["rules"][i]["suggestions"][0]["actions"][0]["create_medication"] = "ribociclib"
     problems = validate_document(doc)
-    assert any("rule M2" in p and f"/rules/{i}/when/all/0/fact" in p and "hr.stauts" in p for p in problems)
-    assert any("rule M2" in p and "/evidence/" in p for p in problems)
-    assert any("rule M2" in p and "create_medication" in p for p in problems)
+    assert any("rule M1" in p and f"/rules/{i}/when/all/0/fact" in p and "hr.stauts" in p for p in problems)
+    assert any("rule M1" in p and "/evidence/" in p for p in problems)
+    assert any("rule M1" in p and "create_medication" in p for p in problems)
+
+
+def test_long_detail_unknown_flag_and_unlabelled_fact_are_rejected():
+    doc = _doc()
+    i = _index(doc, "F2")
+    doc["rules"][i]["card"]["detail"] = "line\n" * 6
+    doc["rules"][i]["enabled_by"] = "no_such_flag"
+    doc["facts"]["ecog"] = {"type": "int|null"}
+    problems = validate_document(doc)
+    assert any("/facts/ecog" in p and "label" in p for p in problems), problems
+    del doc["facts"]["ecog"]
+    doc["facts"]["ecog"] = {"type": "int|null", "label": "ECOG"}
+    problems = validate_document(doc)
+    assert any(f"/rules/{i}/card/detail" in p and "5 short lines" in p for p in problems), problems
+    assert any(f"/rules/{i}/enabled_by" in p for p in problems), problems
 
 
 def test_summary_over_139_chars_is_rejected():
@@ -137,7 +153,11 @@ def test_thp_first_line_and_scope_gate(rulebook):
            "draft.classes": ["taxane", "chemotherapy", "anti-her2", "anti-her2-antibody"]}
     thp_all = {"draft.all.ingredients": thp["draft.ingredients"], "draft.all.classes": thp["draft.classes"]}
     facts = {**thp, **thp_all}
-    assert _fire(rulebook, "order-select", **{k.replace(".", "__"): v for k, v in facts.items()}) == ["F1"]
+    # F1 (a confirmation, no decision) is off by default; the rulebook flag turns it on.
+    assert _fire(rulebook, "order-select", **{k.replace(".", "__"): v for k, v in facts.items()}) == []
+    assert not rulebook.flags["confirmation_cards"]
+    with_f1 = dataclasses.replace(rulebook, flags={"confirmation_cards": True})
+    assert [r.rule.id for r in evaluate(with_f1, {**BASE, **facts}, "order-select")] == ["F1"]
     # HER2-low patient ordered THP: the safety rule, no regimen card
     fired = _fire(rulebook, "order-select", her2__status="low", **{k.replace(".", "__"): v for k, v in facts.items()})
     assert fired == ["S6"]
@@ -158,6 +178,20 @@ def test_hr_negative_never_gets_endocrine_or_cdk46_offers(rulebook):
     facts = {"hr.status": "negative", "taxane.cycles": 6, "disease.progression": False,
              "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"],
              "therapy.prior_metastatic_anti_her2": True}
-    fired = _fire(rulebook, "patient-view", **{k.replace(".", "__"): v for k, v in facts.items()})
-    assert "M1" not in fired and "M2" not in fired and "M3" in fired
+    recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")
+    m1 = [r for r in recs if r.rule.id == "M1"]
+    assert len(m1) == 1
+    created = {a["create_medication"] for s in m1[0].suggestions for a in s.actions if "create_medication" in a}
+    assert created == {"tucatinib"}
+
+
+def test_maintenance_is_one_card_with_alternatives(rulebook):
+    facts = {"taxane.cycles": 6, "disease.progression": False, "patient.sex": "female", "patient.menopausal": "post",
+             "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"]}
+    recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")
+    assert [r.rule.id for r in recs] == ["M1"]
+    labels = [s.label for s in recs[0].suggestions]
+    assert len(labels) == 3 and recs[0].rule.selection_behavior == "at-most-one"
+    assert any("letrozole" in l and "palbociclib" not in l for l in labels)
+    assert any("PATINA" in l for l in labels) and any("HER2CLIMB-05" in l for l in labels)
 
