@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 import uuid as uuid_mod
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
@@ -85,7 +86,7 @@ def _evidence_lines(rulebook: Rulebook, ids: Iterable[str]) -> list[str]:
     for eid in ids:
         ev = rulebook.evidence[eid]
         label = f"[{ev['label']}]({ev['url']})" if ev.get("url") else ev["label"]
-        cite = ev["citation"].split(";")[0]
+        cite = re.sub(r"\s*\([^)]*\)?", "", ev["citation"].split(";")[0]).strip()
         lines.append(_shorten(f"- {label}: {_evidence_key(ev)} ({cite})", EVIDENCE_LINE_LIMIT + len(ev.get("url", ""))))
     return lines
 
@@ -165,19 +166,42 @@ def _describe_ref(ref: str, index: Mapping[str, dict], drafts: Mapping[str, Any]
     return text or None
 
 
+def _direct_tests(node: Any, out: dict[str, set[str]]) -> dict[str, set[str]]:
+    """fact → operators of the tests written in the rule itself (named scopes not opened)."""
+    if isinstance(node, dict):
+        for key in ("all", "any"):
+            for child in node.get(key) or ():
+                _direct_tests(child, out)
+        if "not" in node:
+            _direct_tests(node["not"], out)
+        if "fact" in node:
+            out.setdefault(node["fact"], set()).update(k for k in node if k != "fact")
+    return out
+
+
 def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict] | None = None,
                drafts: Mapping[str, Any] | None = None) -> list[str]:
     """Each fact the rule read, by its clinical label, with the results behind it.
 
-    The rule's own condition facts come first; scope-gate facts that are false or
-    empty (no conflicting results, say) are left out to keep the list short.
+    Facts the rule tests itself come first and are shown even when empty ("LVEF:
+    not recorded" is why S2-DUE fired) unless the rule only asks them not to be
+    true (no conflicting results); facts read through a named scope are shown
+    only when they hold a value, to keep the list short.
     """
-    own = set(rec.rule.when.facts)
+    direct = _direct_tests(rec.rule.when.source, {})
+    own = {name for name, ops in direct.items() if ops - {"ne"}}
     items = sorted(rec.facts, key=lambda f: f[0] not in own)
+    names = {name for name, _, _ in items}
+    values = {name: value for name, value, _ in items}
     lines = []
     for name, value, refs in items:
-        if name not in own and (value is None or value is False or value == [] or value == ()):
+        empty = value is None or value is False or value == [] or value == ()
+        if empty and (name not in own or (isinstance(value, (list, tuple)) and "exists" not in direct[name])):
             continue
+        if name.endswith(".classes") and name[: -len("classes")] + "ingredients" in names:
+            continue  # the drugs themselves are listed; their classes would repeat them
+        if name.startswith("draft.all.") and values.get("draft." + name[len("draft.all."):]) == value:
+            continue  # all drafts are the selected ones: one line says it
         if len(lines) >= WHY_MAX_FACTS:
             break
         label = rulebook.fact_labels.get(name)
