@@ -309,7 +309,8 @@ def active_medications(medications: Iterable[Any], resources: Iterable[Any] = ()
         if res and getattr(m, "state", None) == "active" \
                 and res.get("status") in _ACTIVE_STATUSES.get(res.get("resourceType"), ()):
             out.append((m, res))
-    return out
+    # One order whatever the order the FHIR server or the prefetch listed them in.
+    return sorted(out, key=lambda pair: (pair[1]["resourceType"], pair[1]["id"]))
 
 
 def build_actions(suggestion: Suggestion, rulebook: Rulebook, patient_id: str, draft_orders: Iterable[Any],
