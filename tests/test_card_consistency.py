@@ -15,40 +15,35 @@ and *keeps* X when it is an information card whose rule requires a drafted X
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from pathlib import Path
 
 import pytest
 
 from cds_service import create_app
 from cds_service.cards import DETAIL_LIMIT
-from cds_service.knowledge.terminology import load_terminology
-from cds_service.rules.rulebook import load_rulebook
 
-from test_fixtures_table import EXT, SERVICE_FOR_HOOK, _generator
+from test_fixtures_table import EXT, SERVICE_FOR_HOOK
 
-ROOT = Path(__file__).resolve().parent.parent
 DRAFT_FACTS = {"draft.ingredients", "draft.all.ingredients"}
 DRAFT_CLASS_FACTS = {"draft.classes", "draft.all.classes"}
 
 
 @pytest.fixture(scope="module")
-def rulebook():
-    return load_rulebook(ROOT / "fhir_profiles")
+def rulebook(knowledge):
+    return knowledge.rulebook
 
 
 @pytest.fixture(scope="module")
-def terminology():
-    return load_terminology(ROOT / "fhir_profiles")
+def terminology(knowledge):
+    return knowledge.terminology
 
 
 @pytest.fixture(scope="module")
-def responses(tmp_path_factory):
+def responses(tmp_path_factory, fixtures_today):
     """(request name, request body, cards) for every fixture request, evaluated as of today."""
     db = tmp_path_factory.mktemp("consistency") / "test.db"
     client = create_app(auth="disabled", database_url=f"sqlite:///{db}").test_client()
-    _, requests, _ = _generator().build(dt.date.today())
+    _, requests, _ = fixtures_today
     out = []
     for name, body in requests.items():
         resp = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
