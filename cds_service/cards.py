@@ -207,7 +207,8 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
         label = rulebook.fact_labels.get(name)
         if not label:  # every contract fact has a label (rulebook check); never show a key
             continue
-        described = [d for d in (_describe_ref(r, index or {}, drafts or {}) for r in refs) if d]
+        # sorted: the same card whatever order the prefetch or the FHIR server listed the records in
+        described = [d for d in (_describe_ref(r, index or {}, drafts or {}) for r in sorted(refs)) if d]
         where = ""
         if described:
             more = len(described) - WHY_MAX_REFS
