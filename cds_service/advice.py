@@ -64,7 +64,7 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     with stage("cards"):
         return cards_mod.render(recommendations, knowledge.rulebook, facts=facts, patient_id=patient_id,
                                 draft_orders=profile.draft_orders, findings=all_findings, base_url=base_url,
-                                fhir_server=fhir_server)
+                                fhir_server=fhir_server, medications=profile.medications, resources=resources)
 
 
 def issued_cards(cards: list[dict], knowledge) -> list[tuple[str, str, str]]:

@@ -11,18 +11,39 @@ medication lists rather than on any single rule:
 
 * a ``create`` for an ingredient the patient already takes or is already
   ordering is dropped (after ingredient normalization by criteria);
-* a ``delete`` only ever targets a draft order of this hook's context.
+* a ``delete`` only ever targets a draft order of this hook's context;
+* an ``update`` (``stop_active``) only ever stops a medication the record
+  shows as *active*, and says plainly when that record is a MedicationStatement
+  (a medication-list entry, not an order the EHR can cancel).
+
+The ``detail`` is read in a narrow EHR panel, so it leads with the rule's own
+advice (at most five short lines, checked by the rulebook), then one line per
+evidence source with its link, then "Why this card" in clinical words: each
+fact by its label from the rulebook's fact contract, and the results behind it
+by their own display text and date ("HER2 IHC: Score 3+, 7 Apr 2025"), never
+by profile key.  The full explanation lives in the SMART app.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import re
 import uuid as uuid_mod
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
+from .fhir import parse as fp
 from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value
 
 SUMMARY_LIMIT = 139
+# Longest a card's detail may be: advice (<= 500 characters in the rulebook), notes, the
+# evidence list and "Why this card" (tests/test_card_detail.py checks every fixture card).
+DETAIL_LIMIT = 2600
+EVIDENCE_LINE_LIMIT = 230
+WHY_MAX_FACTS = 8
+WHY_MAX_REFS = 2
+_ACTIVE_STATUSES = {"MedicationRequest": {"active", "on-hold"}, "MedicationStatement": {"active", "intended"}}
 
 
 def _new_uuid() -> str:
@@ -42,23 +63,157 @@ def format_value(value: Any, missing: str = "not recorded") -> str:
     return str(value)
 
 
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def _evidence_key(ev: dict) -> str:
+    """The key numbers of one source in one line: its ``key``, else PFS/OS/HR, else its first sentence."""
+    if ev.get("key"):
+        return ev["key"]
+    numbers = "; ".join(p for p in (ev.get("pfs"), ev.get("os"), ev.get("hazard_ratio")) if p)
+    if numbers:
+        return numbers
+    return ev["summary"].split(". ")[0].rstrip(".")
+
+
 def _evidence_lines(rulebook: Rulebook, ids: Iterable[str]) -> list[str]:
     lines = []
     for eid in ids:
         ev = rulebook.evidence[eid]
-        parts = [p for p in (ev.get("design"), f"N={ev['n']}" if ev.get("n") else None,
-                             ev.get("pfs"), ev.get("os"), ev.get("hazard_ratio")) if p]
-        cite = f"[{ev['citation']}]({ev['url']})" if ev.get("url") else ev["citation"]
-        body = "; ".join(parts)
-        lines.append(f"- **{ev['label']}** — {body + '. ' if body else ''}{ev['summary']} {cite}")
+        label = f"[{ev['label']}]({ev['url']})" if ev.get("url") else ev["label"]
+        cite = re.sub(r"\s*\([^)]*\)?", "", ev["citation"].split(";")[0]).strip()
+        lines.append(_shorten(f"- {label}: {_evidence_key(ev)} ({cite})", EVIDENCE_LINE_LIMIT + len(ev.get("url", ""))))
     return lines
 
 
-def _why_lines(rec: Recommendation) -> list[str]:
+def _resource_index(resources: Iterable[Any]) -> dict[str, dict]:
+    """``Type/id`` → resource for the request's resources (Bundles flattened)."""
+    out: dict[str, dict] = {}
+    stack = list(resources or ())
+    while stack:
+        r = stack.pop()
+        if not isinstance(r, dict):
+            continue
+        if r.get("resourceType") == "Bundle":
+            stack.extend(e.get("resource") for e in r.get("entry") or () if isinstance(e, dict))
+        elif r.get("resourceType") and isinstance(r.get("id"), str):
+            out.setdefault(f"{r['resourceType']}/{r['id']}", r)
+    return out
+
+
+def _human_date(value: Any) -> str | None:
+    d = fp.parse_date(value) if not isinstance(value, dt.date) else value
+    return f"{d.day} {d:%b %Y}" if d else None
+
+
+def _concept_name(codeable: Any) -> str | None:
+    names = fp.texts(codeable)
+    return names[0] if names else None
+
+
+def _result_value(obs: dict) -> str | None:
+    for key in ("valueString", "valueInteger", "valueBoolean"):
+        if obs.get(key) is not None:
+            return str(obs[key])
+    if obs.get("valueQuantity"):
+        q = obs["valueQuantity"]
+        if isinstance(q.get("value"), (int, float)):
+            unit = q.get("unit") or q.get("code") or ""
+            return f"{q['value']:g}{unit}" if unit == "%" else f"{q['value']:g} {unit}".strip()
+    if obs.get("valueCodeableConcept"):
+        return _concept_name(obs["valueCodeableConcept"])
+    return None
+
+
+def _describe_ref(ref: str, index: Mapping[str, dict], drafts: Mapping[str, Any]) -> str | None:
+    """A FHIR reference as a clinician reads it: display text, value and date; None if unknown."""
+    if ref.startswith("context.draftOrders/"):
+        d = drafts.get("MedicationRequest/" + ref.split("/", 1)[1])
+        return f"ordering {_draft_label(d)}" if d is not None else None
+    res = index.get(ref)
+    if res is None:
+        return None
+    rtype = res.get("resourceType")
+    if rtype == "Observation":
+        parts = [p for p in (_concept_name(res.get("code")), _result_value(res)) if p]
+        when = _human_date(res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
+                           or res.get("issued"))
+    elif rtype == "Condition":
+        parts = [p for p in (_concept_name(res.get("code")), _concept_name(res.get("severity")),
+                             _concept_name(res.get("clinicalStatus"))) if p]
+        when = _human_date(res.get("onsetDateTime") or (res.get("onsetPeriod") or {}).get("start")
+                           or res.get("recordedDate"))
+    elif rtype in ("MedicationStatement", "MedicationRequest", "MedicationAdministration"):
+        parts = [p for p in (_concept_name(res.get("medicationCodeableConcept")), res.get("status")) if p]
+        period = res.get("effectivePeriod") or {}
+        start = period.get("start") or res.get("effectiveDateTime") or res.get("authoredOn")
+        when = _human_date(start)
+        if when and period.get("end"):
+            when = f"{when} to {_human_date(period['end'])}"
+    elif rtype == "Patient":
+        parts, when = [], _human_date(res.get("birthDate"))
+        when = f"born {when}" if when else None
+    else:
+        parts, when = [_concept_name(res.get("code")) or rtype], None
+    text = ", ".join(_shorten(str(p), 70) for p in parts)
+    if when:
+        text = f"{text}, {when}" if text else when
+    return text or None
+
+
+def _direct_tests(node: Any, out: dict[str, set[str]]) -> dict[str, set[str]]:
+    """fact → operators of the tests written in the rule itself (named scopes not opened)."""
+    if isinstance(node, dict):
+        for key in ("all", "any"):
+            for child in node.get(key) or ():
+                _direct_tests(child, out)
+        if "not" in node:
+            _direct_tests(node["not"], out)
+        if "fact" in node:
+            out.setdefault(node["fact"], set()).update(k for k in node if k != "fact")
+    return out
+
+
+def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict] | None = None,
+               drafts: Mapping[str, Any] | None = None) -> list[str]:
+    """Each fact the rule read, by its clinical label, with the results behind it.
+
+    Facts the rule tests itself come first and are shown even when empty ("LVEF:
+    not recorded" is why S2-DUE fired) unless the rule only asks them not to be
+    true (no conflicting results); facts read through a named scope are shown
+    only when they hold a value, to keep the list short.
+    """
+    direct = _direct_tests(rec.rule.when.source, {})
+    own = {name for name, ops in direct.items() if ops - {"ne"}}
+    items = sorted(rec.facts, key=lambda f: f[0] not in own)
+    names = {name for name, _, _ in items}
+    values = {name: value for name, value, _ in items}
     lines = []
-    for name, value, refs in rec.facts:
-        where = f" — {', '.join(refs)}" if refs else ""
-        lines.append(f"- `{name}` = {format_value(value)}{where}")
+    for name, value, refs in items:
+        empty = value is None or value is False or value == [] or value == ()
+        if empty and (name not in own or (isinstance(value, (list, tuple)) and "exists" not in direct[name])):
+            continue
+        if name.endswith(".classes") and name[: -len("classes")] + "ingredients" in names:
+            continue  # the drugs themselves are listed; their classes would repeat them
+        if name.startswith("draft.all.") and values.get("draft." + name[len("draft.all."):]) == value:
+            continue  # all drafts are the selected ones: one line says it
+        if len(lines) >= WHY_MAX_FACTS:
+            break
+        label = rulebook.fact_labels.get(name)
+        if not label:  # every contract fact has a label (rulebook check); never show a key
+            continue
+        # sorted: the same card whatever order the prefetch or the FHIR server listed the records in
+        described = [d for d in (_describe_ref(r, index or {}, drafts or {}) for r in sorted(refs)) if d]
+        where = ""
+        if described:
+            more = len(described) - WHY_MAX_REFS
+            where = " (" + "; ".join(described[:WHY_MAX_REFS]) + (f"; +{more} more" if more > 0 else "") + ")"
+        lines.append(f"- {label}: {format_value(value)}{where}")
     return lines
 
 
@@ -72,7 +227,8 @@ def _finding_lines(findings: Iterable[Any]) -> list[str]:
     return lines
 
 
-def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[Any] = ()) -> str:
+def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[Any] = (),
+                  index: Mapping[str, dict] | None = None, drafts: Mapping[str, Any] | None = None) -> str:
     rule = rec.rule
     out = [rule.card["detail"].strip()]
     if rec.notes:
@@ -82,7 +238,7 @@ def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[An
         if lines:
             out.append("**Results and findings involved**\n" + "\n".join(lines))
     out.append("**Evidence**\n" + "\n".join(_evidence_lines(rulebook, rule.evidence)))
-    why = _why_lines(rec)
+    why = _why_lines(rec, rulebook, index, drafts)
     why.append(f"- Rule {rule.id} v{rule.version} ({rule.title}), rulebook {rulebook.id} {rulebook.version}")
     out.append("**Why this card**\n" + "\n".join(why))
     return "\n\n".join(out)
@@ -131,11 +287,39 @@ def _service_request(sr: dict, patient_id: str) -> dict:
     }
 
 
+def _stop_action(episode: Any, resource: dict) -> dict:
+    """CDS Hooks ``update``: the whole active resource with status ``stopped``."""
+    stopped = copy.deepcopy(resource)
+    stopped["status"] = "stopped"
+    name = _concept_name(resource.get("medicationCodeableConcept")) or ", ".join(episode.ingredients)
+    if resource["resourceType"] == "MedicationRequest":
+        desc = f"Stop the active order: {name} (status set to stopped)"
+    else:
+        desc = (f"Mark {name} as stopped on the medication list. Only a medication statement is on record, "
+                f"not an order: stop the treatment in the treatment plan as well")
+    return {"type": "update", "description": desc, "resource": stopped}
+
+
+def active_medications(medications: Iterable[Any], resources: Iterable[Any] = (),
+                       index: Mapping[str, dict] | None = None) -> list[tuple[Any, dict]]:
+    """(episode, resource) for each active MedicationRequest/MedicationStatement on record."""
+    index = index if index is not None else _resource_index(resources)
+    out = []
+    for m in medications or ():
+        res = index.get(getattr(m, "ref", ""))
+        if res and getattr(m, "state", None) == "active" \
+                and res.get("status") in _ACTIVE_STATUSES.get(res.get("resourceType"), ()):
+            out.append((m, res))
+    # One order whatever the order the FHIR server or the prefetch listed them in.
+    return sorted(out, key=lambda pair: (pair[1]["resourceType"], pair[1]["id"]))
+
+
 def build_actions(suggestion: Suggestion, rulebook: Rulebook, patient_id: str, draft_orders: Iterable[Any],
-                  taken: set[str]) -> tuple[list[dict], bool]:
+                  taken: set[str], active: Iterable[tuple[Any, dict]] = ()) -> tuple[list[dict], bool]:
     """Concrete actions of one suggestion, and whether anything was dropped as a duplicate.
 
     ``taken`` = ingredients active or already in draftOrders: never suggested again.
+    ``active`` = (episode, resource) of active medications, the only targets of ``stop_active``.
     """
     actions: list[dict] = []
     deleted: set[str] = set()
@@ -160,6 +344,14 @@ def build_actions(suggestion: Suggestion, rulebook: Rulebook, patient_id: str, d
                 f"Create a draft order for {med['text']}" + (f": {dosage}" if dosage else ""))
             actions.append({"type": "create", "description": desc,
                             "resource": _medication_request(med, patient_id, dosage, spec.get("intent", "proposal"))})
+        elif "stop_active" in spec:
+            wanted = set(spec["stop_active"]["ingredients_any"])
+            for episode, resource in active:
+                ref = f"{resource['resourceType']}/{resource['id']}"
+                if ref in deleted or not set(episode.ingredients) & wanted:
+                    continue
+                deleted.add(ref)
+                actions.append(_stop_action(episode, resource))
         elif "create_service_request" in spec:
             sr = rulebook.service_requests[spec["create_service_request"]]
             actions.append({"type": "create", "description": spec.get("description") or f"Order: {sr['text']}",
@@ -169,16 +361,18 @@ def build_actions(suggestion: Suggestion, rulebook: Rulebook, patient_id: str, d
 
 def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, draft_orders: Iterable[Any],
                 taken: set[str], findings: Iterable[Any] = (), base_url: str | None = None,
-                fhir_server: str | None = None) -> dict:
+                fhir_server: str | None = None, index: Mapping[str, dict] | None = None,
+                active: Iterable[tuple[Any, dict]] = ()) -> dict:
     rule = rec.rule
     draft_orders = list(draft_orders)
+    drafts = {_delete_ref(d): d for d in draft_orders}
     first_ev = rulebook.evidence[rule.evidence[0]]
     labels = ", ".join(rulebook.evidence[e]["label"] for e in rule.evidence)
     card: dict[str, Any] = {
         "uuid": _new_uuid(),
         "summary": rule.card["summary"][:SUMMARY_LIMIT],
         "indicator": rule.card["indicator"],
-        "detail": render_detail(rec, rulebook, findings),
+        "detail": render_detail(rec, rulebook, findings, index, drafts),
         "source": {
             "label": f"HER2 MBC rulebook {rule.id}: {labels}"[:200],
             "topic": {"system": rulebook.topic_system, "code": rule.id, "display": rule.title},
@@ -188,7 +382,7 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
         card["source"]["url"] = first_ev["url"]
     suggestions = []
     for s in rec.suggestions:
-        actions, _dropped = build_actions(s, rulebook, patient_id, draft_orders, taken)
+        actions, _dropped = build_actions(s, rulebook, patient_id, draft_orders, taken, active)
         if not actions:
             continue
         item = {"label": s.label, "uuid": _new_uuid(), "actions": actions}
@@ -233,14 +427,23 @@ _ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 def render(recommendations: Iterable[Recommendation], rulebook: Rulebook, *, facts: Mapping[str, Any],
            patient_id: str, draft_orders: Iterable[Any] = (), findings: Iterable[Any] = (),
-           base_url: str | None = None, fhir_server: str | None = None) -> list[dict]:
-    """All cards of one hook call, most severe first (stable within a severity)."""
+           base_url: str | None = None, fhir_server: str | None = None,
+           medications: Iterable[Any] = (), resources: Iterable[Any] = ()) -> list[dict]:
+    """All cards of one hook call, most severe first (stable within a severity).
+
+    ``resources`` (the request's FHIR resources) name the results in "Why this card"
+    and are the whole resources a ``stop_active`` update sends back; ``medications``
+    are the profile's normalized episodes (which of them are active, and their ingredients).
+    """
+    index = _resource_index(resources)
+    active = active_medications(medications, index=index)
     taken = set(fact_value(facts, "meds.active.ingredients") or ()) | set(
         fact_value(facts, "draft.all.ingredients") or ())
     draft_orders = list(draft_orders)
     findings = list(findings)
     cards = [render_card(r, rulebook, patient_id=patient_id, draft_orders=draft_orders, taken=taken,
-                         findings=findings, base_url=base_url, fhir_server=fhir_server) for r in recommendations]
+                         findings=findings, base_url=base_url, fhir_server=fhir_server, index=index,
+                         active=active) for r in recommendations]
     return sorted(cards, key=lambda c: _ORDER[c["indicator"]])
 
 

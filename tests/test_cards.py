@@ -51,8 +51,9 @@ def test_l2_never_suggests_a_drug_already_active_or_ordered(rulebook):
 
 def test_suggestion_dropped_when_every_create_is_a_duplicate(rulebook):
     facts = dict(MAINT, **{"meds.active.ingredients": ["trastuzumab", "pertuzumab", "tucatinib"]})
-    # force M3 despite active tucatinib to prove the renderer itself dedupes
-    rec = next(r for r in evaluate(rulebook, dict(MAINT), "patient-view") if r.rule.id == "M3")
+    # force M1's tucatinib-only offer (HR-negative) despite active tucatinib: the renderer itself dedupes
+    rec = next(r for r in evaluate(rulebook, dict(MAINT, **{"hr.status": "negative"}), "patient-view")
+               if r.rule.id == "M1")
     cards = render([rec], rulebook, facts=facts, patient_id="x")
     assert "suggestions" not in cards[0] and "selectionBehavior" not in cards[0]
 
@@ -80,10 +81,14 @@ def test_no_links_without_base_url_and_why_lists_fact_refs(rulebook):
     facts = {k: F(v) for k, v in MAINT.items()}
     facts["hr.status"] = F("positive", ("Observation/er-1",))
     recs = [r for r in evaluate(rulebook, facts, "patient-view") if r.rule.id == "M1"]
-    card = render(recs, rulebook, facts=facts, patient_id="p")[0]
+    er = {"resourceType": "Observation", "id": "er-1", "status": "final", "code": {"text": "ER % (breast)"},
+          "valueQuantity": {"value": 90, "unit": "%"}, "effectiveDateTime": "2025-04-07"}
+    card = render(recs, rulebook, facts=facts, patient_id="p", resources=[er])[0]
     assert "links" not in card
     why = card["detail"].split("**Why this card**")[1]
-    assert "`hr.status` = positive — Observation/er-1" in why
+    # clinical label, the result's own name, value and date; never the profile key
+    assert "- Hormone-receptor status: positive (ER % (breast), 90%, 7 Apr 2025)" in why
+    assert "hr.status" not in card["detail"] and "`" not in card["detail"]
 
 
 def test_cards_link_to_the_smart_app_and_offer_an_absolute_fallback():
@@ -97,3 +102,31 @@ def test_cards_link_to_the_smart_app_and_offer_an_absolute_fallback():
     assert parse_qs(fallback.query) == {"iss": ["https://ehr.example.org/fhir"], "patient": ["p 1"]}
     # No FHIR server in the request: only the SMART link (the fallback would have nowhere to go).
     assert [l["type"] for l in app_links("https://cds.example.org", None, "p1")] == ["smart"]
+
+
+def test_stop_active_updates_only_active_records_and_labels_a_statement(rulebook):
+    from cds_service.criteria import MedEpisode
+    facts = dict(MAINT, **{"draft.ingredients": ["fam-trastuzumab deruxtecan"], "draft.classes": ["her2-adc", "anti-her2"],
+                           "draft.all.ingredients": ["fam-trastuzumab deruxtecan"],
+                           "draft.all.classes": ["her2-adc", "anti-her2"]})
+    recs = [r for r in evaluate(rulebook, facts, "order-select") if r.rule.id == "S4-SWITCH"]
+    assert recs
+    order = {"resourceType": "MedicationRequest", "id": "h1", "status": "active", "intent": "order",
+             "medicationCodeableConcept": {"text": "Herceptin"}, "subject": {"reference": "Patient/p"}}
+    statement = {"resourceType": "MedicationStatement", "id": "p1", "status": "active",
+                 "medicationCodeableConcept": {"text": "Perjeta"}, "subject": {"reference": "Patient/p"}}
+    old = {"resourceType": "MedicationStatement", "id": "p0", "status": "completed",
+           "medicationCodeableConcept": {"text": "Perjeta"}, "subject": {"reference": "Patient/p"}}
+    meds = [MedEpisode("MedicationRequest/h1", ("trastuzumab",), ("anti-her2",), "active", None, None, "Herceptin",
+                       "MedicationRequest"),
+            MedEpisode("MedicationStatement/p1", ("pertuzumab",), ("anti-her2",), "active", None, None, "Perjeta",
+                       "MedicationStatement"),
+            MedEpisode("MedicationStatement/p0", ("pertuzumab",), ("anti-her2",), "past", None, None, "Perjeta",
+                       "MedicationStatement")]
+    card = render(recs, rulebook, facts=facts, patient_id="p", medications=meds,
+                  resources=[{"resourceType": "Bundle", "entry": [{"resource": r} for r in (order, statement, old)]}])[0]
+    actions = [a for s in card["suggestions"] for a in s["actions"]]
+    assert [(a["type"], a["resource"]["id"], a["resource"]["status"]) for a in actions] == [
+        ("update", "h1", "stopped"), ("update", "p1", "stopped")]
+    assert order["status"] == "active"  # the request's own resource is not modified
+    assert "medication list" in actions[1]["description"] and "Stop the active order" in actions[0]["description"]

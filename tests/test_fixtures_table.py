@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.protocol.discovery import PREFETCH, SERVICES
@@ -62,7 +63,8 @@ def test_requests_use_discovery_prefetch_keys():
 def test_every_rule_and_the_scope_gate_are_covered(knowledge):
     rulebook = knowledge.rulebook
     expected = {tok.split(":")[0] for r in _table() for tok in r["expected"].split()}
-    assert {r.id for r in rulebook.rules} <= expected
+    # Rules off by default (enabled_by a rulebook flag, e.g. F1) are covered in test_rules_evaluator.
+    assert {r.id for r in rulebook.rules if rulebook.enabled(r)} <= expected
     silent = {r["patient"] for r in _table() if not r["expected"]}
     assert {"p41-lung-primary", "p42-early"} <= silent
 
@@ -101,9 +103,27 @@ def _check_card(card, body, draft_ids):
             assert a["description"]
             if a["type"] == "delete":
                 assert a["resourceId"] in draft_ids
+            elif a["type"] == "update":
+                # stop_active: the patient's own active medication record, whole, with status stopped
+                res = a["resource"]
+                assert res["resourceType"] in ("MedicationRequest", "MedicationStatement")
+                assert res["status"] == "stopped" and res["id"]
+                assert f"{res['resourceType']}/{res['id']}" in _record_refs(body)
+                model = MedicationRequest if res["resourceType"] == "MedicationRequest" else MedicationStatement
+                model.model_validate(res)
             else:
                 res = a["resource"]
                 assert res["status"] == "draft"
                 assert res["subject"]["reference"] == f"Patient/{body['context']['patientId']}"
                 model = MedicationRequest if res["resourceType"] == "MedicationRequest" else ServiceRequest
                 model.model_validate(res)
+
+
+def _record_refs(body):
+    """``Type/id`` of every resource the request's prefetch holds."""
+    refs = set()
+    for value in body["prefetch"].values():
+        for e in (value or {}).get("entry", []) if (value or {}).get("resourceType") == "Bundle" else ():
+            r = e.get("resource") or {}
+            refs.add(f"{r.get('resourceType')}/{r.get('id')}")
+    return refs

@@ -1,6 +1,7 @@
 """The condition language and rule evaluation, with hand-made fact dicts."""
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -83,14 +84,29 @@ def test_broken_rule_is_rejected_with_id_and_path():
 
 def test_unknown_fact_evidence_and_medication_are_rejected():
     doc = _doc()
-    i = _index(doc, "M2")
+    i = _index(doc, "M1")
     doc["rules"][i]["when"]["all"][0] = {"fact": "hr.stauts", "eq": "positive"}
     doc["rules"][i]["evidence"].append("NOPE")
     doc["rules"][i]["suggestions"][0]["actions"][0]["create_medication"] = "ribociclib"
     problems = validate_document(doc)
-    assert any("rule M2" in p and f"/rules/{i}/when/all/0/fact" in p and "hr.stauts" in p for p in problems)
-    assert any("rule M2" in p and "/evidence/" in p for p in problems)
-    assert any("rule M2" in p and "create_medication" in p for p in problems)
+    assert any("rule M1" in p and f"/rules/{i}/when/all/0/fact" in p and "hr.stauts" in p for p in problems)
+    assert any("rule M1" in p and "/evidence/" in p for p in problems)
+    assert any("rule M1" in p and "create_medication" in p for p in problems)
+
+
+def test_long_detail_unknown_flag_and_unlabelled_fact_are_rejected():
+    doc = _doc()
+    i = _index(doc, "F2")
+    doc["rules"][i]["card"]["detail"] = "line\n" * 6
+    doc["rules"][i]["enabled_by"] = "no_such_flag"
+    doc["facts"]["ecog"] = {"type": "int|null"}
+    problems = validate_document(doc)
+    assert any("/facts/ecog" in p and "label" in p for p in problems), problems
+    del doc["facts"]["ecog"]
+    doc["facts"]["ecog"] = {"type": "int|null", "label": "ECOG"}
+    problems = validate_document(doc)
+    assert any(f"/rules/{i}/card/detail" in p and "5 short lines" in p for p in problems), problems
+    assert any(f"/rules/{i}/enabled_by" in p for p in problems), problems
 
 
 def test_summary_over_139_chars_is_rejected():
@@ -137,7 +153,11 @@ def test_thp_first_line_and_scope_gate(rulebook):
            "draft.classes": ["taxane", "chemotherapy", "anti-her2", "anti-her2-antibody"]}
     thp_all = {"draft.all.ingredients": thp["draft.ingredients"], "draft.all.classes": thp["draft.classes"]}
     facts = {**thp, **thp_all}
-    assert _fire(rulebook, "order-select", **{k.replace(".", "__"): v for k, v in facts.items()}) == ["F1"]
+    # F1 (a confirmation, no decision) is off by default; the rulebook flag turns it on.
+    assert _fire(rulebook, "order-select", **{k.replace(".", "__"): v for k, v in facts.items()}) == []
+    assert not rulebook.flags["confirmation_cards"]
+    with_f1 = dataclasses.replace(rulebook, flags={"confirmation_cards": True})
+    assert [r.rule.id for r in evaluate(with_f1, {**BASE, **facts}, "order-select")] == ["F1"]
     # HER2-low patient ordered THP: the safety rule, no regimen card
     fired = _fire(rulebook, "order-select", her2__status="low", **{k.replace(".", "__"): v for k, v in facts.items()})
     assert fired == ["S6"]
@@ -158,6 +178,115 @@ def test_hr_negative_never_gets_endocrine_or_cdk46_offers(rulebook):
     facts = {"hr.status": "negative", "taxane.cycles": 6, "disease.progression": False,
              "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"],
              "therapy.prior_metastatic_anti_her2": True}
-    fired = _fire(rulebook, "patient-view", **{k.replace(".", "__"): v for k, v in facts.items()})
-    assert "M1" not in fired and "M2" not in fired and "M3" in fired
+    recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")
+    m1 = [r for r in recs if r.rule.id == "M1"]
+    assert len(m1) == 1
+    created = {a["create_medication"] for s in m1[0].suggestions for a in s.actions if "create_medication" in a}
+    assert created == {"tucatinib"}
 
+
+def test_maintenance_is_one_card_with_alternatives(rulebook):
+    facts = {"taxane.cycles": 6, "disease.progression": False, "patient.sex": "female", "patient.menopausal": "post",
+             "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"]}
+    recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")
+    assert [r.rule.id for r in recs] == ["M1"]
+    labels = [s.label for s in recs[0].suggestions]
+    assert len(labels) == 3 and recs[0].rule.selection_behavior == "at-most-one"
+    assert any("letrozole" in l and "palbociclib" not in l for l in labels)
+    assert any("PATINA" in l for l in labels) and any("HER2CLIMB-05" in l for l in labels)
+
+
+
+# -- issue 16: thresholds and indicators ---------------------------------------------
+
+TDXD_DRAFT = {"draft.ingredients": ["fam-trastuzumab deruxtecan"], "draft.classes": ["her2-adc", "anti-her2"],
+              "draft.all.ingredients": ["fam-trastuzumab deruxtecan"], "draft.all.classes": ["her2-adc", "anti-her2"]}
+
+
+def _ids(rulebook, hook="order-select", **facts):
+    return sorted(r.rule.id for r in evaluate(rulebook, {**BASE, **facts}, hook))
+
+
+@pytest.mark.parametrize("grade, resolved, expected", [
+    (2, True, "S1-C"), (3, False, "S1-C"), (None, True, "S1-C"),  # grade >= 2 or unknown: critical
+    (1, False, "S1-C"),                                            # unresolved grade 1: interrupt
+    (1, True, "S1-G1"),                                            # resolved grade 1: may resume
+])
+def test_s1_by_grade(rulebook, grade, resolved, expected):
+    fired = _ids(rulebook, **TDXD_DRAFT, **{"ild": True, "ild.on_tdxd": True, "ild.on_tdxd.grade": grade,
+                                            "ild.on_tdxd.resolved": resolved})
+    assert expected in fired and not ({"S1-C", "S1-G1", "S1-W"} - {expected}) & set(fired)
+
+
+def test_s4_critical_only_for_agents_ordered_together_warning_at_a_line_switch(rulebook):
+    together = {"draft.ingredients": ["fam-trastuzumab deruxtecan", "trastuzumab"],
+                "draft.all.ingredients": ["fam-trastuzumab deruxtecan", "trastuzumab"],
+                "draft.classes": ["her2-adc", "anti-her2", "anti-her2-antibody"],
+                "draft.all.classes": ["her2-adc", "anti-her2", "anti-her2-antibody"]}
+    assert "S4" in _ids(rulebook, **together) and "S4-SWITCH" not in _ids(rulebook, **together)
+    switch = {**TDXD_DRAFT, "meds.active.ingredients": ["trastuzumab", "pertuzumab"],
+              "meds.active.classes": ["anti-her2", "anti-her2-antibody"]}
+    fired = _ids(rulebook, **switch)
+    assert "S4-SWITCH" in fired and "S4" not in fired
+    # T-DXd + pertuzumab first line (DESTINY-Breast09) continuing: not a switch
+    db09 = {**TDXD_DRAFT, "meds.active.ingredients": ["fam-trastuzumab deruxtecan", "pertuzumab"]}
+    assert "S4-SWITCH" not in _ids(rulebook, **db09)
+
+
+@pytest.mark.parametrize("alt, ast, bili, expected", [
+    (3.5, 1.0, 2.2, "S5-C"),   # Hy's law: ALT/AST > 3x with bilirubin > 2x
+    (21, 1.0, 1.0, "S5-C"),    # grade 4 ALT
+    (1.0, 1.0, 11, "S5-C"),    # grade 4 bilirubin
+    (6, 1.0, 1.0, "S5-W"),     # grade 3 ALT
+    (1.0, 1.0, 1.8, "S5-W"),   # grade 2 bilirubin
+    (3.5, 1.0, 1.4, "S5"),     # ALT 3.5x alone: monitoring only
+])
+def test_s5_tukysa_thresholds(rulebook, alt, ast, bili, expected):
+    facts = {"draft.ingredients": ["tucatinib"], "draft.classes": ["her2-tki", "anti-her2"],
+             "liver.alt_x_uln": alt, "liver.ast_x_uln": ast, "liver.bili_x_uln": bili}
+    fired = [i for i in _ids(rulebook, **facts) if i.startswith("S5")]
+    assert fired == [expected]
+
+
+@pytest.mark.parametrize("cycles, expected", [(5, None), (6, "F4-INFO"), (7, "F4-INFO"), (8, "F4"), (9, "F4")])
+def test_f4_information_at_cycles_7_and_8_warning_from_9(rulebook, cycles, expected):
+    facts = {"taxane.cycles": cycles, "disease.progression": False, "draft.ingredients": ["docetaxel"],
+             "draft.classes": ["taxane", "chemotherapy"]}
+    fired = [i for i in _ids(rulebook, **facts) if i.startswith("F4")]
+    assert fired == ([expected] if expected else [])
+
+
+def test_f5_ignores_a_stale_ecog(rulebook):
+    thp = {"draft.all.ingredients": ["docetaxel", "trastuzumab", "pertuzumab"],
+           "draft.all.classes": ["taxane", "chemotherapy", "anti-her2"]}
+    assert "F5" in _ids(rulebook, **thp, ecog=3, **{"ecog.days_ago": 30})
+    assert "F5" not in _ids(rulebook, **thp, ecog=3, **{"ecog.days_ago": 1460})
+    assert "F5" not in _ids(rulebook, **thp, ecog=3)  # age of the ECOG unknown
+
+
+def test_early_relapse_is_not_first_line(rulebook):
+    thp = {"draft.ingredients": ["docetaxel", "trastuzumab", "pertuzumab"],
+           "draft.all.ingredients": ["docetaxel", "trastuzumab", "pertuzumab"],
+           "draft.classes": ["taxane", "chemotherapy", "anti-her2", "anti-her2-antibody"],
+           "draft.all.classes": ["taxane", "chemotherapy", "anti-her2", "anti-her2-antibody"]}
+    assert _ids(rulebook, **thp, **{"therapy.adjuvant_relapse_months": 4.0}) == ["L1-EARLY"]
+    assert _ids(rulebook, **thp, **{"therapy.adjuvant_relapse_months": 14.0}) == []
+
+
+def test_s6_tdxd_needs_endocrine_therapy_in_the_metastatic_setting(rulebook):
+    low = {**TDXD_DRAFT, "her2.status": "low", "hr.status": "positive"}
+    assert "S6-TDXD" in _ids(rulebook, **low, **{"therapy.prior_metastatic_endocrine": True})
+    assert "S6-TDXD" not in _ids(rulebook, **low, **{"meds.ever.classes": ["endocrine"]})
+    ultralow = {**TDXD_DRAFT, "her2.status": "zero", "her2.ultralow": True, "hr.status": "positive"}
+    assert "S6-TDXD" in _ids(rulebook, **ultralow, **{"therapy.prior_metastatic_endocrine": True})
+    assert "S6-TDXD-ZERO" in _ids(rulebook, **{**ultralow, "her2.ultralow": False},
+                                  **{"therapy.prior_metastatic_endocrine": True})
+
+
+def test_m4_keeps_a_gnrh_agonist_and_silences_palbociclib_monitoring(rulebook):
+    facts = {"hr.status": "negative", "draft.ingredients": ["goserelin"], "draft.classes": ["gnrh-agonist"]}
+    assert "M4" not in _ids(rulebook, **facts)
+    palbo = {"hr.status": "negative", "draft.ingredients": ["letrozole", "palbociclib"],
+             "draft.classes": ["endocrine", "aromatase-inhibitor", "cdk46-inhibitor"]}
+    fired = _ids(rulebook, **palbo)
+    assert "M4" in fired and "S8" not in fired

@@ -66,7 +66,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(draft_facts)
     therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, params)
     derived.merge(therapy)
-    derived.merge(ild_on_tdxd(ild_conditions, episodes))
+    derived.merge(ild_on_tdxd(ild_conditions, episodes, t))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
     return PatientProfile(

@@ -9,6 +9,7 @@ over the Condition's own clinical status.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from ..fhir import parse as fp
 from ..knowledge.terminology import Terminology
@@ -19,6 +20,9 @@ from .readings import code_of, newest_final
 SITE_ORDER = ("bone", "liver", "lung", "brain", "pleura", "lymph_node", "other")
 HISTORY_OF_METASTATIC = "1287652008"  # SNOMED "history of metastatic" has no site
 _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
+# "Grade 2", "CTCAE grade 2", "G2 pneumonitis" in Condition.severity text or display.
+_GRADE_TEXT = re.compile(r"\b(?:ctcae\s*)?(?:grade|g)\s*([1-5])\b", re.IGNORECASE)
+_RESOLVED = frozenset({"resolved", "inactive", "remission"})
 
 
 def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]]:
@@ -68,17 +72,53 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
     return out, [c for c in intake.conditions if fp.reference_of(c) in ild]
 
 
-def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode]) -> Derived:
-    """ild.on_tdxd: an ILD Condition with onset on or after the first trastuzumab deruxtecan."""
+def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode], t: Terminology) -> Derived:
+    """ild.on_tdxd (.grade, .resolved): ILD Conditions with onset on or after the first trastuzumab deruxtecan.
+
+    The Enhertu label decides by grade: grade 2 or higher → permanently
+    discontinue; grade 1 → interrupt until resolved, then resume.  The grade is
+    the highest of those Conditions; a Condition without a readable grade makes
+    it unknown (``None``) unless another one is already grade 2 or higher, so a
+    missing grade is never read as grade 1.  ``resolved`` needs every one of
+    them resolved (clinicalStatus resolved/inactive/remission, or an abatement).
+    """
     out = Derived()
     tdxd = [e.start for e in episodes if "fam-trastuzumab deruxtecan" in e.ingredients and e.start]
     hits = []
     for c in ild_conditions:
         onset = fp.condition_onset(c)
         if onset and tdxd and min(tdxd) <= onset:
-            hits.append(fp.reference_of(c))
-    out.set("ild.on_tdxd", bool(hits), hits)
+            hits.append(c)
+    refs = [fp.reference_of(c) for c in hits]
+    out.set("ild.on_tdxd", bool(hits), refs)
+    grades = [severity_grade(c, t) for c in hits]
+    known = [g for g in grades if g is not None]
+    if not hits:
+        grade, note = None, None
+    elif None in grades and (not known or max(known) < 2):
+        grade, note = None, "grade not recorded (Condition.severity)"
+    else:
+        grade, note = max(known), None
+    out.set("ild.on_tdxd.grade", grade, refs, note)
+    out.set("ild.on_tdxd.resolved", bool(hits) and all(_resolved(c) for c in hits), refs)
     return out
+
+
+def severity_grade(cond: dict, t: Terminology) -> int | None:
+    """CTCAE grade of a Condition: "Grade N" in severity text/display, else SNOMED mild/moderate/severe."""
+    severity = cond.get("severity")
+    for text in fp.texts(severity):
+        m = _GRADE_TEXT.search(text)
+        if m:
+            return int(m.group(1))
+    code = t.translate_codeable("condition-severity-grade", severity)
+    return int(code) if code else None
+
+
+def _resolved(cond: dict) -> bool:
+    if code_of(cond.get("clinicalStatus")) in _RESOLVED:
+        return True
+    return any(cond.get(k) for k in ("abatementDateTime", "abatementPeriod", "abatementAge", "abatementString"))
 
 
 def _related_primary_not_breast(cond: dict, all_conditions: dict[str, dict], t: Terminology) -> bool:

@@ -27,6 +27,13 @@ from .readings import answer, is_final
 HER2_KINDS = ("her2-interpretation", "her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number")
 _SCORE = re.compile(r"(?<![\d.])([0-3])\s*\+")
 _LONE_SCORE = re.compile(r"^\s*(?:score\s*)?([0-3])\s*$", re.IGNORECASE)
+# "0 (null)", "0 without membrane staining": the counterpart of "0 (ultralow)".
+_LEADING_ZERO = re.compile(r"^\s*(?:ihc\s*)?(?:score\s*)?0(?![\d.,/+])\s*(?:\(|without\b|no\b|null\b)", re.IGNORECASE)
+# HER2-ultralow (ASCO/CAP 2023 wording; T-DXd label "IHC 0 with membrane staining"): "0 (ultralow)",
+# "ultralow", "0+ (ultralow)", ">0 <1+", "0 with membrane staining". Read before the score, so that
+# ">0 <1+" is not read as 1+; "without membrane staining" and "no membrane staining" do not match.
+_ULTRALOW = re.compile(r"(?<!not\s)(?<!non\s)(?<!non-)ultra[\s-]?low|>\s*0\s*(?:but\s*|and\s*|,\s*)?<\s*1\s*\+?"
+                       r"|\b0\+?\s+with\s+(?:faint\s+|incomplete\s+|weak\s+)*membrane\s+staining", re.IGNORECASE)
 
 
 @dataclass
@@ -35,7 +42,7 @@ class _Her2Item:
     date: dt.date | None
     specimen: str | None
     kind: str
-    value: Any  # ihc: ("score", "2+") / ("answer", "positive"); ish: answer; ratio/copies: float; interp: answer
+    value: Any  # ihc: ("score", "2+"[, "ultralow"]) / ("answer", "positive"); ish: answer; ratio/copies: float; interp: answer
 
 
 @dataclass
@@ -61,22 +68,28 @@ class _Her2Result:
     date: dt.date | None
     status: str  # positive | low | zero | negative (unscored) | equivocal_pending | unknown
     ihc: str | None
+    ultralow: bool
     ish_group: int | None
     refs: tuple[str, ...]
     label: str
 
 
-def _ihc_value(obs: dict, t: Terminology) -> tuple[str, str] | None:
-    """('score', '0'..'3+') when a score is written anywhere, else ('answer', ...)."""
+def _ihc_value(obs: dict, t: Terminology) -> tuple[str, ...] | None:
+    """('score', '0'..'3+') when a score is written anywhere, ('score', '0', 'ultralow'), else ('answer', ...)."""
     candidates = fp.texts(obs.get("valueCodeableConcept"))
     if isinstance(obs.get("valueString"), str):
         candidates.append(obs["valueString"])
     for interp in fp.first_codeable(obs.get("interpretation")):
         candidates += fp.texts(interp)
     for text in candidates:
+        if _ULTRALOW.search(text):
+            return ("score", "0", "ultralow")
+    for text in candidates:
         m = _SCORE.search(text) or _LONE_SCORE.match(text)
         if m:
             return ("score", "0" if m.group(1) == "0" else f"{m.group(1)}+")
+        if _LEADING_ZERO.match(text):
+            return ("score", "0")
     n = None
     if "valueInteger" in obs or isinstance(obs.get("valueQuantity"), dict):
         n = fp.number_value(obs)
@@ -136,6 +149,7 @@ def her2_facts(intake: Intake, t: Terminology, params: CriteriaParameters) -> De
     if not usable:
         out.set("her2.status", "unknown", (), "no final HER2 result")
         out.set("her2.ihc", None)
+        out.set("her2.ultralow", False)
         out.set("her2.ish_group", None)
         out.set("her2.negative", False)
         out.set("her2.conflict", False)
@@ -153,11 +167,12 @@ def her2_facts(intake: Intake, t: Terminology, params: CriteriaParameters) -> De
         out.finding("her2-conflict", f"HER2 results disagree: {listing}. Precedence: newest final/amended/"
                     "corrected result; on one specimen an explicit 48676-1 interpretation wins", all_refs)
     if same_day_disagree:
-        status, ihc, group, refs = "unknown", None, None, [x for r in newest for x in r.refs]
+        status, ihc, ultralow, group, refs = "unknown", None, False, None, [x for r in newest for x in r.refs]
         note = "results of the same date disagree"
     else:
         top = newest[0]
-        status, ihc, group, refs, note = top.status, top.ihc, top.ish_group, list(top.refs), top.label
+        status, ihc, ultralow, group = top.status, top.ihc, top.ultralow, top.ish_group
+        refs, note = list(top.refs), top.label
     negative = status in ("low", "zero", "negative")
     if status == "negative":
         status = "unknown"
@@ -167,6 +182,7 @@ def her2_facts(intake: Intake, t: Terminology, params: CriteriaParameters) -> De
         out.finding("her2-equivocal", "HER2 IHC 2+ (equivocal) without an ISH result; reflex ISH required", refs)
     out.set("her2.status", status, refs, note)
     out.set("her2.ihc", ihc, refs)
+    out.set("her2.ultralow", ultralow, refs if ultralow else ())
     out.set("her2.ish_group", group, refs)
     out.set("her2.negative", negative, refs)
     out.set("her2.conflict", bool(conflict or same_day_disagree), all_refs if conflict else refs)
@@ -214,12 +230,14 @@ def _evaluate_her2_group(g: _Her2Group) -> _Her2Result | None:
 
     ihc_v = newest("her2-ihc")
     ihc = ihc_v[1] if ihc_v and ihc_v[0] == "score" else None
+    ultralow = bool(ihc_v and ihc_v[0] == "score" and len(ihc_v) > 2)
     ihc_answer = ihc_v[1] if ihc_v and ihc_v[0] == "answer" else None
     ratio, copies = newest("her2-ish-ratio"), newest("her2-copy-number")
     group = _ish_group(ratio, copies)
     ish_answer = newest("her2-ish")
     interp = newest("her2-interpretation")
-    parts = [f"IHC {ihc}" if ihc else (f"IHC {ihc_answer}" if ihc_answer else None),
+    parts = [(f"IHC {ihc}" + (" (ultralow)" if ultralow else "")) if ihc
+             else (f"IHC {ihc_answer}" if ihc_answer else None),
              f"ISH group {group} (ratio {ratio:g}, {copies:g} copies)" if group else None,
              f"ISH {ish_answer}" if ish_answer and not group else None,
              f"interpretation {interp}" if interp else None]
@@ -272,5 +290,5 @@ def _evaluate_her2_group(g: _Her2Group) -> _Her2Result | None:
     else:
         status = "unknown"
     date = g.date
-    return _Her2Result(date, status, ihc, group, g.refs,
+    return _Her2Result(date, status, ihc, ultralow and status == "zero", group, g.refs,
                        f"{date or 'undated'}: {label_core} → {status} ({', '.join(g.refs)})")

@@ -72,6 +72,9 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     out.set("therapy.prior_metastatic_anti_her2", bool(regimens), line_refs,
             None if mdate or not met else "metastatic date unknown")
     out.set("therapy.prior_metastatic_chemo", bool(chemo), [e.ref for e in chemo])
+    endocrine = [e for e in episodes if "endocrine" in e.classes and mdate and e.start and e.start >= mdate]
+    out.set("therapy.prior_metastatic_endocrine", bool(endocrine), [e.ref for e in endocrine])
+    _adjuvant_relapse(episodes, mdate, params, out)
     undated_anti = [e for e in anti if e.start is None]
     line: int | None
     note = None
@@ -93,6 +96,35 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     _taxane(episodes, regimens[-1].start if regimens else mdate, today, params, out)
     history = TherapyHistory(_as_lines(regimens), {e.ref: n for n, r in enumerate(regimens, 1) for e in r.episodes})
     return out, history
+
+
+def _adjuvant_relapse(episodes: list[MedEpisode], mdate: dt.date | None, params: CriteriaParameters,
+                      out: Derived) -> None:
+    """therapy.adjuvant_relapse_months: from the end of (neo)adjuvant trastuzumab-based therapy to relapse.
+
+    Trastuzumab-based = any ingredient containing trastuzumab (trastuzumab and
+    its biosimilars, Phesgo, T-DM1, T-DXd) in an episode that started more than
+    ``line-of-therapy-window-days`` before the metastatic date (a first-line
+    regimen started a little before the metastasis was coded is not adjuvant).
+    Still active at the metastatic date = relapse during therapy (0 months).
+    ASCO 2022 Rec 5.0 treats <= 12 months as second line; the T-DXd label says
+    "during or within 6 months of completing therapy".
+    """
+    name = "therapy.adjuvant_relapse_months"
+    if mdate is None:
+        out.set(name, None)
+        return
+    cutoff = mdate - dt.timedelta(days=params.line_of_therapy_window_days)
+    adjuvant = [e for e in episodes if e.start and e.start < cutoff
+                and any("trastuzumab" in i for i in e.ingredients)]
+    ends = [min(e.end, mdate) if e.end else mdate for e in adjuvant if e.end or e.state == "active"]
+    refs = [e.ref for e in adjuvant]
+    if not ends:
+        out.set(name, None, refs, "adjuvant anti-HER2 therapy without an end date" if adjuvant else None)
+        return
+    last = max(ends)
+    out.set(name, round((mdate - last).days / DAYS_PER_MONTH, 1), refs,
+            f"last adjuvant trastuzumab-based therapy ended {last}, metastatic {mdate}")
 
 
 def _as_lines(regimens: list[_Regimen]) -> tuple[Line, ...]:

@@ -22,7 +22,7 @@ def observation_facts(intake: Intake, t: Terminology, today: dt.date) -> tuple[D
     """pik3ca, ecog, lvef.*, liver.*_x_uln and disease.progression; also every (date, ref) of progression."""
     out = Derived()
     _pik3ca(intake.of_kind("genetic-variant"), t, out)
-    _ecog(intake.of_kind("ecog"), t, out)
+    _ecog(intake.of_kind("ecog"), t, today, out)
     _lvef(intake.of_kind("lvef"), today, out)
     for kind, name in LIVER_LABS:
         _x_uln(intake.of_kind(kind), name, out)
@@ -63,7 +63,8 @@ def _is_pik3ca(obs: dict, t: Terminology) -> bool:
     return any("pik3ca" in s.lower() for s in fp.texts(obs.get("code")))
 
 
-def _ecog(observations: list[dict], t: Terminology, out: Derived) -> None:
+def _ecog(observations: list[dict], t: Terminology, today: dt.date, out: Derived) -> None:
+    """ecog (newest readable grade) and ecog.days_ago (its age: rules use only a recent one)."""
     for date, obs in newest_usable(observations, "ECOG", out):
         ref = fp.reference_of(obs)
         grade = None
@@ -79,8 +80,10 @@ def _ecog(observations: list[dict], t: Terminology, out: Derived) -> None:
             out.finding("unparsed-value", f"{ref}: ECOG value could not be read", (ref,))
             continue
         out.set("ecog", grade, (ref,), f"on {date}" if date else None)
+        out.set("ecog.days_ago", (today - date).days if date else None, (ref,))
         return
     out.set("ecog", None)
+    out.set("ecog.days_ago", None)
 
 
 def _lvef(observations: list[dict], today: dt.date, out: Derived) -> None:

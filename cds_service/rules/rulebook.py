@@ -35,6 +35,10 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "rulebook.sch
 RULEBOOK_DIRNAME = "rulebook"
 META_FILE = "rulebook.yaml"
 
+# A card's own text is read in a narrow EHR panel: the advice and key numbers in at most
+# five short lines (the schema caps it at 500 characters); evidence and "why" follow as lists.
+DETAIL_MAX_LINES = 5
+
 COMPARATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte",
                "contains", "contains_any", "contains_all", "exists")
 
@@ -84,6 +88,7 @@ class Rule:
     override_reasons: tuple[str, ...] = ()
     suppresses: tuple[str, ...] = ()
     show_findings: bool = False
+    enabled_by: str | None = None
     file: str = ""
 
 
@@ -97,6 +102,7 @@ class Rulebook:
     override_reason_system: str
     scopes: dict[str, Condition]
     facts: dict[str, str]
+    fact_labels: dict[str, str]
     evidence: dict[str, dict]
     medications: dict[str, dict]
     service_requests: dict[str, dict]
@@ -104,6 +110,11 @@ class Rulebook:
     left_out: tuple[dict, ...]
     rules: tuple[Rule, ...]
     files: tuple[str, ...] = ()
+    flags: dict[str, bool] | None = None
+
+    def enabled(self, rule: Rule) -> bool:
+        """A rule with ``enabled_by: FLAG`` runs only while that rulebook flag is true."""
+        return rule.enabled_by is None or bool((self.flags or {}).get(rule.enabled_by))
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -340,6 +351,12 @@ def _semantic_problems(doc: dict) -> list[str]:
                 if "create_service_request" in a and a["create_service_request"] not in (doc.get("service_requests") or {}):
                     out.append(f"{label}: {apath}/create_service_request: unknown service request "
                                f"{a['create_service_request']!r}")
+        if r.get("enabled_by") is not None and r["enabled_by"] not in (doc.get("flags") or {}):
+            out.append(f"{label}: {base}/enabled_by: unknown flag {r['enabled_by']!r}")
+        detail_lines = [ln for ln in r["card"]["detail"].strip().splitlines() if ln.strip()]
+        if len(detail_lines) > DETAIL_MAX_LINES:
+            out.append(f"{label}: {base}/card/detail: {len(detail_lines)} lines; lead with the advice in at most "
+                       f"{DETAIL_MAX_LINES} short lines (the full explanation lives in the SMART app)")
         if recommended > 1 and r.get("selection_behavior", "at-most-one") == "at-most-one":
             out.append(f"{label}: {base}/suggestions: more than one recommended suggestion with at-most-one")
         trees = [(f"{base}/when", r.get("when"))]
@@ -356,7 +373,8 @@ def _semantic_problems(doc: dict) -> list[str]:
 
 def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
     """Compile a *validated* document into immutable objects."""
-    facts = dict(doc["facts"])
+    facts = {name: spec["type"] for name, spec in doc["facts"].items()}
+    fact_labels = {name: spec["label"] for name, spec in doc["facts"].items()}
     scopes, _ = _compile_scopes(doc["scopes"], facts)
     rules = []
     origin = doc.get("_origin") or []
@@ -381,15 +399,16 @@ def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
             selection_behavior=r.get("selection_behavior", "at-most-one"), notes=notes,
             override_reasons=tuple(r.get("override_reasons") or ()),
             suppresses=tuple(r.get("suppresses") or ()), show_findings=bool(r.get("show_findings")),
-            file=origin[i] if i < len(origin) else "",
+            enabled_by=r.get("enabled_by"), file=origin[i] if i < len(origin) else "",
         ))
     return Rulebook(
         id=doc["id"], version=str(doc["version"]), title=doc["title"], topic_system=doc["topic_system"],
         extension_key=doc["extension_key"],
-        override_reason_system=doc["override_reason_system"], scopes=scopes, facts=facts, evidence=dict(doc["evidence"]),
+        override_reason_system=doc["override_reason_system"], scopes=scopes, facts=facts, fact_labels=fact_labels,
+        evidence=dict(doc["evidence"]),
         medications=dict(doc["medications"]), service_requests=dict(doc.get("service_requests") or {}),
         override_reasons=dict(doc["override_reasons"]), left_out=tuple(doc.get("left_out") or ()),
-        rules=tuple(rules), files=tuple(files),
+        rules=tuple(rules), files=tuple(files), flags=dict(doc.get("flags") or {}),
     )
 
 
@@ -423,11 +442,14 @@ def evaluate(rulebook: Rulebook, facts: Mapping[str, Any], hook: str) -> list[Re
     """Fire every rule of this hook whose scope and condition hold, then apply suppression.
 
     Suppression is data (``suppresses: [F1]``): a more specific card (F5 for a
-    frail patient) replaces a generic one (F1) rather than contradicting it.
+    frail patient) replaces a generic one (F1) rather than contradicting it, and a
+    card that removes a drug silences the cards that would monitor or keep it
+    (M4 suppresses S8).  Rules with ``enabled_by`` run only while that rulebook
+    flag is on (F1's confirmation card is off by default).
     """
     fired: list[Recommendation] = []
     for rule in rulebook.rules:
-        if hook not in rule.hooks:
+        if hook not in rule.hooks or not rulebook.enabled(rule):
             continue
         scope = rulebook.scopes[rule.scope]
         if not scope(facts) or not rule.when(facts):

@@ -1,0 +1,174 @@
+"""Over every fixture request: no two cards undo each other, and every detail reads short and clinical.
+
+Why: the oncologist's review (issue 16) found cards that contradicted each other
+(M4 "remove palbociclib" beside S8 "monitor palbociclib") and details that named
+profile keys (``her2.status = positive``) in a narrow EHR panel.  These tests
+hold every card the fixtures produce to both properties, so a new rule cannot
+bring either back unnoticed.
+
+"Undo" is checked on ingredients (after the service's own normalization):
+a card *removes* X when a suggestion deletes a draft of X or stops an active X;
+another card *creates* X when a suggestion creates a MedicationRequest for X,
+and *keeps* X when it is an information card whose rule requires a drafted X
+(monitoring or endorsing what is being ordered: S5, S8, S6-TDXD, F3, ...).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cds_service import create_app
+from cds_service.cards import DETAIL_LIMIT
+
+from test_fixtures_table import EXT, SERVICE_FOR_HOOK
+
+DRAFT_FACTS = {"draft.ingredients", "draft.all.ingredients"}
+DRAFT_CLASS_FACTS = {"draft.classes", "draft.all.classes"}
+
+
+@pytest.fixture(scope="module")
+def rulebook(knowledge):
+    return knowledge.rulebook
+
+
+@pytest.fixture(scope="module")
+def terminology(knowledge):
+    return knowledge.terminology
+
+
+@pytest.fixture(scope="module")
+def responses(tmp_path_factory, fixtures_today):
+    """(request name, request body, cards) for every fixture request, evaluated as of today."""
+    db = tmp_path_factory.mktemp("consistency") / "test.db"
+    client = create_app(auth="disabled", database_url=f"sqlite:///{db}").test_client()
+    _, requests, _ = fixtures_today
+    out = []
+    for name, body in requests.items():
+        resp = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
+        assert resp.status_code == 200, name
+        out.append((name, body, resp.get_json()["cards"]))
+    return out
+
+
+def _positive_draft_tests(node, rulebook, out):
+    """(fact, operand) of every draft test the condition requires (not under a ``not``)."""
+    if isinstance(node, dict):
+        if "all" in node or "any" in node:
+            for child in node.get("all") or node.get("any"):
+                _positive_draft_tests(child, rulebook, out)
+        elif "scope" in node:
+            _positive_draft_tests(rulebook.scopes[node["scope"]].source, rulebook, out)
+        elif "fact" in node and node["fact"] in DRAFT_FACTS | DRAFT_CLASS_FACTS:
+            for op in ("contains", "contains_any", "contains_all"):
+                if op in node:
+                    operand = node[op]
+                    out.append((node["fact"], set(operand if isinstance(operand, list) else [operand])))
+    return out
+
+
+def _drafts(body, terminology):
+    entries = (body["context"].get("draftOrders") or {}).get("entry", [])
+    out = {}
+    for e in entries:
+        r = e["resource"]
+        drugs = terminology.drugs_for_codeable(r.get("medicationCodeableConcept"))
+        out[f"MedicationRequest/{r['id']}"] = ({i for d in drugs for i in d.ingredients},
+                                               {k for d in drugs for k in d.classes})
+    return out
+
+
+def _effects(card, rulebook, terminology, drafts):
+    """(removed, created, kept) ingredient sets of one card."""
+    removed, created, kept = set(), set(), set()
+    for s in card.get("suggestions", []):
+        for a in s["actions"]:
+            if a["type"] == "delete":
+                removed |= drafts.get(a["resourceId"], (set(), set()))[0]
+            elif a["resource"]["resourceType"] in ("MedicationRequest", "MedicationStatement"):
+                drugs = terminology.drugs_for_codeable(a["resource"].get("medicationCodeableConcept"))
+                ingredients = {i for d in drugs for i in d.ingredients}
+                (removed if a["type"] == "update" else created).update(ingredients)
+    if card["indicator"] == "info":
+        rule = rulebook.rule(card["extension"][EXT]["id"])
+        for fact, operand in _positive_draft_tests(rule.when.source, rulebook, []):
+            for ingredients, classes in drafts.values():
+                if (fact in DRAFT_FACTS and ingredients & operand) or (fact in DRAFT_CLASS_FACTS and classes & operand):
+                    kept |= ingredients & operand if fact in DRAFT_FACTS else ingredients
+    return removed, created, kept
+
+
+def test_no_card_undoes_another(responses, rulebook, terminology):
+    problems = []
+    for name, body, cards in responses:
+        drafts = _drafts(body, terminology)
+        effects = [(c["extension"][EXT]["id"], *_effects(c, rulebook, terminology, drafts)) for c in cards]
+        for rid_a, removed, _, _ in effects:
+            for rid_b, _, created, kept in effects:
+                if rid_a != rid_b and removed & (created | kept):
+                    problems.append(f"{name}: {rid_a} removes {sorted(removed & (created | kept))} "
+                                    f"that {rid_b} creates or keeps")
+    assert problems == []
+
+
+def test_the_checker_sees_a_contradiction(rulebook, terminology):
+    """The checker itself can fail: M4 (remove palbociclib) beside S8 (monitor the palbociclib order)."""
+    drafts = {"MedicationRequest/d1": ({"palbociclib"}, {"cdk46-inhibitor"})}
+    m4 = {"indicator": "warning", "extension": {EXT: {"id": "M4"}},
+          "suggestions": [{"actions": [{"type": "delete", "resourceId": "MedicationRequest/d1"}]}]}
+    s8 = {"indicator": "info", "extension": {EXT: {"id": "S8"}}}
+    removed, _, _ = _effects(m4, rulebook, terminology, drafts)
+    _, _, kept = _effects(s8, rulebook, terminology, drafts)
+    assert removed & kept == {"palbociclib"}
+
+
+def _profile_keys(rulebook):
+    """Fact names that cannot occur in clinical prose: dotted or underscored keys."""
+    return sorted(n for n in rulebook.facts if "." in n or "_" in n)
+
+
+def test_every_detail_is_short_and_names_no_profile_key(responses, rulebook):
+    keys = _profile_keys(rulebook)
+    assert "her2.status" in keys and "breast_cancer" in keys
+    for name, _, cards in responses:
+        for card in cards:
+            detail = card["detail"]
+            rid = card["extension"][EXT]["id"]
+            assert len(detail) <= DETAIL_LIMIT, f"{name} {rid}: {len(detail)} characters"
+            assert "`" not in detail, f"{name} {rid}"
+            leaked = [k for k in keys if re.search(rf"(?<![\w.]){re.escape(k)}(?![\w])", detail)]
+            assert leaked == [], f"{name} {rid}: {leaked}"
+            advice = detail.split("\n\n", 1)[0]
+            assert len([ln for ln in advice.splitlines() if ln.strip()]) <= 5, f"{name} {rid}"
+            evidence = detail.split("**Evidence**\n", 1)[1].split("\n\n", 1)[0].splitlines()
+            assert evidence and all(ln.startswith("- ") for ln in evidence), f"{name} {rid}"
+            why = detail.split("**Why this card**\n", 1)[1].splitlines()
+            assert why and all(ln.startswith("- ") for ln in why), f"{name} {rid}"
+
+
+def test_f8_after_progression_does_not_offer_first_line_blockade(responses):
+    """p24: new brain metastases after THP, capecitabine drafted alone: F8 and L2, no 'add pertuzumab'."""
+    cards = next(c for n, _, c in responses if n == "p24-brain-order-select")
+    f8 = next(c for c in cards if c["extension"][EXT]["id"] == "F8")
+    labels = [s["label"] for s in f8.get("suggestions", [])]
+    assert labels == ["Add trastuzumab"]
+
+
+def test_l2_names_no_regimen_the_patient_progresses_on(responses):
+    cards = next(c for n, _, c in responses if n == "p61-brain-on-tucatinib-patient-view")
+    l2 = next(c for c in cards if c["extension"][EXT]["id"] == "L2")
+    assert "tucatinib" not in l2["summary"].lower()
+    assert not any("ucatinib" in s["label"] for s in l2.get("suggestions", []))
+
+
+def test_line_switch_stops_the_active_therapy(responses):
+    cards = next(c for n, _, c in responses if n == "p51-line-switch-order-select")
+    assert [c["indicator"] for c in cards] == ["warning"]
+    actions = [a for s in cards[0]["suggestions"] for a in s["actions"]]
+    assert {a["type"] for a in actions} == {"update"}
+    by_type = {a["resource"]["resourceType"]: a for a in actions}
+    assert by_type["MedicationRequest"]["resource"]["status"] == "stopped"
+    assert "Stop the active order" in by_type["MedicationRequest"]["description"]
+    # a medication-list entry is labelled as such: the treatment must be stopped in the plan too
+    assert "medication list" in by_type["MedicationStatement"]["description"]
