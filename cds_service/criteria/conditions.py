@@ -18,7 +18,6 @@ from .profile import Derived, MedEpisode
 from .readings import code_of, newest_final
 
 SITE_ORDER = ("bone", "liver", "lung", "brain", "pleura", "lymph_node", "other")
-HISTORY_OF_METASTATIC = "1287652008"  # SNOMED "history of metastatic" has no site
 _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
 # "Grade 2", "CTCAE grade 2", "G2 pneumonitis" in Condition.severity text or display.
 _GRADE_TEXT = re.compile(r"\b(?:ctcae\s*)?(?:grade|g)\s*([1-5])\b", re.IGNORECASE)
@@ -49,7 +48,7 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
                 continue
             mets.append(ref)
             site = t.translate_codeable("metastatic-site", c.get("code"))
-            if site is None and not any(x.get("code") == HISTORY_OF_METASTATIC for x in fp.codings(c.get("code"))):
+            if site is None and not t.codings_in("history-of-metastatic", c.get("code")):
                 site = "other"  # a secondary site the rules do not name; history-of-metastatic has none
             if site:
                 sites.setdefault(site, []).append(ref)
