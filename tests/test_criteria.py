@@ -258,6 +258,15 @@ def test_metastatic_sites_snomed_and_icd():
     assert p.value("brain_mets") is True and p.value("brain_mets.activity") == "active"
 
 
+def test_history_of_metastatic_cancer_is_metastatic_without_a_site():
+    """mCODE HistoryOfMetastaticCancer names no site: metastatic, but not an 'other' site."""
+    p = profile(condition(SNOMED, "254837009"), condition(SNOMED, "1287652008", onset="2023-02-01"))
+    assert p.value("metastatic") is True
+    assert p.value("metastatic.sites") == []
+    unknown_site = profile(condition(SNOMED, "254837009"), condition(ICD, "C79.89", onset="2023-02-01"))
+    assert unknown_site.value("metastatic.sites") == ["other"]
+
+
 def test_brain_mets_activity_from_focused_disease_status():
     brain = condition(ICD, "C79.31", id="bm", clinical="active")
     stable = obs("97509-4", valueCodeableConcept=cc(SNOMED, "359746009"), focus=[{"reference": "Condition/bm"}])
