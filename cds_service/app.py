@@ -57,10 +57,12 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     from .protocol.feedback import bp as feedback_bp
     from .protocol.hooks import bp as hooks_bp
     from .ops import bp as ops_bp
+    from .protocol.openapi import bp as openapi_bp
     app.register_blueprint(discovery_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(feedback_bp)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(openapi_bp)
     from .smart import bp as smart_bp
     app.register_blueprint(smart_bp)
 
