@@ -21,7 +21,7 @@ from functools import lru_cache
 from flask import Blueprint, current_app
 
 from .. import __version__
-from .discovery import SERVICES
+from .discovery import PREFETCH, SERVICES
 from .validation import load_schema
 
 PATH = "/openapi.json"
@@ -142,11 +142,33 @@ def _errors(*statuses: int) -> dict:
     return out
 
 
-def _request_body(component: str, extra: dict | None = None) -> dict:
+def _request_body(component: str, extra: dict | None = None, example: dict | None = None) -> dict:
     schema = {"$ref": f"#/components/schemas/{component}"}
     if extra:
         schema = {"allOf": [schema, extra]}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+    media = {"schema": schema}
+    if example is not None:
+        media["examples"] = {"synthetic": {"summary": "A synthetic patient with no findings", "value": example}}
+    return {"required": True, "content": {"application/json": media}}
+
+
+def _hook_example(hook: str) -> dict:
+    """A complete call for a synthetic patient: every prefetch key answered (empty searchsets)."""
+    prefetch = {key: {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []} for key in PREFETCH}
+    prefetch["patient"] = {"resourceType": "Patient", "id": "example-patient", "gender": "female",
+                           "birthDate": "1970-01-01"}
+    context = {"patientId": "example-patient", "userId": "Practitioner/example-practitioner"}
+    if hook in ("order-select", "order-sign"):
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    if hook == "order-select":
+        context["selections"] = []
+    return {"hook": hook, "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "context": context,
+            "prefetch": prefetch}
+
+
+_FEEDBACK_EXAMPLE = {"feedback": [{"card": "9368d37b-283f-44a0-93ea-547cebab93ac", "outcome": "overridden",
+                                   "overrideReason": {"userComment": "Discussed with the patient"},
+                                   "outcomeTimestamp": "2026-01-01T12:00:00Z"}]}
 
 
 @lru_cache(maxsize=1)
@@ -178,7 +200,8 @@ def _document() -> str:
             "description": f"The `{service.hook}` hook. {service.description}",
             "tags": ["CDS Hooks"],
             "security": secured,
-            "requestBody": _request_body("CdsRequest", {"properties": {"hook": {"const": service.hook}}}),
+            "requestBody": _request_body("CdsRequest", {"properties": {"hook": {"const": service.hook}}},
+                                         _hook_example(service.hook)),
             "responses": {"200": {"description": "Cards (possibly none)", "content": _json("CdsResponse")},
                           **_errors(400, 401, 412, 413, 415, 500, 503)},
         }}
@@ -187,7 +210,7 @@ def _document() -> str:
             "summary": f"Feedback on cards of {service.id} (accepted or overridden)",
             "tags": ["CDS Hooks"],
             "security": secured,
-            "requestBody": _request_body("CdsFeedback"),
+            "requestBody": _request_body("CdsFeedback", example=_FEEDBACK_EXAMPLE),
             "responses": {"200": {"description": "Stored (idempotently)", "content": _json("FeedbackReceipt")},
                           **_errors(400, 401, 413, 415, 500, 503)},
         }}
