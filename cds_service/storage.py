@@ -320,13 +320,22 @@ class Store:
         return self._lock_file[1]
 
     def create_schema(self) -> None:
-        with self._create_lock:
+        """An empty database gets the tables from the migrations; an out-of-date one is refused.
+
+        See ``cds_service/migrations`` (``her2-cds db upgrade``).  The SQLite
+        write lock keeps two processes starting on one new file from both
+        creating it; PostgreSQL takes an advisory lock in the migration itself.
+        """
+        from .migrations import ensure_schema
+        with self._create_lock, self._write_lock:
+            lock = self._process_lock_file()
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                metadata.create_all(self.engine)
-            except IntegrityError:
-                # Another worker created the tables at the same moment (PostgreSQL
-                # catalog race); what we wanted exists now.
-                metadata.create_all(self.engine)
+                ensure_schema(self.engine)
+            finally:
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def dispose(self) -> None:
         self.engine.dispose()
