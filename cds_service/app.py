@@ -63,6 +63,8 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     app.register_blueprint(feedback_bp)
     app.register_blueprint(ops_bp)
     app.register_blueprint(openapi_bp)
+    from .metrics import init_app as init_metrics
+    init_metrics(app)
     from .smart import bp as smart_bp
     app.register_blueprint(smart_bp)
 

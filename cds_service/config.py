@@ -79,6 +79,8 @@ class Settings:
     secret_key: str = ""
     log_level: str = "INFO"
     cors_origins: str = "*"
+    metrics: str = "disabled"
+    metrics_token: str = ""
 
     def resolved_data_dir(self) -> Path:
         """The data directory as an absolute path, created (owner-only) on first use."""
@@ -94,6 +96,10 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_data_dir() / 'her2cds.db'}"
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return self.metrics == "enabled"
 
     @property
     def auth_enabled(self) -> bool:
@@ -149,6 +155,10 @@ SETTINGS_DOC: dict[str, str] = {
     "for sessions that survive a restart",
     "log_level": "Python log level",
     "cors_origins": "Allowed CORS origins (`*` or a comma list)",
+    "metrics": "`disabled` (default): `/metrics` answers 404; `enabled`: Prometheus metrics at `/metrics` "
+    "(all gunicorn workers summed; sample files in `PROMETHEUS_MULTIPROC_DIR`, default `<data dir>/prometheus`)",
+    "metrics_token": "If set, `/metrics` requires `Authorization: Bearer <this token>` (otherwise keep "
+    "`/metrics` off the public proxy route)",
 }
 
 _INT = {"max_body_bytes", "max_json_depth", "fhir_max_pages", "fhir_max_workers", "jwt_leeway", "jwt_max_age"}
@@ -193,4 +203,6 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
     for name in ("smart_http_deadline", "smart_fetch_budget"):
         if not getattr(settings, name) > 0:
             raise ConfigError(f"HER2CDS_{name.upper()} must be a positive number of seconds")
+    if settings.metrics not in ("enabled", "disabled"):
+        raise ConfigError(f"HER2CDS_METRICS must be 'enabled' or 'disabled', not {settings.metrics!r}")
     return settings

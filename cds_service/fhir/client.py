@@ -33,6 +33,7 @@ from http.cookiejar import DefaultCookiePolicy
 import requests
 from requests.adapters import HTTPAdapter
 
+from .. import metrics
 from .egress import ANY_ADDRESS_BUT_METADATA, EgressAdapter, EgressPolicy, EgressRefused
 
 log = logging.getLogger("her2cds.fhir")
@@ -112,6 +113,7 @@ class FhirClient:
             fut.cancel()
             key = futures[fut]
             results[key] = FetchResult(key).fail(FhirError("the FHIR server did not answer within the time budget"))
+        metrics.fhir_queries(results.values())
         return results
 
     def continue_bundle(self, key: str, base: str, token: str | None, bundle: dict, deadline: float,

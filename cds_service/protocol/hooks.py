@@ -14,7 +14,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from .. import advice
+from .. import advice, metrics
 from ..auth import fhir_egress
 from . import prefetch
 from .discovery import SERVICES, prefetch_templates
@@ -95,6 +95,7 @@ def invoke(service_id: str):
         raise
     finally:
         audit["duration_ms"] = int((time.perf_counter() - started) * 1000)
+        metrics.hook_invocation(service_id, audit["outcome"], time.perf_counter() - started, issued)
         _record(store, audit, service, issued)
 
 

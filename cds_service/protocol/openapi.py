@@ -224,6 +224,19 @@ def _document() -> str:
         "responses": {"200": {"description": "Ready", "content": _json("Readiness")},
                       "503": {"description": "Not ready; `checks` says what failed", "content": _json("Readiness")}},
     }}
+    paths["/metrics"] = {"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics (all workers), when HER2CDS_METRICS=enabled",
+        "tags": ["Operations"],
+        "security": [{}, {"metricsToken": []}],
+        "responses": {
+            "200": {"description": "Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "401": {"description": "HER2CDS_METRICS_TOKEN is set and the request did not carry it",
+                    "content": _json("OperationOutcome"),
+                    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+            "404": {"description": "Metrics are disabled on this instance", "content": _json("OperationOutcome")},
+        },
+    }}
     paths[PATH] = {"get": {
         "operationId": "openapi", "summary": "This document", "tags": ["Operations"],
         "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
@@ -242,7 +255,10 @@ def _document() -> str:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"cdsClientJwt": {
+            "securitySchemes": {"metricsToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "The static HER2CDS_METRICS_TOKEN, when the operator set one.",
+            }, "cdsClientJwt": {
                 "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                 "description": "CDS Hooks 2.0 client JWT: signed (ES384 or RS384) by an issuer in "
                                "HER2CDS_TRUSTED_ISSUERS, `aud` = the exact URL called, short-lived, "

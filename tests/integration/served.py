@@ -69,7 +69,8 @@ def start(workdir: Path, workers: int = 1, env: dict | None = None, seconds: flo
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
     port = port or free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HER2CDS_")}
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith("HER2CDS_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     environment.update({
         "HER2CDS_TRUSTED_ISSUERS": str(issuers),
         "HER2CDS_DATA_DIR": str(data_dir),

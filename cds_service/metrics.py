@@ -1,0 +1,185 @@
+"""Prometheus metrics at ``GET /metrics`` (prometheus_client, multiprocess mode).
+
+Why multiprocess mode: ``her2-cds serve`` runs several gunicorn workers; a
+scrape reaches one of them, and each keeps its own counters.  In
+multiprocess mode every worker writes its samples to memory-mapped files in
+``PROMETHEUS_MULTIPROC_DIR`` and the scraped worker adds up all the files, so
+one scrape shows the whole service.  The directory is the operator's
+``PROMETHEUS_MULTIPROC_DIR`` if set, else ``<data directory>/prometheus``;
+the process that builds the app (gunicorn's master, which preloads it)
+empties it at start, before any worker exists, so counts start at zero with
+each start.  ``child_exit`` (for ``gunicorn.conf.py``) tells the library a
+worker died; its counter files stay, so totals never go backwards.
+
+Off unless ``HER2CDS_METRICS=enabled``; with ``HER2CDS_METRICS_TOKEN`` set,
+a scrape must send ``Authorization: Bearer <token>``.  Metric labels carry
+service ids, rule ids and outcomes only: never a patient, a token or a path
+a caller made up (an unknown service id is counted as ``unknown``).
+
+Recording calls (``hook_invocation``, ``feedback_received``,
+``fhir_queries``) are no-ops when the current app has metrics off, so the
+call sites are one line each and cost nothing when disabled.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from flask import Blueprint, current_app, g, has_app_context, request
+
+from .errors import ApiError
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_lock = threading.Lock()
+_state: dict = {"dir": None, "ours": None, "metrics": None}  # this process's directory and metrics
+
+
+def multiproc_dir(settings) -> Path:
+    """Where the workers' sample files live: the operator's PROMETHEUS_MULTIPROC_DIR, else the data dir's."""
+    env = os.environ.get(MULTIPROC_ENV)
+    if env and env != _state["ours"]:
+        return Path(env)
+    from .config import DEFAULT_DATA_DIR
+    data_dir = getattr(settings, "data_dir", None) or DEFAULT_DATA_DIR
+    return Path(data_dir) / "prometheus"
+
+
+def _enable(settings) -> dict:
+    """Point prometheus_client at the multiprocess directory and create the metrics.
+
+    Once per process and directory (a test process that builds apps on
+    several directories re-points the library each time).  The metrics are
+    not registered in the default registry: in multiprocess mode a scrape
+    reads the files, never a registry.
+    """
+    with _lock:
+        directory = multiproc_dir(settings)
+        if _state["metrics"] is not None and _state["dir"] == directory:
+            return _state["metrics"]
+        if os.environ.get(MULTIPROC_ENV) != str(directory):
+            # Chosen here, so owned here: start from an empty directory (stale files of a
+            # previous run would be added to this run's counts).
+            shutil.rmtree(directory, ignore_errors=True)
+            _state["ours"] = str(directory)
+            os.environ[MULTIPROC_ENV] = str(directory)  # inherited by the forked workers
+        directory.mkdir(parents=True, exist_ok=True)
+        from prometheus_client import Counter, Histogram, values
+        # The library picks its value class (memory-mapped files in the directory named by the
+        # variable) when first imported; pick again now that the variable is what we want.
+        values.ValueClass = values.get_value_class()
+        labels = {"registry": None}
+        _state["dir"] = directory
+        _state["metrics"] = {
+            "http_requests": Counter("her2cds_http_requests", "HTTP requests answered, by route and status",
+                                     ["route", "method", "status"], **labels),
+            "http_duration": Histogram("her2cds_http_request_duration_seconds", "HTTP request duration, by route",
+                                       ["route"], buckets=LATENCY_BUCKETS, **labels),
+            "hook_requests": Counter("her2cds_hook_invocations", "CDS service calls, by service and outcome "
+                                     "(cards, no-cards, or the error's issue code)", ["service", "outcome"], **labels),
+            "hook_duration": Histogram("her2cds_hook_duration_seconds", "CDS service call duration, by service "
+                                       "and outcome", ["service", "outcome"], buckets=LATENCY_BUCKETS, **labels),
+            "cards": Counter("her2cds_cards_issued", "Cards sent, by service and rule", ["service", "rule"], **labels),
+            "fhir": Counter("her2cds_fhir_fallback_queries", "Queries sent to the client's FHIR server for data "
+                            "it did not prefetch, by result (ok or failed)", ["result"], **labels),
+            "feedback": Counter("her2cds_feedback_received", "Feedback entries received, by service and outcome "
+                                "(accepted or overridden)", ["service", "outcome"], **labels),
+            "feedback_stored": Counter("her2cds_feedback_stored", "Feedback entries stored (new, not duplicates), "
+                                       "by service", ["service"], **labels),
+        }
+        return _state["metrics"]
+
+
+def _active() -> dict | None:
+    """The metrics of the app handling this request, or None (metrics off, or no app)."""
+    return current_app.extensions.get("her2cds.metrics") if has_app_context() else None
+
+
+def init_app(app) -> None:
+    """Enable metrics for ``app`` when the settings say so: the route, and per-request counting."""
+    settings = app.config["SETTINGS"]
+    app.register_blueprint(bp)
+    if not settings.metrics_enabled:
+        return
+    metrics = _enable(settings)
+    app.extensions["her2cds.metrics"] = metrics
+
+    @app.after_request
+    def _count(resp):
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics["http_requests"].labels(route, request.method, str(resp.status_code)).inc()
+        started = g.get("started")  # set by the app's first before_request (app.py)
+        if started is not None:
+            metrics["http_duration"].labels(route).observe(time.perf_counter() - started)
+        return resp
+
+
+def _known_service(service_id: str) -> str:
+    from .protocol.discovery import SERVICES
+    return service_id if service_id in SERVICES else "unknown"
+
+
+def hook_invocation(service_id: str, outcome: str, seconds: float, issued) -> None:
+    """One CDS service call: its outcome, duration and the rules of the cards it sent."""
+    metrics = _active()
+    if metrics is None:
+        return
+    service = _known_service(service_id)
+    metrics["hook_requests"].labels(service, outcome).inc()
+    metrics["hook_duration"].labels(service, outcome).observe(seconds)
+    for _card, rule, _version in issued:
+        metrics["cards"].labels(service, rule).inc()
+
+
+def feedback_received(service_id: str, items: list[dict], stored: int) -> None:
+    metrics = _active()
+    if metrics is None:
+        return
+    service = _known_service(service_id)
+    for item in items:
+        metrics["feedback"].labels(service, item.get("outcome", "unknown")).inc()
+    metrics["feedback_stored"].labels(service).inc(stored)
+
+
+def fhir_queries(results) -> None:
+    """The FetchResults of one fallback round: each query ok or failed (error, timeout, page limit)."""
+    metrics = _active()
+    if metrics is None:
+        return
+    for result in results:
+        metrics["fhir"].labels("ok" if result.ok else "failed").inc()
+
+
+def child_exit(server, worker) -> None:
+    """gunicorn ``child_exit`` hook: the library's per-worker clean-up (its live-gauge files)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
+
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def scrape():
+    settings = current_app.config["SETTINGS"]
+    if not settings.metrics_enabled:
+        raise ApiError(404, "Metrics are disabled on this instance (HER2CDS_METRICS=enabled turns them on).",
+                       "/metrics", "not-found")
+    if settings.metrics_token:
+        sent = request.headers.get("Authorization", "")
+        expected = f"Bearer {settings.metrics_token}"
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise ApiError(401, "Metrics need Authorization: Bearer <HER2CDS_METRICS_TOKEN>", "header:Authorization",
+                           "login", headers={"WWW-Authenticate": 'Bearer realm="her2-cds-metrics"'})
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return current_app.response_class(generate_latest(registry), mimetype=None,
+                                      headers={"Content-Type": CONTENT_TYPE_LATEST})
