@@ -52,7 +52,10 @@ class ClientJwt:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    server = start(tmp_path_factory.mktemp("schemathesis"), workers=2, port=PORT, key=KEY)
+    workdir = tmp_path_factory.mktemp("schemathesis")
+    (workdir / "prometheus").mkdir()
+    server = start(workdir, workers=2, port=PORT, key=KEY,  # metrics on, so /metrics answers 200
+                   env={"HER2CDS_METRICS": "enabled", "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus")})
     yield server
     server.stop()
 
