@@ -49,7 +49,8 @@ def _diff(url: str) -> list:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return compare_metadata(MigrationContext.configure(conn), metadata)
+            return compare_metadata(MigrationContext.configure(conn, opts={"version_table": migrations.VERSION_TABLE}),
+                                    metadata)
     finally:
         engine.dispose()
 
@@ -64,7 +65,7 @@ def test_migrations_create_exactly_the_storage_tables(empty_url):
     assert "upgraded from none to" in result.output
     assert _diff(empty_url) == []  # autogenerate finds nothing between migrations and storage.py
     engine = create_engine(empty_url)
-    assert set(inspect(engine).get_table_names()) == migrations.BASELINE_TABLES | {"alembic_version"}
+    assert set(inspect(engine).get_table_names()) == migrations.BASELINE_TABLES | {migrations.VERSION_TABLE}
     assert migrations.current(engine) == migrations.head()
     engine.dispose()
     again = _run("db", "upgrade", "--database-url", empty_url)
@@ -124,7 +125,7 @@ def test_a_database_from_a_newer_release_is_refused(empty_url):
     Store(empty_url).dispose()
     engine = create_engine(empty_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+        conn.execute(text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'f00d'"))
     engine.dispose()
     with pytest.raises(ConfigError, match="newer than this release"):
         create_app(auth="disabled", database_url=empty_url)

@@ -21,7 +21,7 @@ Policy (README "Migrations"):
   refused too, rather than written to by code that does not know its tables.
 
 ``her2-cds db upgrade`` adopts a pre-migration database (all baseline tables
-present, no ``alembic_version``) by stamping the baseline, then upgrades.
+present, no revision record) by stamping the baseline, then upgrades.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent
 BASELINE = "0001"
 #: The tables of the release before migrations (``create_all`` of storage.metadata then).
 BASELINE_TABLES = frozenset({"feedback", "issued_cards", "jwt_replay", "audit", "smart_session"})
-VERSION_TABLE = "alembic_version"
+#: Named for the service, so a database shared with another Alembic-managed application
+#: keeps the two revision records apart.
+VERSION_TABLE = "her2cds_alembic_version"
 
 
 class SchemaError(ConfigError):
@@ -73,7 +75,7 @@ def head() -> str:
 def current(engine: Engine) -> str | None:
     """The database's revision (None: never migrated)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def _tables(engine: Engine) -> set[str]:

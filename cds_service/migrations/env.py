@@ -12,6 +12,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, text
 
+from cds_service.migrations import VERSION_TABLE
 from cds_service.storage import metadata
 
 config = context.config
@@ -35,7 +36,7 @@ def run_migrations_online() -> None:
             connection.execute(text("SELECT pg_advisory_lock(472637001)"))
             connection.commit()
         try:
-            context.configure(connection=connection, target_metadata=metadata,
+            context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE,
                               render_as_batch=connection.dialect.name == "sqlite")
             with context.begin_transaction():
                 context.run_migrations()
