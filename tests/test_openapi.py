@@ -86,3 +86,15 @@ def test_every_service_hook_feedback_and_probe_is_described(app):
              if not r.rule.startswith(("/smart", "/static")) and r.endpoint != "static"}
     described = {p.replace(s.id, "<service_id>") for p in paths for s in SERVICES.values() if s.id in p} | set(paths)
     assert rules <= described, rules - described
+
+
+def test_request_examples_are_answered_as_documented(client, response_validator):
+    """The document's examples (what Schemathesis sends first) get 200s with schema-valid bodies."""
+    paths = build_document()["paths"]
+    for service in SERVICES.values():
+        for path, kind in ((f"/cds-services/{service.id}", "hook"), (f"/cds-services/{service.id}/feedback", "fb")):
+            media = paths[path]["post"]["requestBody"]["content"]["application/json"]
+            resp = client.post(path, json=media["examples"]["synthetic"]["value"])
+            assert resp.status_code == 200, (path, resp.get_json())
+            if kind == "hook":
+                response_validator.validate(resp.get_json())
