@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cds_service import create_app
 from cds_service.protocol import hooks
 
-from conftest import empty_prefetch, hook_request
+from conftest import LOOPBACK_FHIR, empty_prefetch, hook_request
 
 TOKEN = "metrics-test-token"
 
@@ -28,7 +28,7 @@ def metrics_app(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
     (tmp_path / "prom").mkdir()
     return create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'm.db'}",
-                      metrics="enabled", metrics_token=TOKEN)
+                      metrics="enabled", metrics_token=TOKEN, **LOOPBACK_FHIR)
 
 
 def scrape(client) -> dict:
