@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from importlib.metadata import version
 
 from flask import Blueprint, current_app
 
-from .. import __version__
 from .discovery import PREFETCH, SERVICES
 from .validation import load_schema
 
@@ -246,7 +246,7 @@ def _document() -> str:
         "openapi": "3.1.0",
         "info": {
             "title": "her2-cds",
-            "version": __version__,
+            "version": version("her2-cds"),  # the installed distribution's (importing the package would be a cycle)
             "summary": "CDS Hooks 2.0 decision support for HER2-positive metastatic breast cancer",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
