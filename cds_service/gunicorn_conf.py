@@ -112,6 +112,12 @@ def post_fork(server, worker):
         app.extensions["her2cds.store"].engine.dispose(close=False)
 
 
+def child_exit(server, worker):
+    """A worker ended: prometheus_client's per-worker clean-up (its counters stay, so totals never drop)."""
+    from cds_service.metrics import child_exit as metrics_child_exit
+    metrics_child_exit(server, worker)
+
+
 def _preloaded_app(server):
     """The Flask app when gunicorn loaded it in the master (``preload_app``), else None."""
     return getattr(server.app, "callable", None)

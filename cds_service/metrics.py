@@ -8,7 +8,7 @@ one scrape shows the whole service.  The directory is the operator's
 ``PROMETHEUS_MULTIPROC_DIR`` if set, else ``<data directory>/prometheus``;
 the process that builds the app (gunicorn's master, which preloads it)
 empties it at start, before any worker exists, so counts start at zero with
-each start.  ``child_exit`` (for ``gunicorn.conf.py``) tells the library a
+each start.  ``child_exit`` (called from ``gunicorn_conf.py``) tells the library a
 worker died; its counter files stay, so totals never go backwards.
 
 Off unless ``HER2CDS_METRICS=enabled``; with ``HER2CDS_METRICS_TOKEN`` set,
@@ -46,9 +46,7 @@ def multiproc_dir(settings) -> Path:
     env = os.environ.get(MULTIPROC_ENV)
     if env and env != _state["ours"]:
         return Path(env)
-    from .config import DEFAULT_DATA_DIR
-    data_dir = getattr(settings, "data_dir", None) or DEFAULT_DATA_DIR
-    return Path(data_dir) / "prometheus"
+    return settings.resolved_data_dir() / "prometheus"
 
 
 def _enable(settings) -> dict:

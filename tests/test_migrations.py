@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -109,16 +111,18 @@ def test_previous_release_database_is_refused_then_upgraded_with_its_rows(empty_
     Store(empty_url).dispose()  # starts now
 
 
-def test_serve_refuses_an_out_of_date_database_with_one_line(empty_url, monkeypatch):
+def test_serve_refuses_an_out_of_date_database_with_one_line(empty_url, tmp_path):
     engine = create_engine(empty_url)
     metadata.create_all(engine)
     engine.dispose()
-    monkeypatch.setenv("HER2CDS_DATABASE_URL", empty_url)
-    monkeypatch.setenv("HER2CDS_AUTH", "disabled")
-    result = _run("serve")
-    assert result.exit_code == 2
-    assert "cannot start" in result.stderr and "her2-cds db upgrade" in result.stderr
-    assert "Traceback" not in result.output
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HER2CDS_")}
+    env.update(HER2CDS_DATABASE_URL=empty_url, HER2CDS_AUTH="disabled", HER2CDS_DATA_DIR=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-m", "cds_service.cli", "serve", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "cannot start" in done.stderr and "her2-cds db upgrade" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_a_database_from_a_newer_release_is_refused(empty_url):
