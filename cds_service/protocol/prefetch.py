@@ -94,8 +94,11 @@ def _log_extra(**fields) -> dict:
 
 def _origin(url: str) -> str:
     """Scheme and host of a base URL, for the log (its path may carry an id, never a secret)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:  # e.g. "https://]x" or a bad port: egress refuses it; the log just says so
+        return "(not a URL)"
 
 
 def gather(request_body: dict, templates: dict[str, str], client: FhirClient | None, budget_s: float,
