@@ -22,3 +22,11 @@ def test_ci_runs_the_readme_test_command():
 def test_curl_example_request_file_exists():
     for path in re.findall(r"-d @(\S+)", README):
         assert (Path(__file__).resolve().parent.parent / path).is_file(), path
+
+
+def test_config_command_never_prints_secret_values():
+    from cds_service.config import Settings
+
+    table = settings_table(Settings(secret_key="s3cr3t-key-value", metrics_token="m3trics-token-value"))
+    assert "s3cr3t-key-value" not in table and "m3trics-token-value" not in table
+    assert table.count("(set, hidden)") == 2

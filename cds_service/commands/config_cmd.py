@@ -8,6 +8,9 @@ import click
 
 from ..config import SETTINGS_DOC, Settings, from_env
 
+# Settings whose value is a secret: shown as set/unset, never printed (terminals and CI logs keep it).
+SECRET_SETTINGS = frozenset({"secret_key", "metrics_token"})
+
 
 def settings_table(current: Settings | None = None) -> str:
     """The README's configuration table (Markdown); with ``current``, a value column too."""
@@ -28,7 +31,12 @@ def settings_table(current: Settings | None = None) -> str:
         row = f"| `HER2CDS_{f.name.upper()}` | {default} | {SETTINGS_DOC[f.name]} |"
         if current:
             value = getattr(current, f.name)
-            row += f" `{value}` |" if value not in ("", None) else " (unset) |"
+            if value in ("", None):
+                row += " (unset) |"
+            elif f.name in SECRET_SETTINGS:
+                row += " (set, hidden) |"
+            else:
+                row += f" `{value}` |"
         rows.append(row)
     return "\n".join(rows)
 
