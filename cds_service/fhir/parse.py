@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -96,6 +97,30 @@ def check_r4(resource: dict) -> tuple[str, str] | None:
     return result
 
 
+_CHOICE = re.compile(r"Expect any of field value from this list \[([^\]]*)\]")
+
+
+def field_path(error: dict) -> str:
+    """Where a pydantic error is, as a person reads a FHIR path: ``dosageInstruction[0].timing``.
+
+    An error of the whole resource has no location; fhir.resources raises it
+    for a missing choice element (``medication[x]``), which is then named,
+    so that a diagnostic never reads ``(root)``.
+    """
+    parts = error.get("loc") or ()
+    if parts:
+        path = ""
+        for p in parts:
+            path += f"[{p}]" if isinstance(p, int) else (f".{p}" if path else str(p))
+        return path
+    choices = _CHOICE.search(str(error.get("msg", "")))
+    if choices:
+        names = [n.strip().strip("'\"") for n in choices.group(1).split(",") if n.strip()]
+        stem = os.path.commonprefix(names)
+        return f"{stem}[x] missing (one of {', '.join(names)})" if stem else f"one of {', '.join(names)} missing"
+    return f"resource-level rule ({error.get('type', 'invalid')})"
+
+
 def _check_r4(resource: dict) -> tuple[str, str] | None:
     rtype = resource.get("resourceType")
     try:
@@ -103,7 +128,7 @@ def _check_r4(resource: dict) -> tuple[str, str] | None:
         return None
     except ValidationError as exc:
         errors = exc.errors()
-        fields = sorted({".".join(str(p) for p in e.get("loc", ())) or "(root)" for e in errors})
+        fields = sorted({field_path(e) for e in errors})
         r5 = R5_MARKERS.get(rtype, frozenset()) & set(resource)
         if r5:
             return ("non-r4-resource",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -76,7 +77,26 @@ def render_template(template: str, context: dict) -> str | None:
         return value
 
     rendered = _TOKEN.sub(sub, template)
-    return None if missing else rendered
+    return None if missing else encode_query(rendered)
+
+
+def encode_query(query: str) -> str:
+    """Percent-encode each search parameter value (``code=http%3A%2F%2Floinc.org%7C85319-2``).
+
+    Why: proxies in front of FHIR servers (the SMART launcher's among them)
+    normalise a literal ``//`` in the query string to ``/``, which turns every
+    ``system|code`` token into a search that matches nothing.  Encoded values
+    reach the server intact; commas stay literal (FHIR's "or").  Idempotent:
+    an already-encoded value is decoded first, so it is not encoded twice.
+    """
+    path, sep, params = query.partition("?")
+    if not sep:
+        return query
+    out = []
+    for param in params.split("&"):
+        name, eq, value = param.partition("=")
+        out.append(name + eq + quote(unquote(value), safe=",") if eq else param)
+    return path + "?" + "&".join(out)
 
 
 def classify(value) -> str:
