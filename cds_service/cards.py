@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import re
 import uuid as uuid_mod
 from typing import Any, Iterable, Mapping
@@ -399,7 +400,7 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
             for code in rule.override_reasons
         ]
     if base_url:
-        card["links"] = app_links(base_url, fhir_server, patient_id)
+        card["links"] = app_links(base_url, fhir_server, patient_id, rule.id)
     card["extension"] = {rulebook.extension_key: {
         "id": rule.id, "version": rule.version,
         "rulebookId": rulebook.id, "rulebookVersion": rulebook.version,
@@ -407,14 +408,24 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
     return card
 
 
-def app_links(base_url: str, fhir_server: str | None, patient_id: str) -> list[dict]:
+def app_links(base_url: str, fhir_server: str | None, patient_id: str, rule_id: str | None = None) -> list[dict]:
     """The SMART app link, plus a plain link for clients that cannot launch SMART apps.
 
-    The ``absolute`` link starts a standalone launch against the same FHIR server
-    (``/smart/open``), so it still goes through the server's own authorization.
+    The SMART link's ``appContext`` (JSON, passed back by the EHR with the
+    access token) names the patient and the card's rule: the app checks the
+    patient against the one the token grants and shows that card first.
+    ``fhir_server`` is given only when a standalone launch against it can work
+    (an allowed SMART issuer, see ``smart.oauth.IssuerPolicy.allows``); only
+    then is the ``absolute`` link to ``/smart/open`` offered, which still goes
+    through the server's own authorization.
     """
     base = base_url.rstrip("/")
-    links = [{"label": "Open HER2 MBC overview", "url": f"{base}/smart/launch", "type": "smart"}]
+    context = {k: v for k, v in (("patient", patient_id if patient_id != "unknown" else None),
+                                 ("rule", rule_id)) if v}
+    smart = {"label": "Open HER2 MBC overview", "url": f"{base}/smart/launch", "type": "smart"}
+    if context:
+        smart["appContext"] = json.dumps(context, separators=(",", ":"))
+    links = [smart]
     if fhir_server and patient_id and patient_id != "unknown":
         query = urlencode({"iss": fhir_server, "patient": patient_id})
         links.append({"label": "Open HER2 MBC overview (without SMART launch)",

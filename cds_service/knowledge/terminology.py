@@ -78,7 +78,8 @@ class Terminology:
     """Immutable look-up tables built from the artifacts."""
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
-                 drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None):
+                 drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
+                 displays=None, titles=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -91,6 +92,19 @@ class Terminology:
         # the criteria's thresholds (fhir_profiles/parameters), loaded with the codes they qualify
         self.parameters: CriteriaParameters | None = parameters
         self._vs_codes: Mapping[str, tuple[tuple[str, str], ...]] = valueset_codes or MappingProxyType({})
+        # (system, code) → display, and artifact id → title: the words the SMART page shows
+        self._displays: Mapping[tuple[str, str], str] = displays or {}
+        self._titles: Mapping[str, str] = titles or {}
+
+    def display(self, system: str | None, code: str | None) -> str | None:
+        """The display name the artifacts give system|code (ValueSet or CodeSystem concept), if any."""
+        if not code:
+            return None
+        return self._displays.get((canonical_system(system), code))
+
+    def title(self, artifact_id: str | None) -> str | None:
+        """The title of a ValueSet or CodeSystem by id (``her2-ihc`` → "HER2 by immunohistochemistry")."""
+        return self._titles.get(artifact_id or "")
 
     # -- value sets -----------------------------------------------------------
     def valuesets_of(self, system: str | None, code: str | None) -> frozenset[str]:
@@ -311,6 +325,22 @@ def load_terminology(profiles_dir) -> Terminology:
                 else:
                     table[(source, el["code"])] = tcode
 
+    # -- display names and titles (what people read; no logic depends on them)
+    displays: dict[tuple[str, str], str] = {}
+    titles: dict[str, str] = {}
+    for key, (path, data) in docs.items():
+        if data.get("title") and data["resourceType"] in ("ValueSet", "CodeSystem"):
+            titles.setdefault(data["id"], data["title"])
+        if data["resourceType"] == "ValueSet":
+            for inc in (data.get("compose") or {}).get("include") or ():
+                for c in inc.get("concept") or ():
+                    if c.get("display"):
+                        displays.setdefault((canonical_system(inc.get("system")), c["code"]), c["display"])
+        elif data["resourceType"] == "CodeSystem":
+            for c, _ in _walk_concepts(data.get("concept") or ()):
+                if c.get("display"):
+                    displays.setdefault((data["url"], c["code"]), c["display"])
+
     # -- drugs: ingredient CodeSystem + drug-class hierarchy + drug-ingredient map
     drugs_by_code, drugs_by_name, pattern = _build_drugs(docs, maps)
 
@@ -322,6 +352,7 @@ def load_terminology(profiles_dir) -> Terminology:
         drugs_by_code=MappingProxyType(drugs_by_code), drugs_by_name=MappingProxyType(drugs_by_name),
         name_pattern=pattern, artifacts=tuple(sorted(docs)),
         parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
+        displays=MappingProxyType(displays), titles=MappingProxyType(titles),
     )
 
 

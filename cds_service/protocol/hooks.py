@@ -83,7 +83,7 @@ def invoke(service_id: str):
                                        settings.fhir_time_budget, egress=fhir_egress())
         cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                               gathered.findings, knowledge, base_url=public_base_url(settings),
-                              fhir_server=body.get("fhirServer"))
+                              fhir_server=_launchable(body.get("fhirServer")))
         with stage("card schema"):
             cards = [c for c in cards if card_is_valid(c, knowledge)]
         issued = advice.issued_cards(cards, knowledge)
@@ -97,6 +97,12 @@ def invoke(service_id: str):
         audit["duration_ms"] = int((time.perf_counter() - started) * 1000)
         metrics.hook_invocation(service_id, audit["outcome"], time.perf_counter() - started, issued)
         _record(store, audit, service, issued)
+
+
+def _launchable(fhir_server):
+    """The hook's fhirServer when the SMART app may be launched against it, else None (no absolute link)."""
+    policy = (current_app.extensions.get("her2cds.smart") or {}).get("issuers")
+    return fhir_server if policy is not None and policy.allows(fhir_server) else None
 
 
 def _record(store, row: dict, service, issued: list[tuple[str, str, str]]) -> None:

@@ -52,6 +52,7 @@ class PatientRecord:
     resources: list[dict]
     findings: tuple[Finding, ...] = ()
     failures: dict[str, str] = field(default_factory=dict)
+    empty: tuple[str, ...] = ()  # queries answered with no resource at all (the page says so)
 
 
 def read_patient(client: FhirClient, entry: AppSession, budget: float,
@@ -67,11 +68,13 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
     templates = templates if templates is not None else default_prefetch()
     results = client.fetch_all(entry.iss, entry.access_token, prefetch_queries(entry.patient, templates),
                                time.monotonic() + budget)
-    resources, seen, failures, findings = [], set(), {}, []
+    resources, seen, failures, findings, empty = [], set(), {}, [], []
     for key in templates:
         result = results.get(key)
         if result is None:
             continue
+        if not result.error and not result.resources:
+            empty.append(key)
         if result.error:
             failures[key] = result.error
             findings.append(_read_finding(key, partial=bool(result.resources)))
@@ -90,7 +93,7 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
         raise SmartError(502, "FHIR server unavailable",
                          "Nothing could be read from the FHIR server for this patient. Try again in a moment; "
                          "if it keeps failing, give the administrator the request id below.", detail=detail)
-    return PatientRecord(resources, tuple(findings), failures)
+    return PatientRecord(resources, tuple(findings), failures, tuple(empty))
 
 
 def _read_finding(key: str, partial: bool) -> Finding:

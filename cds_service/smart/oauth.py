@@ -89,6 +89,14 @@ class IssuerPolicy:
         bases = {normalize_base(a) for a in settings.smart_allowed_issuers.split(",") if a.strip()}
         return cls(frozenset(bases), bool(settings.smart_dev_loopback))
 
+    def allows(self, iss: str | None) -> bool:
+        """Whether a launch against ``iss`` would be accepted (cards offer ``/smart/open`` only then)."""
+        try:
+            self.check(iss)
+        except SmartError:
+            return False
+        return True
+
     def check(self, iss: str | None) -> str:
         """The FHIR base the launch names, if it is a plain http(s) URL this service may talk to."""
         if not iss:

@@ -17,6 +17,8 @@ from ..advice import advise
 from ..cards import format_value
 from ..criteria import Finding, PatientProfile, build_profile
 from ..fhir import parse as fp
+from . import rich_text
+from .timeline import COMPACT_WIDTH, _value_text as result_value, render_svg
 
 log = logging.getLogger("her2cds.smart")
 
@@ -48,6 +50,24 @@ class Assessment:
     cards_error: str | None = None
 
 
+# What each prefetch query reads, as the "could not be read" notice names it.
+QUERY_LABELS = {
+    "patient": "the patient's demographics",
+    "her2": "HER2 test results",
+    "hormoneReceptors": "estrogen and progesterone receptor results",
+    "otherObservations": "LVEF, ECOG, liver tests and other results",
+    "menopausalStatus": "menopausal status",
+    "conditions": "diagnoses (conditions, metastatic sites)",
+    "medicationStatements": "medication history",
+    "medicationRequests": "medication orders",
+}
+# The value words of the facts the page's summary shows
+VALUE_WORDS = {"positive": "positive", "negative": "negative", "low": "low", "zero": "0 (HER2-zero)",
+               "equivocal_pending": "equivocal (reflex test pending)", "unknown": "unknown",
+               "mutated": "mutation detected", "not_detected": "no mutation detected",
+               "pre": "premenopausal", "post": "postmenopausal", "active": "active", "stable": "stable"}
+
+
 @dataclass(frozen=True)
 class Page:
     """Everything the page template and the timeline picture need."""
@@ -64,6 +84,12 @@ class Page:
     cards_error: str | None
     profile: PatientProfile | None = field(repr=False)
     resources: list[dict] = field(repr=False)
+    summary: dict = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)   # what could not be read (failed queries)
+    empty: list[str] = field(default_factory=list)        # what the server returned nothing for
+    no_cards_reasons: list[str] = field(default_factory=list)
+    timeline_wide: str = field(default="", repr=False)
+    timeline_compact: str = field(default="", repr=False)
 
 
 def assess(resources: list[dict], patient_id: str, knowledge, today: dt.date,
@@ -93,36 +119,94 @@ def assess(resources: list[dict], patient_id: str, knowledge, today: dt.date,
 
 
 def present(resources: list[dict], assessment: Assessment, *, patient_id: str, iss: str, today: dt.date,
-            patient_hint: str | None = None, read_findings: tuple[Finding, ...] = ()) -> Page:
+            patient_hint: str | None = None, read_findings: tuple[Finding, ...] = (), knowledge=None,
+            empty_queries: tuple[str, ...] = (), focus_rule: str | None = None) -> Page:
     """The view-model of one page from what was read and what the pipeline made of it."""
     profile = assessment.profile
     patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
+    words = Words(knowledge)
+    summary = summarize(profile, resources, words, today)
+    unreadable = [QUERY_LABELS.get(k, k) for k in read_keys(read_findings)]
+    empty = [QUERY_LABELS.get(k, k) for k in empty_queries if k in QUERY_LABELS]
+    cards = [present_card(c) for c in assessment.cards]
+    if focus_rule:
+        cards.sort(key=lambda c: c["rule"] != focus_rule)
     return Page(
         patient_id=patient_id,
         iss=iss,
         today=today,
         patient=patient_summary(patient),
         hint_mismatch=bool(patient_hint and patient_hint != patient_id),
-        facts=describe_facts(profile, resources),
-        cards=assessment.cards,
+        facts=describe_facts(profile, resources, words),
+        cards=cards,
         findings=[f"{f.code}: {f.message}" for f in read_findings] + profile_findings(profile),
         profile_error=assessment.profile_error,
         cards_error=assessment.cards_error,
         profile=profile,
         resources=resources,
+        summary=summary,
+        unreadable=unreadable,
+        empty=empty,
+        no_cards_reasons=[] if cards or assessment.cards_error else no_cards_reasons(summary, unreadable, empty),
+        timeline_wide=render_svg(profile, resources, today),
+        timeline_compact=render_svg(profile, resources, today, width=COMPACT_WIDTH),
     )
 
 
 def build_page(resources: list[dict], *, patient_id: str, iss: str, knowledge, today: dt.date,
-               patient_hint: str | None = None, read_findings: tuple[Finding, ...] = ()) -> Page:
+               patient_hint: str | None = None, read_findings: tuple[Finding, ...] = (),
+               empty_queries: tuple[str, ...] = (), focus_rule: str | None = None) -> Page:
     """``assess`` then ``present``: what ``/smart/app`` shows for these resources."""
     assessment = assess(resources, patient_id, knowledge, today, read_findings)
     return present(resources, assessment, patient_id=patient_id, iss=iss, today=today,
-                   patient_hint=patient_hint, read_findings=read_findings)
+                   patient_hint=patient_hint, read_findings=read_findings, knowledge=knowledge,
+                   empty_queries=empty_queries, focus_rule=focus_rule)
 
 
-def describe_facts(profile: PatientProfile | None, resources: list[dict]) -> list[dict]:
-    """Facts as rows: name, value, note, and each source with its date and what it is."""
+class Words:
+    """Human words for codes and facts: the terminology's display names and the rulebook's fact labels."""
+
+    def __init__(self, knowledge=None):
+        self.terminology = getattr(knowledge, "terminology", None)
+        rulebook = getattr(knowledge, "rulebook", None)
+        self.labels = dict(getattr(rulebook, "fact_labels", None) or {})
+
+    def fact(self, name: str) -> str:
+        """The rulebook's label of a fact; else the key made readable (``lvef.days_ago`` → "lvef days ago")."""
+        return self.labels.get(name) or name.replace(".", " ").replace("_", " ")
+
+    def concept(self, concept: Any) -> str:
+        """A CodeableConcept as people read it: its text, a coding's display, the terminology's display, the code."""
+        names = fp.texts(concept)
+        if names:
+            return names[0]
+        codings = fp.codings(concept)
+        for c in codings:
+            if self.terminology is not None:
+                shown = self.terminology.display(c.get("system"), c.get("code"))
+                if shown:
+                    return shown
+        codes = [c["code"] for c in codings if isinstance(c.get("code"), str)]
+        return codes[0] if codes else ""
+
+    def resource(self, res: dict) -> str:
+        for key in _CONCEPT_KEYS:
+            name = self.concept(res.get(key))
+            if name:
+                return name
+        return str(res.get("resourceType", ""))
+
+    def site(self, code: str) -> str:
+        shown = self.terminology.display(SITE_SYSTEM, code) if self.terminology is not None else None
+        return shown or str(code)
+
+
+SITE_SYSTEM = "http://her2-cds.example.org/fhir/CodeSystem/metastatic-site"
+
+
+def describe_facts(profile: PatientProfile | None, resources: list[dict], words: Words | None = None) -> list[dict]:
+    """Facts as rows (the "for integrators" table): key, label, value, note, each source with date and name."""
+    words = words or Words()
     if profile is None or not profile.facts:
         return []
     facts = profile.facts
@@ -135,9 +219,9 @@ def describe_facts(profile: PatientProfile | None, resources: list[dict]) -> lis
         for ref in fact.refs:
             res = index.get(ref)
             sources.append({"ref": ref, "date": resource_date(res) if res else "",
-                            "what": resource_label(res) if res else ""})
-        rows.append({"name": name, "value": format_value(fact.value, missing="—"), "note": fact.note or "",
-                     "sources": sources, "key": name in KEY_FACTS})
+                            "what": words.resource(res) if res else ""})
+        rows.append({"name": name, "label": words.fact(name), "value": format_value(fact.value, missing="—"),
+                     "note": fact.note or "", "sources": sources, "key": name in KEY_FACTS})
     return rows
 
 
@@ -186,3 +270,129 @@ def patient_summary(patient: Any) -> dict:
                 break
     return {"name": name or f"Patient/{patient.get('id')}", "birth_date": str(patient.get("birthDate", "")),
             "gender": str(patient.get("gender", ""))}
+
+
+# -- the summary an oncologist reads first -------------------------------------------------------
+
+def _result(res: dict | None, words: Words) -> dict | None:
+    """One result as the page names it: test (display name), value, date, specimen when recorded."""
+    if not isinstance(res, dict):
+        return None
+    specimen = res.get("specimen") if isinstance(res.get("specimen"), dict) else {}
+    body_site = words.concept(res.get("bodySite")) if isinstance(res.get("bodySite"), dict) else ""
+    return {"test": words.resource(res), "value": result_value(res) if res.get("resourceType") == "Observation" else "",
+            "date": resource_date(res), "specimen": specimen.get("display") if isinstance(specimen.get("display"), str)
+            else body_site, "ref": fp.reference_of(res)}
+
+
+def _fact(profile: PatientProfile | None, name: str):
+    return None if profile is None or name not in profile.facts else profile.facts[name]
+
+
+def _word(value) -> str:
+    if isinstance(value, str):
+        return VALUE_WORDS.get(value, value)
+    return format_value(value, missing="not recorded")
+
+
+def summarize(profile: PatientProfile | None, resources: list[dict], words: Words, today: dt.date) -> dict:
+    """The page's first block: status with the results behind it, disease, therapy, heart, gaps."""
+    if profile is None:
+        return {}
+    index = {fp.reference_of(r): r for r in resources if isinstance(r, dict)}
+
+    def status(name: str, label: str) -> dict:
+        fact = _fact(profile, name)
+        value = fact.value if fact else None
+        results = [r for r in (_result(index.get(ref), words) for ref in (fact.refs if fact else ())) if r]
+        return {"key": name, "label": label, "value": _word(value), "known": value not in (None, "unknown"),
+                "results": results, "note": (fact.note or "") if fact else ""}
+
+    sites = profile.value("metastatic.sites") or []
+    lines = list(profile.lines)
+    current = next((ln for ln in reversed(lines) if ln.end is None), None)
+    courses = [present_course(c) for c in profile.courses]
+    lvef = sorted((r for r in resources if isinstance(r, dict) and profile.kinds.get(fp.reference_of(r)) == "lvef"
+                   and fp.observation_date(r)), key=fp.observation_date)
+    gaps = []
+    if not status("her2.status", "")["known"]:
+        gaps.append("No readable HER2 result on record.")
+    if profile.value("hr.status") in (None, "unknown"):
+        gaps.append("Hormone-receptor status (ER/PR) is not known from this record.")
+    if not lvef:
+        gaps.append("No LVEF (ejection fraction) result on record.")
+    for f in profile.findings:
+        gaps.append(f.message)
+    return {
+        "her2": status("her2.status", "HER2"),
+        "hr": status("hr.status", "Hormone receptors"),
+        "er": status("er.status", "ER"),
+        "pr": status("pr.status", "PR"),
+        "metastatic": _word(profile.value("metastatic")),
+        "metastatic_date": format_value(profile.value("metastatic.date"), missing=""),
+        "sites": [words.site(s) for s in sites],
+        "brain": _word(profile.value("brain_mets.activity")) if profile.value("brain_mets") else "",
+        "line": profile.value("therapy.line"),
+        "current_line": ({"number": current.number, "since": current.start.isoformat(),
+                          "regimen": " + ".join(current.ingredients)} if current else None),
+        "last_line": ({"number": lines[-1].number, "since": lines[-1].start.isoformat(),
+                       "until": lines[-1].end.isoformat() if lines[-1].end else "",
+                       "regimen": " + ".join(lines[-1].ingredients)} if lines and not current else None),
+        "active": [c for c in courses if c["ongoing"]],
+        "courses": courses,
+        "lvef": [{"value": result_value(r), "date": fp.observation_date(r).isoformat()} for r in lvef],
+        "lvef_drop": profile.value("lvef.drop"),
+        "lvef_days_ago": profile.value("lvef.days_ago"),
+        "gaps": gaps,
+    }
+
+
+def present_course(course) -> dict:
+    """A course row: drug, dates, cycles (``estimated`` when only derived from a dosing interval)."""
+    note = course.cycle_note or ""
+    return {"name": " + ".join(course.ingredients) or course.text or "medication",
+            "start": course.start.isoformat() if course.start else "",
+            "end": course.end.isoformat() if course.end else "", "ongoing": course.end is None,
+            "cycles": course.cycles, "estimated": course.cycles is not None and note.startswith("every"),
+            "line": course.line, "refs": list(course.refs)}
+
+
+def read_keys(findings) -> list[str]:
+    """The prefetch keys the reading findings (refs ``prefetch:<key>``) name, in order."""
+    keys = []
+    for f in findings or ():
+        for ref in getattr(f, "refs", ()) or ():
+            if isinstance(ref, str) and ref.startswith("prefetch:") and ref[9:] not in keys:
+                keys.append(ref[9:])
+    return keys
+
+
+def no_cards_reasons(summary: dict, unreadable: list[str], empty: list[str]) -> list[str]:
+    """Why no card shows, in the record's own terms (not just "no recommendations")."""
+    if not summary:
+        return []
+    out = [f"HER2 status: {summary['her2']['value']}; hormone receptors: {summary['hr']['value']}; "
+           f"metastatic disease: {summary['metastatic']}."]
+    if summary["current_line"]:
+        cl = summary["current_line"]
+        out.append(f"On line {cl['number']} since {cl['since']} ({cl['regimen']}).")
+    elif summary.get("last_line"):
+        ll = summary["last_line"]
+        out.append(f"Line {ll['number']} ({ll['regimen']}) ran {ll['since']} – {ll['until']}; no line is ongoing.")
+    elif summary["metastatic"] == "yes":
+        out.append("No anti-HER2 therapy for metastatic disease is recorded yet (untreated).")
+    if summary["active"]:
+        out.append("Active medications: " + ", ".join(c["name"] for c in summary["active"]) + ".")
+    if unreadable or empty:
+        out.append("Some data could not be read (see the notice above): checks that need it stay silent.")
+    out.append("None of the rules' conditions is met by this record today.")
+    return out
+
+
+def present_card(card: dict) -> dict:
+    """A card for the page: its detail as sanitized HTML (markdown rendered), its rule id, its source link."""
+    ext = next((v for v in (card.get("extension") or {}).values() if isinstance(v, dict) and v.get("id")), {})
+    source = card.get("source") if isinstance(card.get("source"), dict) else {}
+    url = source.get("url") if isinstance(source.get("url"), str) else ""
+    return {**card, "rule": ext.get("id", ""), "detail_html": rich_text.to_html(card.get("detail") or ""),
+            "source_url": url if url.startswith(("https://", "http://")) else ""}

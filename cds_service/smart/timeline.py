@@ -55,17 +55,23 @@ BIOMARKER_STYLES = {
     "her2-interpretation": ("HER2", "#1f5fa8"), "her2-ihc": ("HER2", "#1f5fa8"), "her2-ish": ("HER2", "#1f5fa8"),
     "her2-ish-ratio": ("HER2", "#1f5fa8"), "her2-copy-number": ("HER2", "#1f5fa8"),
     "er-status": ("ER", "#4dac26"), "er-percent": ("ER", "#4dac26"),
-    "pr-status": ("PR", "#66bd63"), "pr-percent": ("PR", "#66bd63"),
-    "genetic-variant": ("PIK3CA", "#66bd63"),
-    "lvef": ("LVEF", "#d7191c"),
+    "pr-status": ("PR", "#4dac26"), "pr-percent": ("PR", "#4dac26"),
+    "genetic-variant": ("PIK3CA", "#4dac26"),
+    "lvef": ("LVEF", "#00838f"),
 }
 # Condition kind (ValueSet id) → colour
 CONDITION_COLOURS = {"metastatic-disease": "#b2182b", "ild": "#762a83", "primary-breast-cancer": "#404040"}
 
-WIDTH = 960
-LEFT = 190          # room for lane labels
-RIGHT = 30
-ROW = 22
+WIDTH = 1000        # the full-screen picture (viewBox units = CSS px at 1000 px)
+COMPACT_WIDTH = 440  # the narrow EHR side panel's picture
+MARGIN = 12
+FONT = 12           # px; lane headings bold, the same size
+LINE_H = 16         # one text line
+ROW = 20            # one bar row
+# Legend entries of the point markers: (label, colour)
+POINT_LEGEND = [("HER2 result", "#1f5fa8"), ("ER / PR / PIK3CA result", "#4dac26"), ("LVEF result", "#00838f"),
+                ("metastasis / progression", "#b2182b"), ("interstitial lung disease", "#762a83"),
+                ("primary breast cancer", "#404040")]
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,52 @@ def _fact_value(profile, name: str):
 
 
 # -- drawing --------------------------------------------------------------------
+#
+# Every label is placed by ``_Lanes``: a label goes on the first text row
+# where it overlaps nothing already placed (with a gap), and is kept inside
+# the picture; a label wider than the picture wraps on words.  Widths are
+# estimated from the characters (DejaVu Sans / Verdana metrics, on the
+# generous side), and the browser test measures the real boxes.
+
+_WIDE = set("MWmw@%")
+_NARROW = set("il.,:;|!'()[]/ ")
+
+
+def text_width(text: str, size: float = FONT) -> float:
+    """A generous estimate of the rendered width of ``text`` in px."""
+    w = 0.0
+    for ch in text:
+        if ch in _WIDE:
+            w += 0.95
+        elif ch in _NARROW:
+            w += 0.36
+        elif ch.isupper() or ch.isdigit():
+            w += 0.72
+        else:
+            w += 0.62
+    return w * size
+
+
+def wrap(text: str, max_width: float) -> list[str]:
+    """Words on as few lines as fit ``max_width``; a single overlong word is cut with '…' (never overflows)."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        trial = f"{current} {word}".strip()
+        if text_width(trial) <= max_width or not current:
+            current = trial
+        else:
+            lines.append(current)
+            current = word
+    if current:
+        lines.append(current)
+    out = []
+    for line in lines or [""]:
+        while text_width(line) > max_width and len(line) > 1:
+            line = line[:-2] + "…"
+        out.append(line)
+    return out
+
 
 def _text(value: str) -> str:
     return escape(str(value))
@@ -203,16 +255,62 @@ def _attr(value: str) -> str:
 
 
 class _Axis:
-    def __init__(self, first: date, last: date):
-        self.first, self.last = first, last
+    def __init__(self, first: date, last: date, width: int):
+        self.first, self.last, self.width = first, last, width
         self.days = max((last - first).days, 1)
+        self.left, self.right = MARGIN + 4, width - MARGIN - 4
 
     def x(self, when: date) -> float:
-        return round(LEFT + (WIDTH - LEFT - RIGHT) * (when - self.first).days / self.days, 1)
+        return round(self.left + (self.right - self.left) * (when - self.first).days / self.days, 1)
 
 
-def render_svg(profile, resources: list[dict], today: date) -> str:
-    """The whole picture as an SVG document (str). Pure; never raises on odd resources."""
+class _Lanes:
+    """Text rows below a band: place each label where it overlaps nothing already placed."""
+
+    GAP = 8
+
+    def __init__(self, width: int):
+        self.width = width
+        self.rows: list[list[tuple[float, float]]] = []
+
+    def place(self, x: float, lines: list[str]) -> tuple[float, int]:
+        """(left x, first row) for a label of ``lines`` anchored near ``x``; marks the rows used."""
+        w = max(text_width(ln) for ln in lines)
+        x0 = min(max(x - 4, MARGIN), self.width - MARGIN - w)
+        x1 = x0 + w
+        row = 0
+        while True:
+            span = range(row, row + len(lines))
+            if all(self._free(r, x0, x1) for r in span):
+                for r in span:
+                    while len(self.rows) <= r:
+                        self.rows.append([])
+                    self.rows[r].append((x0, x1))
+                return x0, row
+            row += 1
+
+    def _free(self, r: int, x0: float, x1: float) -> bool:
+        if r >= len(self.rows):
+            return True
+        return all(x1 + self.GAP <= a or x0 >= b + self.GAP for a, b in self.rows[r])
+
+    @property
+    def height(self) -> int:
+        return len(self.rows) * LINE_H
+
+
+def _label(x: float, y: float, lines: list[str], cls: str = "") -> str:
+    """A possibly multi-line <text> whose first baseline is ``y``."""
+    klass = f' class="{cls}"' if cls else ""
+    if len(lines) == 1:
+        return f'<text x="{round(x, 1)}" y="{y}"{klass}>{_text(lines[0])}</text>'
+    spans = "".join(f'<tspan x="{round(x, 1)}" dy="{0 if i == 0 else LINE_H}">{_text(ln)}</tspan>'
+                    for i, ln in enumerate(lines))
+    return f'<text x="{round(x, 1)}" y="{y}"{klass}>{spans}</text>'
+
+
+def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH) -> str:
+    """The whole picture as an SVG document (str), laid out for ``width`` px. Pure; never raises on odd resources."""
     resources = [r for r in resources or [] if isinstance(r, dict)]
     spans = drug_spans(profile)
     biomarkers = biomarker_points(profile, resources)
@@ -222,55 +320,89 @@ def render_svg(profile, resources: list[dict], today: date) -> str:
 
     dates = [s.start for s in spans] + [s.end for s in spans if s.end] + [p.when for p in biomarkers + events]
     if not dates:
-        return _empty_svg()
+        return _empty_svg(width)
     first = min(dates) - timedelta(days=30)
     last = max(max(dates), today) + timedelta(days=30)
-    axis = _Axis(first, last)
+    axis = _Axis(first, last, width)
+    plot = width - 2 * MARGIN
 
-    drug_names = list(dict.fromkeys(s.name for s in spans))
-    y = 30
     body: list[str] = []
-    body.append(f'<text x="10" y="{y + 4}" class="lane">Lines of therapy</text>')
-    for n, start, end in lines:
-        x1, x2 = axis.x(start), axis.x(end or today)
-        body.append(f'<g class="line"><title>{_text(f"Line {n} from {start.isoformat()}")}</title>'
-                    f'<path d="M{x1},{y + 8} V{y} H{x2} V{y + 8}" fill="none" stroke="#333"/>'
-                    f'<text x="{(x1 + x2) / 2}" y="{y - 3}" text-anchor="middle">L{n}</text></g>')
-    if not lines:
-        body.append(f'<text x="{LEFT}" y="{y + 4}" class="muted">no metastatic-setting therapy found</text>')
-    y += 26
-    for name in drug_names:
-        body.append(f'<text x="10" y="{y + 4}" class="drug">{_text(_short(name, 28))}</text>')
-        for span in (s for s in spans if s.name == name):
+    y = 6
+    # -- lines of therapy: brackets with "L1", "L2" on lanes above nothing else
+    y = _heading(body, "Lines of therapy (metastatic setting)", y)
+    if lines:
+        lanes = _Lanes(width)
+        placed = []
+        for n, start, end in lines:
+            x1, x2 = axis.x(start), axis.x(end or today)
+            lx, row = lanes.place((x1 + x2) / 2 - text_width(f"L{n}") / 2 + 4, [f"L{n}"])
+            placed.append((n, start, x1, x2, lx, row))
+        top = y + lanes.height
+        for n, start, x1, x2, lx, row in placed:
+            body.append(f'<g class="line"><title>{_text(f"Line {n} from {start.isoformat()}")}</title>'
+                        f'<path d="M{x1},{top + 10} V{top + 2} H{max(x2, x1 + 2)} V{top + 10}" fill="none" '
+                        f'stroke="#333"/>{_label(lx, y + row * LINE_H + FONT, [f"L{n}"])}</g>')
+        y = top + 14
+    else:
+        body.append(_label(MARGIN, y + FONT, ["no metastatic-setting therapy found"], "muted"))
+        y += LINE_H + 4
+
+    # -- courses: the name (and cycle count) on its own line, the bar below it
+    y = _heading(body, "Treatment courses", y + 4)
+    if not spans:
+        body.append(_label(MARGIN, y + FONT, ["none recorded"], "muted"))
+        y += LINE_H + 4
+    for name in dict.fromkeys(s.name for s in spans):
+        group = [s for s in spans if s.name == name]
+        caption = wrap(name + _cycles_caption(group, cycles), plot)
+        body.append(_label(MARGIN, y + FONT, caption, "drug"))
+        y += len(caption) * LINE_H + 2
+        bar_y = y + 6
+        for span in group:
             x1 = axis.x(span.start)
             x2 = max(axis.x(span.end or today), x1 + 3)
-            opacity = "" if span.end else ' fill-opacity="0.75"'
             status = f"{span.start.isoformat()} – {span.end.isoformat() if span.end else 'ongoing'}"
-            body.append(f'<g class="drug-bar"><title>{_text(f"{span.name} ({span.klass}) {status} [{span.ref}]")}</title>'
-                        f'<rect x="{x1}" y="{y - 7}" width="{round(x2 - x1, 1)}" height="12" rx="3" '
-                        f'fill={_attr(span.colour)}{opacity}/></g>')
+            pattern = ' fill-opacity="0.55" stroke-dasharray="4,2"' if span.end is None else ""
+            body.append(f'<g class="drug-bar"><title>{_text(f"{span.name} ({span.klass}) {status} [{span.ref}]")}'
+                        f'</title><rect x="{x1}" y="{bar_y - 6}" width="{round(x2 - x1, 1)}" height="12" rx="3" '
+                        f'fill={_attr(span.colour)} stroke={_attr(span.colour)}{pattern}/></g>')
             if span.klass == "taxane":
-                body.extend(_cycle_ticks(axis, span, today, cycles, y))
+                body.extend(_cycle_ticks(axis, span, today, cycles, bar_y))
         y += ROW
-    y += 6
-    y = _point_lane(body, axis, "Biomarkers", biomarkers, y)
-    y = _point_lane(body, axis, "Events", events, y)
-    body.append(_axis_svg(axis, today, y))
-    height = y + 40
-    legend = _legend(height - 12)
+    # -- results and events: markers on a band, labels on lanes below
+    y = _point_lane(body, axis, "Results (HER2, ER, PR, PIK3CA, LVEF)", biomarkers, y + 4)
+    y = _point_lane(body, axis, "Diagnoses and events", events, y)
+    axis_svg, y = _axis_svg(axis, today, y)
+    body.append(axis_svg)
+    legend, y = _legend(spans, width, y + 8)
+    height = y + 8
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="Treatment timeline">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="Treatment timeline" class="timeline-svg">'
         "<title>Treatment timeline</title>"
-        "<style>text{font:11px sans-serif;fill:#222}.lane{font-weight:bold}.muted{fill:#777}"
-        ".pt text{font-size:10px}</style>"
-        f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>'
+        f"<style>text{{font:{FONT}px 'DejaVu Sans',Verdana,sans-serif;fill:#1b1b1b}}.lane{{font-weight:bold}}"
+        ".muted{fill:#666}</style>"
+        f'<rect width="{width}" height="{height}" fill="#fff"/>'
         + "".join(body) + legend + "</svg>"
     )
 
 
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _heading(body: list[str], text: str, y: int) -> int:
+    body.append(_label(MARGIN, y + FONT, [text], "lane"))
+    return y + LINE_H + 2
+
+
+def _cycles_caption(group: list[DrugSpan], cycles) -> str:
+    """' — 6 cycles' (recorded) or ' — about 6 cycles (estimated)' for taxane courses; '' otherwise."""
+    if not group or group[0].klass != "taxane":
+        return ""
+    recorded = [s.cycles for s in group if isinstance(s.cycles, int)]
+    if recorded:
+        return f" — {sum(recorded)} cycles"
+    doses = sum(len(s.doses) for s in group)
+    if doses:
+        return f" — {doses} doses given"
+    return " — cycles estimated (21-day schedule)"
 
 
 def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> list[str]:
@@ -278,6 +410,7 @@ def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> li
     end = span.end or today
     if span.doses:
         return [_tick(axis, when, f"dose {i + 1}", y) for i, when in enumerate(span.doses) if when <= axis.last]
+    estimated = not (isinstance(span.cycles, int) and span.cycles >= 0)
     interval = span.period_days if isinstance(span.period_days, (int, float)) and span.period_days >= 1 else CYCLE_DAYS
     count = int((end - span.start).days // interval) + 1
     if isinstance(span.cycles, int) and span.cycles >= 0:
@@ -292,64 +425,97 @@ def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> li
         when = span.start + timedelta(days=round(offset))
         if when > end and span.cycles is None:
             break
-        out.append(_tick(axis, when, f"cycle {i + 1}", y))
+        out.append(_tick(axis, when, f"cycle {i + 1}" + (" (estimated)" if estimated else ""), y, estimated))
     return out
 
 
-def _tick(axis: _Axis, when: date, what: str, y: int) -> str:
+def _tick(axis: _Axis, when: date, what: str, y: int, estimated: bool = False) -> str:
     x = axis.x(when)
-    return (f'<line class="cycle" x1="{x}" y1="{y - 9}" x2="{x}" y2="{y + 7}" stroke="#000"><title>'
+    dash = ' stroke-dasharray="2,2"' if estimated else ""
+    return (f'<line class="cycle" x1="{x}" y1="{y - 9}" x2="{x}" y2="{y + 9}" stroke="#000"{dash}><title>'
             f'{_text(f"{what} ({when.isoformat()})")}</title></line>')
 
 
-def _point_lane(body: list[str], axis: _Axis, label: str, points: list[Point], y: int) -> int:
-    body.append(f'<text x="10" y="{y + 4}" class="lane">{_text(label)}</text>')
+def _point_lane(body: list[str], axis: _Axis, heading: str, points: list[Point], y: int) -> int:
+    y = _heading(body, heading, y)
     if not points:
-        body.append(f'<text x="{LEFT}" y="{y + 4}" class="muted">none recorded</text>')
-        return y + ROW
-    # stagger labels on up to three rows so that close points stay readable
-    last_x = [-1e9, -1e9, -1e9]
+        body.append(_label(MARGIN, y + FONT, ["none recorded"], "muted"))
+        return y + LINE_H + 6
+    band = y + 6
+    lanes = _Lanes(axis.width)
+    plot = axis.width - 2 * MARGIN
+    top = band + 10
+    parts = []
     for p in points:
         x = axis.x(p.when)
-        row = next((i for i, lx in enumerate(last_x) if x - lx > 90), 0)
-        last_x[row] = x
-        ty = y + row * 14
-        body.append(f'<g class="pt"><title>{_text(f"{p.when.isoformat()}: {p.label} [{p.ref}]")}</title>'
-                    f'<circle cx="{x}" cy="{y}" r="4" fill={_attr(p.colour)}/>'
-                    f'<text x="{x + 6}" y="{ty + 4}">{_text(_short(p.label, 22))}</text></g>')
-    return y + ROW + 28
+        text = wrap(p.label, plot)
+        lx, row = lanes.place(x, text)
+        ty = top + row * LINE_H + FONT
+        parts.append(f'<g class="pt"><title>{_text(f"{p.when.isoformat()}: {p.label} [{p.ref}]")}</title>'
+                     f'<circle cx="{x}" cy="{band}" r="5" fill={_attr(p.colour)}/>'
+                     f'<line x1="{x}" y1="{band + 5}" x2="{x}" y2="{ty - FONT + 1}" stroke={_attr(p.colour)} '
+                     f'stroke-width="0.8"/>'
+                     f'{_label(lx, ty, text)}</g>')
+    body.append(f'<line x1="{axis.left}" y1="{band}" x2="{axis.right}" y2="{band}" stroke="#ddd"/>')
+    body.extend(parts)
+    return top + lanes.height + 8
 
 
-def _axis_svg(axis: _Axis, today: date, y: int) -> str:
-    parts = [f'<line x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}" stroke="#999"/>']
-    yearly = axis.days > 730
+def _axis_svg(axis: _Axis, today: date, y: int) -> tuple[str, int]:
+    """The date axis: ticks every month/year, labels thinned so none overlaps; a dashed 'today' line."""
+    parts = [f'<line x1="{axis.left}" y1="{y}" x2="{axis.right}" y2="{y}" stroke="#999"/>']
+    yearly = axis.days > 730 or (axis.right - axis.left) / max(axis.days / 30.4, 1) < 34
     d = date(axis.first.year, axis.first.month, 1)
+    last_end = -1e9
     while d <= axis.last:
         if d >= axis.first and (not yearly or d.month == 1):
             x = axis.x(d)
             label = str(d.year) if yearly or d.month == 1 else d.strftime("%b")
-            parts.append(f'<line x1="{x}" y1="{y}" x2="{x}" y2="{y + 4}" stroke="#999"/>'
-                         f'<text x="{x}" y="{y + 15}" text-anchor="middle">{label}</text>')
+            w = text_width(label)
+            parts.append(f'<line x1="{x}" y1="{y}" x2="{x}" y2="{y + 4}" stroke="#999"/>')
+            if x - w / 2 > last_end + 6 and x - w / 2 >= MARGIN and x + w / 2 <= axis.width - MARGIN:
+                parts.append(f'<text x="{x}" y="{y + 4 + FONT}" text-anchor="middle">{label}</text>')
+                last_end = x + w / 2
         d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
     x = axis.x(today)
-    parts.append(f'<line class="today" x1="{x}" y1="20" x2="{x}" y2="{y}" stroke="#d7191c" stroke-dasharray="3,3">'
+    parts.append(f'<line class="today" x1="{x}" y1="6" x2="{x}" y2="{y}" stroke="#d7191c" stroke-dasharray="3,3">'
                  f'<title>today {today.isoformat()}</title></line>')
-    return "".join(parts)
+    return "".join(parts), y + 4 + LINE_H
 
 
-def _legend(y: int) -> str:
-    x = 10
-    parts = []
-    for _, label, colour in CLASS_STYLES[:6]:
-        parts.append(f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{x + 14}" y="{y + 1}">{label}</text>')
-        x += 30 + 6 * len(label)
-    return "".join(parts)
+def _legend(spans: list[DrugSpan], width: int, y: int) -> tuple[str, int]:
+    """Every colour and marker the picture uses, flowed into rows that fit ``width``."""
+    items: list[tuple[str, str]] = []
+    for label, colour in dict.fromkeys((s.klass, s.colour) for s in spans):
+        items.append((f'<rect x="0" y="-9" width="12" height="10" rx="2" fill="{colour}"/>', f"{label} (course)"))
+    for label, colour in POINT_LEGEND:
+        items.append((f'<circle cx="6" cy="-4" r="5" fill="{colour}"/>', label))
+    items += [
+        ('<rect x="0" y="-9" width="12" height="10" rx="2" fill="#878787" fill-opacity="0.55" stroke="#878787" '
+         'stroke-dasharray="4,2"/>', "ongoing course"),
+        ('<line x1="6" y1="-12" x2="6" y2="3" stroke="#000"/>', "taxane cycle or dose"),
+        ('<line x1="6" y1="-12" x2="6" y2="3" stroke="#000" stroke-dasharray="2,2"/>', "cycle estimated"),
+        ('<path d="M0,2 V-8 H12 V2" fill="none" stroke="#333"/>', "L1, L2…: line of therapy"),
+        ('<line x1="6" y1="-12" x2="6" y2="3" stroke="#d7191c" stroke-dasharray="3,3"/>', "today"),
+    ]
+    parts = [_label(MARGIN, y + FONT, ["Legend"], "lane")]
+    y += LINE_H + 4
+    x = MARGIN
+    for mark, label in items:
+        w = 18 + text_width(label)
+        if x + w > width - MARGIN and x > MARGIN:
+            x, y = MARGIN, y + LINE_H + 2
+        parts.append(f'<g class="legend-item" transform="translate({round(x, 1)},{y + FONT})">{mark}'
+                     f'<text x="18" y="0">{_text(label)}</text></g>')
+        x += w + 14
+    return "".join(parts), y + LINE_H + 4
 
 
-def _empty_svg() -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="60" viewBox="0 0 {WIDTH} 60" '
-            'role="img" aria-label="Treatment timeline"><title>Treatment timeline</title>'
+def _empty_svg(width: int = WIDTH) -> str:
+    lines = wrap("No dated therapy, biomarker or event found for this patient.", width - 2 * MARGIN)
+    height = 24 + LINE_H * len(lines)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="Treatment timeline" class="timeline-svg">'
+            f"<title>Treatment timeline</title><style>text{{font:{FONT}px 'DejaVu Sans',Verdana,sans-serif}}</style>"
             '<rect width="100%" height="100%" fill="#fff"/>'
-            '<text x="10" y="34" style="font:13px sans-serif">No dated therapy, biomarker or event found '
-            'for this patient.</text></svg>')
+            + _label(MARGIN, 12 + FONT, lines) + "</svg>")

@@ -8,6 +8,7 @@ beyond ids.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from datetime import date
@@ -171,12 +172,34 @@ def callback():
         "code_verifier": pending.verifier,
     })
     sid = secrets.token_urlsafe(32)
+    app_context = read_app_context(token.get("appContext"))
     entry = AppSession(pending.iss, token["patient"], token["access_token"], str(token.get("scope", "")),
-                       pending.patient_hint)
+                       pending.patient_hint or app_context.get("patient"))
+    if app_context.get("rule"):
+        session["smart_focus_rule"] = app_context["rule"]
+    else:
+        session.pop("smart_focus_rule", None)
     _part("secrets").save_session(sid, entry, token.get("expires_in"))
     session["smart_sid"] = sid
     log.info("smart session started", extra={"iss": pending.iss, "patient_id": token["patient"]})
     return redirect(url_for("smart.app_page"), code=302)
+
+
+def read_app_context(value) -> dict:
+    """The card link's ``appContext`` as the EHR passed it back: ``{"patient": id, "rule": id}``, or {}.
+
+    It is only ever a hint (which card to show first, which patient the card
+    was about); anything else or anything oversized is ignored.
+    """
+    if not isinstance(value, str) or len(value) > 500:
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: data[k] for k in ("patient", "rule") if isinstance(data.get(k), str) and 0 < len(data[k]) <= 64}
 
 
 def _authorization_error() -> SmartError:
@@ -222,7 +245,8 @@ def _page(entry: AppSession) -> Page:
             "error": "; ".join(f"{k}: {v}" for k, v in record.failures.items())})
     page = build_page(record.resources, patient_id=entry.patient, iss=entry.iss,
                       knowledge=knowledge, today=date.today(),
-                      patient_hint=entry.patient_hint, read_findings=record.findings)
+                      patient_hint=entry.patient_hint, read_findings=record.findings,
+                      empty_queries=record.empty, focus_rule=session.get("smart_focus_rule"))
     if entry.sid:
         cache.put(entry.sid, page, CACHE_TTL)
     return page
