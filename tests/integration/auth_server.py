@@ -41,6 +41,8 @@ class AuthState:
     tokens: dict = field(default_factory=dict)
     token_requests: list = field(default_factory=list)
     fhir_reads: list = field(default_factory=list)
+    failing: set = field(default_factory=set)  # resource types whose searches answer 500
+    collapse_slashes: bool = False  # like the SMART launcher's proxy: "//" in the query becomes "/"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -137,7 +139,12 @@ def create_auth_app(state: AuthState) -> Flask:
         headers = {"Accept": "application/fhir+json"}
         if state.upstream_token:
             headers["Authorization"] = f"Bearer {state.upstream_token}"
+        if path.split("/")[0] in state.failing:
+            return Response('{"resourceType":"OperationOutcome"}', status=500, mimetype="application/fhir+json")
         query = request.query_string.decode()
+        if state.collapse_slashes:
+            while "//" in query:
+                query = query.replace("//", "/")
         url = f"{state.fhir_upstream}/{path}" + (f"?{query}" if query else "")
         upstream = requests.get(url, headers=headers, timeout=30)
         # paging links must point at this front door, not at the server behind it
