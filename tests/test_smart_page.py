@@ -84,9 +84,10 @@ def test_an_untreated_de_novo_patient_without_cards_is_told_what_the_record_show
 
 def test_unreadable_and_empty_searches_are_named_in_clinical_words(knowledge):
     unread = (Finding("data-missing", "'conditions' could not be read", ("prefetch:conditions",)),)
-    page = page_of(knowledge, patient(), her2(), read_findings=unread, empty_queries=("otherObservations",))
+    page = page_of(knowledge, patient(), her2(), read_findings=unread,
+                   empty_queries=("hormoneReceptors", "medicationRequests"))
     assert page.unreadable == ["diagnoses (conditions, metastatic sites)"]
-    assert page.empty == ["LVEF, ECOG, liver tests and other results"]
+    assert page.empty == ["estrogen and progesterone receptor results"]  # no orders is common: not called out
     assert "No LVEF (ejection fraction) result on record." in page.summary["gaps"]
 
 

@@ -61,6 +61,9 @@ QUERY_LABELS = {
     "medicationStatements": "medication history",
     "medicationRequests": "medication orders",
 }
+# Queries whose empty answer the page calls out: an HER2 MBC record without them is suspect
+# (a proxy that breaks coded searches gives exactly that); other lists are often empty.
+EXPECTED_DATA = ("patient", "her2", "hormoneReceptors", "conditions")
 # The value words of the facts the page's summary shows
 VALUE_WORDS = {"positive": "positive", "negative": "negative", "low": "low", "zero": "0 (HER2-zero)",
                "equivocal_pending": "equivocal (reflex test pending)", "unknown": "unknown",
@@ -127,7 +130,7 @@ def present(resources: list[dict], assessment: Assessment, *, patient_id: str, i
     words = Words(knowledge)
     summary = summarize(profile, resources, words, today)
     unreadable = [QUERY_LABELS.get(k, k) for k in read_keys(read_findings)]
-    empty = [QUERY_LABELS.get(k, k) for k in empty_queries if k in QUERY_LABELS]
+    empty = [QUERY_LABELS[k] for k in EXPECTED_DATA if k in empty_queries]
     cards = [present_card(c) for c in assessment.cards]
     if focus_rule:
         cards.sort(key=lambda c: c["rule"] != focus_rule)
@@ -384,7 +387,8 @@ def no_cards_reasons(summary: dict, unreadable: list[str], empty: list[str]) -> 
     if summary["active"]:
         out.append("Active medications: " + ", ".join(c["name"] for c in summary["active"]) + ".")
     if unreadable or empty:
-        out.append("Some data could not be read (see the notice above): checks that need it stay silent.")
+        out.append("Some data could not be read or was not returned (see the notice above): "
+                   "checks that need it stay silent.")
     out.append("None of the rules' conditions is met by this record today.")
     return out
 

@@ -276,7 +276,7 @@ class _Lanes:
     def place(self, x: float, lines: list[str]) -> tuple[float, int]:
         """(left x, first row) for a label of ``lines`` anchored near ``x``; marks the rows used."""
         w = max(text_width(ln) for ln in lines)
-        x0 = min(max(x - 4, MARGIN), self.width - MARGIN - w)
+        x0 = min(max(x + 4, MARGIN), self.width - MARGIN - w)  # right of the leader line when it fits
         x1 = x0 + w
         row = 0
         while True:
@@ -335,7 +335,7 @@ def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH) 
         placed = []
         for n, start, end in lines:
             x1, x2 = axis.x(start), axis.x(end or today)
-            lx, row = lanes.place((x1 + x2) / 2 - text_width(f"L{n}") / 2 + 4, [f"L{n}"])
+            lx, row = lanes.place((x1 + x2) / 2 - text_width(f"L{n}") / 2 - 4, [f"L{n}"])
             placed.append((n, start, x1, x2, lx, row))
         top = y + lanes.height
         for n, start, x1, x2, lx, row in placed:
