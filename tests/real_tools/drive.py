@@ -36,6 +36,7 @@ from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENT = "p01-de-novo-thp"
+PRACTITIONER = "real-tools-oncologist"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -99,6 +100,10 @@ def start_sekmet(stack: Stack, work: Path) -> str:
                            "--quiet", str(ROOT / "fixtures" / "patients")], cwd=ROOT, capture_output=True, text=True)
     if load.returncode:
         raise RuntimeError("loading the fixtures failed: " + load.stdout[-1000:] + load.stderr[-1000:])
+    # the EHR user of the launch (the app asks for openid fhirUser): one synthetic practitioner
+    requests.put(f"{base}/Practitioner/{PRACTITIONER}", json={
+        "resourceType": "Practitioner", "id": PRACTITIONER, "name": [{"family": "Oncologist", "given": ["Test"]}]},
+        headers={"Content-Type": "application/fhir+json"}, timeout=30).raise_for_status()
     return base
 
 
@@ -145,7 +150,7 @@ def start_sandbox(stack: Stack, sandbox: Path) -> str:
 def launch_code(patient: str) -> str:
     """The launcher's own ``launch`` encoding (src/isomorphic/codec.ts): provider EHR launch, login and
     authorization screens skipped, PKCE auto, public client."""
-    arr = [0, patient, "", "AUTO", 1, 1, 0, "", "", "", "", "", "", "", 0, 1, ""]
+    arr = [0, patient, PRACTITIONER, "NONE", 1, 1, 0, "", "", "", "", "", "", "", 0, 1, ""]
     return base64.urlsafe_b64encode(json.dumps(arr).encode()).decode().rstrip("=")
 
 
@@ -203,7 +208,18 @@ def ehr_launch(page, out: Path, patient: str, *, launcher: str, service: str, **
     """What an EHR does: open the app's launch URL with iss and launch; PKCE, callback, the page."""
     iss = launcher + "/v/r4/fhir"
     page.goto(service + "/smart/launch?" + urlencode({"iss": iss, "launch": launch_code(patient)}))
-    page.wait_for_url(service + "/smart/app", timeout=120_000)
+    # the launcher's simulated login / authorization screens, when it shows them
+    deadline = time.monotonic() + 120
+    while not page.url.startswith(service + "/smart/app"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no app page; stuck at {page.url[:120]}")
+        for label in ("Continue Without User", "Login", "Authorize", "Approve", "Allow"):
+            button = page.get_by_role("button", name=label)
+            if button.count() and button.first.is_visible():
+                page.screenshot(path=str(out / f"launcher-{label.lower().replace(' ', '-')}.png"))
+                button.first.click()
+                break
+        page.wait_for_timeout(500)
     page.wait_for_load_state("load")
     page.screenshot(path=str(out / "smart-app-via-launcher.png"), full_page=True)
     status = page.inner_text("#sum-her2 .status").strip()
@@ -234,19 +250,25 @@ def sandbox_patient_view(page, out: Path, patient: str, *, fhir: str, service: s
 
 
 def sandbox_order_select(page, out: Path, patient: str, *, fhir: str, service: str, sandbox: str, **_) -> str:
+    """Rx View: pick the first condition the sandbox lists (its code.text), then a medication it knows."""
     page.goto(sandbox + "/?" + urlencode({"fhirServiceUrl": fhir, "patientId": patient,
                                           "serviceDiscoveryURL": service + "/cds-services"}))
     page.wait_for_load_state("networkidle")
-    page.get_by_text("Rx View", exact=False).first.click()
-    box = page.locator("input").filter(has_not=page.locator("[type=hidden]")).first
-    box.fill("trastuzumab")
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(out / "sandbox-order-select-search.png"), full_page=True)
-    option = page.get_by_text("trastuzumab", exact=False).nth(1)
-    option.click()
+    page.get_by_text("Rx View", exact=True).first.click()
+    page.locator("form input").first.click()  # "Treating": a react-select of the patient's Conditions
+    options = page.locator("[id*='-option-']")
+    options.first.wait_for(timeout=30_000)
+    treating = [t.strip() for t in options.all_inner_texts()]
+    options.first.click()
+    page.fill("input[name=medication-input]", "Naproxen")
+    choice = page.get_by_role("button", name="Naproxen", exact=False).first
+    choice.wait_for(timeout=30_000)
+    choice.click()
     page.wait_for_timeout(5000)
     page.screenshot(path=str(out / "sandbox-order-select.png"), full_page=True)
-    return "ok"
+    if not all(treating):
+        raise AssertionError(f"the sandbox's Treating list has blank entries: {treating}")
+    return f"ok: Treating lists {treating[:3]}"
 
 
 if __name__ == "__main__":
