@@ -5,8 +5,12 @@ build or a plotting library in the service's environment, it must scale in
 any browser, and every label in it comes from the EHR (untrusted text), so
 each one goes through ``_text``/``_attr`` escaping here and nowhere else.
 
-``render_svg(profile, resources, today)`` is a pure function: the same
+``render_svg(profile, resources, today, width)`` is a pure function: the same
 profile and resources give the same bytes, which is what the tests check.
+It is laid out *for a width* (the page embeds a 1000- and a 440-unit
+layout and CSS shows one): no label overlaps another or leaves the picture
+(``_Lanes``; the browser test measures the rendered boxes), long labels
+wrap, and ``_legend`` names every colour and mark drawn.
 
 Nothing clinical is derived here: the picture *shows the profile*
 (``cds_service.criteria``), so the timeline and the cards can never disagree.
