@@ -32,7 +32,7 @@ build() {  # dir, build command, product that proves it was built
 echo "== building the SMART App Launcher ($launcher)"
 build "$launcher" "GENERATE_SOURCEMAP=false CI=false npm run build" build/index.html
 echo "== building the CDS Hooks sandbox ($sandbox)"
-build "$sandbox" "NODE_OPTIONS=--openssl-legacy-provider npm run build || npm run build" build/app.bundle.js
+build "$sandbox" "npm run build" build/app.bundle.js
 
 python="${PYTHON:-$repo/.venv/bin/python}"
 exec "$python" "$here/drive.py" --launcher "$launcher" --sandbox "$sandbox" --out "$out"
