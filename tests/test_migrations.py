@@ -111,6 +111,7 @@ def test_previous_release_database_is_refused_then_upgraded_with_its_rows(empty_
     Store(empty_url).dispose()  # starts now
 
 
+@pytest.mark.integration  # starts a real her2-cds serve
 def test_serve_refuses_an_out_of_date_database_with_one_line(empty_url, tmp_path):
     engine = create_engine(empty_url)
     metadata.create_all(engine)

@@ -19,9 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from served import Served, clean_env, first_call_command, run_first_call
+
+# Real gunicorn processes and sockets: the integration tier, out of the quick inner loop.
+pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 HER2CDS = str(BIN / "her2-cds")
