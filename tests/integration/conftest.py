@@ -25,6 +25,18 @@ from werkzeug.serving import make_server
 from cds_service.cli import cli
 from cds_service.commands.fixtures_cmd import default_fixtures_dir, find_bundles
 
+
+def pytest_ignore_collect(collection_path, config):
+    """The quick loop (``-m "not integration ..."``) does not even collect this tier.
+
+    Every test here is marked ``integration``, so nothing would run anyway; but
+    collecting costs seconds (Schemathesis builds its operation tests while
+    collecting), and the inner loop should not pay for tests it deselects.
+    """
+    if "not integration" in (config.getoption("markexpr") or ""):
+        return True
+    return None
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
 ARTIFACTS = ROOT / "test-artifacts"
