@@ -434,7 +434,10 @@ def test_taxane_cycles_from_administrations():
 
 def test_weekly_paclitaxel_administrations_are_not_cycles():
     admins = [med_admin("paclitaxel", f"2024-07-{d:02d}") for d in (1, 8, 15)]
-    assert profile(*mbc_base(), *admins).value("taxane.cycles") is None
+    p = profile(*mbc_base(), *admins)
+    assert p.value("taxane.cycles") is None
+    assert (p.value("taxane.schedule"), p.value("taxane.weeks"), p.value("taxane.cycles_estimated")) == (
+        "weekly", 3, False)
 
 
 def test_taxane_cycles_from_schedule_and_extension():
@@ -448,9 +451,56 @@ def test_taxane_cycles_from_schedule_and_extension():
     assert profile(*mbc_base(), ext).value("taxane.cycles") == 3
 
 
-def test_taxane_without_schedule_is_null():
-    p = profile(*mbc_base(), med_statement("docetaxel", start="2024-07-01"))
+def test_paclitaxel_without_schedule_has_no_cycle_count():
+    """Paclitaxel is given weekly or 3-weekly: without timing or administrations, no count."""
+    p = profile(*mbc_base(), med_statement("paclitaxel", start="2024-07-01"))
     assert p.value("taxane.cycles") is None and p.value("taxane.months") is not None
+    assert p.value("taxane.schedule") == "unknown" and p.value("taxane.days") == 335
+
+
+def test_period_only_docetaxel_statement_is_an_estimate_at_3_weekly_dosing():
+    """Issue 12: a completed course recorded as one statement with an effectivePeriod (150 → 20 days ago)."""
+    st = med_statement("docetaxel", status="completed", start="2025-01-02", end="2025-05-12")
+    p = profile(*mbc_base(), med_statement("trastuzumab", start="2025-01-02"), st)
+    assert p.value("taxane.days") == 130
+    assert p.value("taxane.cycles") == 6  # ⌊130/21⌋, no +1: the period end is not a known dose
+    assert p.value("taxane.cycles_estimated") is True and p.value("taxane.schedule") == "3-weekly"
+    assert p.value("taxane.course_ended") is True
+    assert (p.value("taxane.drug"), p.value("taxane.start"), p.value("taxane.end")) == (
+        "docetaxel", "2025-01-02", "2025-05-12")
+
+
+def test_a_past_record_with_only_a_start_has_no_length():
+    st = med_statement("docetaxel", status="completed", start="2025-01-02")
+    p = profile(*mbc_base(), st)
+    assert p.value("taxane.cycles") is None and p.value("taxane.days") is None
+
+
+def test_weekly_paclitaxel_timing_is_counted_in_weeks_never_cycles():
+    """Issue 12: after 5 weeks of weekly paclitaxel the service said "six or more cycles"."""
+    weekly = med_statement("paclitaxel", start="2025-04-27",
+                           dosage=[{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}}])
+    p = profile(*mbc_base(), weekly)
+    assert p.value("taxane.cycles") is None and p.value("taxane.schedule") == "weekly"
+    assert p.value("taxane.weeks") == 6 and p.value("taxane.cycles_estimated") is False
+    assert p.value("taxane.course_ended") is False
+
+
+def test_only_the_last_doses_charted_estimates_from_the_course_with_the_last_dose():
+    """A statement covers the course; only the last administration is charted: +1 for the known last dose."""
+    st = med_statement("docetaxel", status="completed", start="2025-01-01", end="2025-04-01")
+    last = med_admin("docetaxel", "2025-04-01")
+    p = profile(*mbc_base(), st, last)
+    assert p.value("taxane.days") == 90
+    assert p.value("taxane.cycles") == 5 and p.value("taxane.cycles_estimated") is True  # ⌊90/21⌋ + 1
+
+
+def test_three_weekly_administrations_are_counted_not_estimated():
+    admins = [med_admin("docetaxel", d) for d in ("2025-01-01", "2025-01-22", "2025-02-12", "2025-03-05")]
+    p = profile(*mbc_base(), *admins)
+    assert (p.value("taxane.cycles"), p.value("taxane.cycles_estimated"), p.value("taxane.schedule")) == (
+        4, False, "3-weekly")
+    assert p.value("taxane.days") == 63 and p.value("taxane.course_ended") is True
 
 
 # -- patient & contract ----------------------------------------------------------
