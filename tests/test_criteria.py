@@ -513,6 +513,41 @@ def test_patient_age_sex_menopausal():
     assert profile(patient()).value("patient.menopausal") == "unknown"
 
 
+def born(age):
+    """A birth date making the patient ``age`` on TODAY (2025-06-01)."""
+    return f"{2025 - age}-01-15"
+
+
+@pytest.mark.parametrize("age, expected", [(42, "unknown"), (59, "unknown"), (60, "post"), (64, "post")])
+def test_menopausal_status_from_age_only_from_60(age, expected):
+    """NCCN: postmenopausal from age 60; under 60 without a record is unknown (amenorrhoea can reverse)."""
+    p = profile(patient(birth=born(age)))
+    assert p.value("patient.menopausal") == expected
+
+
+def test_recorded_premenopausal_below_60_and_ichom_coded_observation():
+    meno = obs("161712005", system=SNOMED, valueCodeableConcept=cc(SNOMED, "309606002", "Before menopause"))
+    assert profile(patient(birth=born(45)), meno).value("patient.menopausal") == "pre"
+
+
+def test_bilateral_oophorectomy_procedure_or_status_means_postmenopausal():
+    bso = {"resourceType": "Procedure", "id": "bso", "status": "completed", "subject": {"reference": "Patient/p1"},
+           "code": cc(SNOMED, "29827000", "Bilateral salpingo-oophorectomy"), "performedDateTime": "2021-03-01"}
+    p = profile(patient(birth=born(44)), bso)
+    assert p.value("patient.menopausal") == "post" and p.facts["patient.menopausal"].refs == ("Procedure/bso",)
+    status = condition("http://hl7.org/fhir/sid/icd-10-cm", "Z90.722", id="z90")
+    assert profile(patient(birth=born(44)), status).value("patient.menopausal") == "post"
+    planned = dict(bso, status="preparation")
+    assert profile(patient(birth=born(44)), planned).value("patient.menopausal") == "unknown"
+    unilateral = condition("http://hl7.org/fhir/sid/icd-10-cm", "Z90.721")
+    assert profile(patient(birth=born(44)), unilateral).value("patient.menopausal") == "unknown"
+
+
+def test_a_man_has_no_menopausal_status():
+    p = profile(patient(gender="male", birth=born(66)))
+    assert p.value("patient.menopausal") == "unknown" and p.value("patient.sex") == "male"
+
+
 CONTRACT = ["patient.age", "patient.sex", "patient.menopausal", "breast_cancer", "metastatic", "metastatic.sites",
             "metastatic.date", "brain_mets", "brain_mets.activity", "her2.status", "her2.ihc", "her2.ish_group",
             "her2.conflict", "er.status", "pr.status", "hr.status", "er.conflict", "pik3ca", "ecog", "lvef.value",
