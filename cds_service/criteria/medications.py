@@ -251,10 +251,11 @@ def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaPar
     extension (largest); one cycle per administration, when the
     administrations cover the course (weekly spacing → counted in weeks, never
     in cycles); the dosage timing's interval from the first dose to the end or
-    today; otherwise an estimate from the course dates on a 3-weekly schedule,
-    ⌊days/21⌋, +1 only when the last dose date is known (a dated
-    administration at the end).  A period's end is when the drug was stopped,
-    not necessarily a dose, so it earns no +1.  Unknown schedule: no count.
+    today, ⌊days/interval⌋; otherwise an estimate from the course dates on a
+    3-weekly schedule, ⌊days/21⌋.  Either gets +1 only when the last dose date
+    is known (a dated administration at the end): a period's end is when the
+    drug was stopped, not necessarily a dose, and while a course runs the
+    current cycle is not completed.  Unknown schedule: no count.
     """
     dated = [e for e in episodes if e.start]
     admin = sorted({e.start for e in dated if e.kind == "MedicationAdministration"})
@@ -292,11 +293,13 @@ def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaPar
     if schedule == "weekly":
         weeks = math.floor(days / 7) + (1 if period or admin else 0)
         return CycleCount(None, f"weekly dosing ({basis}): counted in weeks, not cycles", True, weeks=weeks, **base)
+    # Completed cycles: one per interval from the first dose to the end (or today);
+    # +1 only when the end is a known dose date (a dated administration).
+    last_dose_known = bool(admin) and admin[-1] == end
     if period:
-        n = math.floor(days / period) + 1
+        n = math.floor(days / period) + (1 if last_dose_known else 0)
         return CycleCount(n, f"every {period:g} days from {start} to {end} (dosage timing)", True, **base)
     if schedule == "3-weekly":
-        last_dose_known = bool(admin) and admin[-1] == end
         n = math.floor(days / THREE_WEEKS) + (1 if last_dose_known else 0)
         return CycleCount(n, f"estimated from the course {start} to {end} at 3-weekly dosing ({basis})", True, **base)
     return CycleCount(None, f"schedule unknown ({basis}): cycles not derivable", **base)
