@@ -444,7 +444,7 @@ def test_taxane_cycles_from_schedule_and_extension():
     q3w = med_statement("docetaxel", status="completed", start="2024-07-01", end="2024-10-14",
                         dosage=[{"timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}}}])
     p = profile(*mbc_base(), q3w)
-    assert p.value("taxane.cycles") == 5  # ⌊105/21⌋: the period end is not a known dose date
+    assert p.value("taxane.cycles") == 6  # ⌊105/21⌋ + 1: the timing's period bounds the doses
     assert p.value("taxane.months") == pytest.approx(3.45, abs=0.1)
     ext = med_statement("docetaxel", start="2024-07-01", extension=[{
         "url": "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles", "valueInteger": 3}])

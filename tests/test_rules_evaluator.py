@@ -175,7 +175,8 @@ def test_suppression_frail_replaces_f1(rulebook):
 
 
 def test_hr_negative_never_gets_endocrine_or_cdk46_offers(rulebook):
-    facts = {"hr.status": "negative", "taxane.cycles": 6, "disease.progression": False,
+    facts = {"hr.status": "negative", "taxane.cycles": 6, "taxane.cycles_estimated": False,
+             "taxane.course_ended": True, "disease.progression": False,
              "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"],
              "therapy.prior_metastatic_anti_her2": True}
     recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")

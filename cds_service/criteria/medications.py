@@ -251,11 +251,11 @@ def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaPar
     extension (largest); one cycle per administration, when the
     administrations cover the course (weekly spacing → counted in weeks, never
     in cycles); the dosage timing's interval from the first dose to the end or
-    today, ⌊days/interval⌋; otherwise an estimate from the course dates on a
-    3-weekly schedule, ⌊days/21⌋.  Either gets +1 only when the last dose date
-    is known (a dated administration at the end): a period's end is when the
-    drug was stopped, not necessarily a dose, and while a course runs the
-    current cycle is not completed.  Unknown schedule: no count.
+    today, ⌊days/interval⌋ (+1 for an ended course: the timing's period bounds
+    the doses); otherwise an estimate from the course dates on a 3-weekly
+    schedule, ⌊days/21⌋, +1 only when the last dose date is known (a dated
+    administration at the end): a period without timing ends when the drug was
+    stopped, not necessarily at a dose.  Unknown schedule: no count.
     """
     dated = [e for e in episodes if e.start]
     admin = sorted({e.start for e in dated if e.kind == "MedicationAdministration"})
@@ -297,7 +297,10 @@ def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaPar
     # +1 only when the end is a known dose date (a dated administration).
     last_dose_known = bool(admin) and admin[-1] == end
     if period:
-        n = math.floor(days / period) + (1 if last_dose_known else 0)
+        # A timing's period bounds the doses (one at its start, one every interval up to its
+        # end): an ended course counts the dose at the end too; a running one counts the
+        # cycles completed by today (today's dose is the order being drafted).
+        n = math.floor(days / period) + (1 if last_dose_known or not active else 0)
         return CycleCount(n, f"every {period:g} days from {start} to {end} (dosage timing)", True, **base)
     if schedule == "3-weekly":
         n = math.floor(days / THREE_WEEKS) + (1 if last_dose_known else 0)
