@@ -17,6 +17,7 @@ kinds or estimates belong in ``courses``/``count_cycles``, not in the timeline.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Drug, Terminology
 from .intake import Intake, draft_entries
 from .profile import Course, Derived, DraftOrder, Line, MedEpisode
+
+log = logging.getLogger("her2cds.criteria")
 
 COMPLETED_CYCLES_URL = "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles"
 DAYS_PER_MONTH = 30.4375  # calendar average (365.25 / 12), for intervals in months
@@ -161,12 +164,16 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
         lenient.setdefault("status", "draft")
         lenient.setdefault("subject", {"reference": f"Patient/{context.get('patientId') or 'unknown'}"})
         problem = fp.check_r4(lenient)
-        if problem:
-            out.finding(problem[0], problem[1].replace("; skipped", "; read leniently"), (ref,))
         try:
             e = episode(res, medications, t, today, draft=True)
         except (AttributeError, TypeError, ValueError):
             e = None
+        if problem and e is None:
+            out.finding(problem[0], problem[1].replace("; skipped", "; read leniently"), (ref,))
+        elif problem:
+            # Read leniently with nothing lost (the sandbox sends category as an object):
+            # the integrator's business, not a "could not be read" card for the clinician.
+            log.info("draft order read leniently", extra={"resource": ref, "problem": problem[0]})
         if e is None:
             continue
         drafts.append(DraftOrder(ref, e.ingredients, e.classes, e.text))
