@@ -19,7 +19,7 @@ import pytest
 from cds_service.app import create_app
 from cds_service.config import Settings
 
-from conftest import fixture_generator
+from conftest import LOOPBACK_FHIR, fixture_generator
 from fake_fhir import FakeFhir, PatientBehaviour, send_json
 
 EXT = "org.her2-cds.rule"
@@ -77,7 +77,7 @@ def fallback(request: dict, base: str) -> dict:
 def test_defaults_give_the_prefetch_cards_from_a_fhir_server_at_600_ms_per_query(db_url, built, name, url):
     gen, patients, requests = built
     pid = requests[name]["context"]["patientId"]
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
     expected = rules(client.post(url, json=requests[name]))
     behaviour = PatientBehaviour(resources_of(patients, pid), gen.searchset, delay=0.6)
     with FakeFhir(behaviour) as fhir:
@@ -106,8 +106,8 @@ def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
         else:
             serve(handler, path, query)
 
-    client = create_app(auth="disabled", database_url=db_url).test_client()
-    with Records("her2cds.prefetch") as records, FakeFhir(refuse_procedures) as fhir:
+    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
+    with Records("her2cds.fhir") as records, FakeFhir(refuse_procedures) as fhir:
         resp = client.post(SELECT, json=fallback(requests[name], fhir.base))
     got = rules(resp)
     assert "D4" not in got and "S9-UNKNOWN" in got
@@ -120,7 +120,7 @@ def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
 def test_a_refused_required_query_is_still_a_412(db_url, built):
     gen, patients, requests = built
     name = "p53-unknown-42-order-select"
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
 
     def refuse_conditions(handler, path, query):
         send_json(handler, {"resourceType": "OperationOutcome", "issue": []}, 404)
@@ -136,7 +136,7 @@ def test_a_leniently_read_draft_is_logged_not_a_could_not_be_read_card(db_url, b
     req = requests["p55-male-letrozole-order-sign"]
     draft = req["context"]["draftOrders"]["entry"][0]["resource"]
     draft["category"] = {"coding": [{"code": "outpatient"}]}
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
     with Records("her2cds.criteria") as records:
         got = rules(client.post(SIGN, json=req))
     assert "D4" not in got and "S9" in got

@@ -45,8 +45,6 @@ REQUIRED_KEYS = ("patient", "her2", "conditions", "medicationStatements", "medic
 # need the data stay silent or say so), without a "could not be read" card.
 REFUSED_STATUSES = frozenset({400, 403, 404, 501})
 
-log = logging.getLogger("her2cds.prefetch")
-
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 _USER_TOKENS = {
     "userPractitionerId": "Practitioner",
@@ -202,7 +200,7 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
                                     (f"prefetch:{key}",)))
         elif key not in REQUIRED_KEYS and result.status in REFUSED_STATUSES:
             log.warning("the FHIR server refused an optional query; its data is left out",
-                        extra={"prefetch_key": key, "status": result.status})
+                        extra=_log_extra(prefetch_key=key, status=result.status, fhir_server=_origin(base)))
             sources[key] = "none"
             findings.append(Finding("data-refused", f"The FHIR server refused the '{key}' query "
                                     f"({public}); checks that need it stay silent.", (f"prefetch:{key}",)))
