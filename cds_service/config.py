@@ -74,7 +74,8 @@ class Settings:
     smart_client_id: str = "her2-cds"
     smart_scopes: str = (
         "launch openid fhirUser patient/Patient.read patient/Observation.read "
-        "patient/Condition.read patient/MedicationStatement.read patient/MedicationRequest.read"
+        "patient/Condition.read patient/Procedure.read patient/MedicationStatement.read "
+        "patient/MedicationRequest.read patient/MedicationAdministration.read"
     )
     smart_redirect_url: str = ""
     smart_allowed_issuers: str = ""

@@ -65,6 +65,12 @@ def rules(resp):
     return sorted(c["extension"][EXT]["id"] for c in resp.get_json()["cards"])
 
 
+def patient_client(db_url):
+    """Generous FHIR timeouts where a test is about data, not speed (the machine may be busy)."""
+    return create_app(auth="disabled", database_url=db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
+                      fhir_time_budget=20, **LOOPBACK_FHIR).test_client()
+
+
 def fallback(request: dict, base: str) -> dict:
     body = {k: v for k, v in request.items() if k != "prefetch"}
     body["fhirServer"] = base
@@ -106,7 +112,7 @@ def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
         else:
             serve(handler, path, query)
 
-    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
+    client = patient_client(db_url)
     with Records("her2cds.fhir") as records, FakeFhir(refuse_procedures) as fhir:
         resp = client.post(SELECT, json=fallback(requests[name], fhir.base))
     got = rules(resp)

@@ -91,8 +91,7 @@ def invoke(service_id: str):
         repeat_keys = repeats.keys_of(cards, body["context"].get("patientId"), body["context"],
                                       knowledge.rulebook.extension_key)
         if service.hook == "order-sign":
-            with stage("db: order-select repeats"):
-                cards = _order_sign_cards(store, settings, cards, repeat_keys)
+            cards = _order_sign_cards(store, settings, cards, repeat_keys)
         issued = advice.issued_cards(cards, knowledge)
         audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
                      rule_ids=",".join(r for _, r, _ in issued))
