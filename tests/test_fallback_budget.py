@@ -77,9 +77,9 @@ def fallback(request: dict, base: str) -> dict:
     return body
 
 
-@pytest.mark.parametrize("name,url", [("p55-male-letrozole-order-select", SELECT),
-                                      ("p49-period-only-patient-view", VIEW),
-                                      ("p53-unknown-42-order-sign", SIGN)])
+@pytest.mark.parametrize("name,url", [("p69-male-letrozole-order-select", SELECT),
+                                      ("p63-period-only-patient-view", VIEW),
+                                      ("p67-unknown-42-order-sign", SIGN)])
 def test_defaults_give_the_prefetch_cards_from_a_fhir_server_at_600_ms_per_query(db_url, built, name, url):
     gen, patients, requests = built
     pid = requests[name]["context"]["patientId"]
@@ -101,7 +101,7 @@ def test_defaults_are_the_documented_production_budget():
 @pytest.mark.parametrize("status", [400, 403, 404, 501])
 def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
     gen, patients, requests = built
-    name = "p53-unknown-42-order-select"
+    name = "p67-unknown-42-order-select"
     pid = requests[name]["context"]["patientId"]
     serve = PatientBehaviour(resources_of(patients, pid), gen.searchset)
 
@@ -125,7 +125,7 @@ def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
 
 def test_a_refused_required_query_is_still_a_412(db_url, built):
     gen, patients, requests = built
-    name = "p53-unknown-42-order-select"
+    name = "p67-unknown-42-order-select"
     client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
 
     def refuse_conditions(handler, path, query):
@@ -139,7 +139,7 @@ def test_a_refused_required_query_is_still_a_412(db_url, built):
 def test_a_leniently_read_draft_is_logged_not_a_could_not_be_read_card(db_url, built):
     """The sandbox sends a draft's ``category`` as an object: read leniently, nothing lost."""
     _, _, requests = built
-    req = requests["p55-male-letrozole-order-sign"]
+    req = requests["p69-male-letrozole-order-sign"]
     draft = req["context"]["draftOrders"]["entry"][0]["resource"]
     draft["category"] = {"coding": [{"code": "outpatient"}]}
     client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()

@@ -44,57 +44,57 @@ def two_instances(db_url, **settings):
 def test_order_warnings_fire_at_order_sign_when_order_select_was_not_called(db_url, requests_today):
     """An EHR integrating only order-sign sees S9 for a man on letrozole alone."""
     one, _ = two_instances(db_url)
-    assert "S9" in rules(one.post(SIGN, json=requests_today["p55-male-letrozole-order-sign"]))
+    assert "S9" in rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 def test_a_card_shown_at_order_select_is_not_repeated_at_order_sign_by_another_instance(db_url, requests_today):
     one, two = two_instances(db_url)
-    assert "S9" in rules(one.post(SELECT, json=requests_today["p55-male-letrozole-order-select"]))
-    assert "S9" not in rules(two.post(SIGN, json=requests_today["p55-male-letrozole-order-sign"]))
+    assert "S9" in rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
+    assert "S9" not in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 def test_other_drafts_or_another_patient_are_shown_again(db_url, requests_today):
     one, two = two_instances(db_url)
-    rules(one.post(SELECT, json=requests_today["p55-male-letrozole-order-select"]))
-    other = copy.deepcopy(requests_today["p55-male-letrozole-order-sign"])
+    rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
+    other = copy.deepcopy(requests_today["p69-male-letrozole-order-sign"])
     other["context"]["draftOrders"]["entry"][0]["resource"]["medicationCodeableConcept"] = {
         "coding": [{"system": "http://www.whocc.no/atc", "code": "L02BG03", "display": "anastrozole"}]}
     assert "S9" in rules(two.post(SIGN, json=other))
     # the 42-year-old's S9-UNKNOWN was never shown at order-select: shown at order-sign
-    assert "S9-UNKNOWN" in rules(two.post(SIGN, json=requests_today["p53-unknown-42-order-sign"]))
+    assert "S9-UNKNOWN" in rules(two.post(SIGN, json=requests_today["p67-unknown-42-order-sign"]))
 
 
 def test_the_window_bounds_the_memory(db_url, requests_today):
     one, two = two_instances(db_url, order_sign_repeat_window_hours=12)
-    rules(one.post(SELECT, json=requests_today["p55-male-letrozole-order-select"]))
+    rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
     store = one.application.extensions["her2cds.store"]
     with store.engine.begin() as conn:  # the order-select card was 13 hours ago
         conn.execute(issued_cards.update().values(
             issued_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=13)))
-    assert "S9" in rules(two.post(SIGN, json=requests_today["p55-male-letrozole-order-sign"]))
+    assert "S9" in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 def test_window_zero_always_repeats(db_url, requests_today):
     one, two = two_instances(db_url, order_sign_repeat_window_hours=0)
-    rules(one.post(SELECT, json=requests_today["p55-male-letrozole-order-select"]))
-    assert "S9" in rules(two.post(SIGN, json=requests_today["p55-male-letrozole-order-sign"]))
+    rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
+    assert "S9" in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 def test_critical_only_setting_restores_hard_stops_only_at_order_sign(db_url, requests_today):
     one, _ = two_instances(db_url, order_sign_cards="critical-only")
-    assert rules(one.post(SIGN, json=requests_today["p55-male-letrozole-order-sign"])) == []
+    assert rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"])) == []
     assert rules(one.post(SIGN, json=requests_today["p29-anthracycline-order-sign"])) == ["S3"]
 
 
 def test_the_database_never_holds_the_patient_id_in_the_repeat_key(db_url, requests_today):
     one, _ = two_instances(db_url)
-    req = requests_today["p55-male-letrozole-order-select"]
+    req = requests_today["p69-male-letrozole-order-select"]
     rules(one.post(SELECT, json=req))
     store = one.application.extensions["her2cds.store"]
     with store.engine.connect() as conn:
         keys = [r.repeat_key for r in conn.execute(select(issued_cards.c.repeat_key))]
-    assert keys and all(len(k) == 64 and "p55" not in k for k in keys)
-    assert repeats.repeat_key("p55-male-letrozole", "S9", req["context"]) in keys
+    assert keys and all(len(k) == 64 and "p69" not in k for k in keys)
+    assert repeats.repeat_key("p69-male-letrozole", "S9", req["context"]) in keys
 
 
 def test_draft_identity_ignores_ids_and_order():
