@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 
 import pytest
 from sqlalchemy import select
@@ -47,8 +48,23 @@ def test_order_warnings_fire_at_order_sign_when_order_select_was_not_called(db_u
     assert "S9" in rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
-def test_a_card_shown_at_order_select_is_not_repeated_at_order_sign_by_another_instance(db_url, requests_today):
-    one, two = two_instances(db_url)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_database(request, db_url):
+    """The database two instances share: a SQLite file, or the PostgreSQL test server (emptied first)."""
+    if request.param == "sqlite":
+        return db_url
+    url = os.environ.get("HER2CDS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("HER2CDS_TEST_POSTGRES_URL is not set (deselect with -m 'not postgres').")
+    store = create_app(auth="disabled", database_url=url).extensions["her2cds.store"]
+    with store.engine.begin() as conn:
+        conn.execute(issued_cards.delete())
+    return url
+
+
+def test_a_card_shown_at_order_select_is_not_repeated_at_order_sign_by_another_instance(shared_database,
+                                                                                        requests_today):
+    one, two = two_instances(shared_database)
     assert "S9" in rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
     assert "S9" not in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
