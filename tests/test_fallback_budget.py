@@ -86,7 +86,9 @@ def test_defaults_give_the_prefetch_cards_from_a_fhir_server_at_600_ms_per_query
     client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
     expected = rules(client.post(url, json=requests[name]))
     behaviour = PatientBehaviour(resources_of(patients, pid), gen.searchset, delay=0.6)
-    with FakeFhir(behaviour) as fhir:
+    # transport of a real server: keep-alive, and a listen backlog that does not drop the
+    # call's parallel connections (the fake's default of 5 makes the kernel retry a SYN after 1 s)
+    with FakeFhir(behaviour, keep_alive=True, nodelay=True, backlog=64) as fhir:
         got = rules(client.post(url, json=fallback(requests[name], fhir.base)))
     assert got == expected and got
     assert "D4" not in got
