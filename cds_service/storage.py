@@ -48,6 +48,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager, nullcontext
+from typing import Iterable
 
 from sqlalchemy import (
     Column,
@@ -97,6 +98,10 @@ issued_cards = Table(
     Column("rule_id", String(50), nullable=False),
     Column("rulebook_version", String(50), nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
+    # SHA-256 of (patient, rule, what the draft orders order): lets order-sign skip a card the
+    # clinician saw at order-select (protocol/repeats.py); never the patient id in clear.
+    Column("repeat_key", String(64)),
+    Index("ix_issued_cards_repeat", "repeat_key", "hook", "issued_at"),
 )
 
 jwt_replay = Table(
@@ -573,8 +578,19 @@ class Store:
         return row.payload.encode("ascii")
 
     # -- audit --------------------------------------------------------------
+    def shown_since(self, keys: Iterable[str], hook: str, since: dt.datetime) -> set[str]:
+        """The repeat keys among ``keys`` of cards issued at ``hook`` since ``since`` (any worker/instance)."""
+        keys = sorted(set(keys))
+        if not keys:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(issued_cards.c.repeat_key).where(
+                issued_cards.c.repeat_key.in_(keys), issued_cards.c.hook == hook,
+                issued_cards.c.issued_at >= since))
+            return {r.repeat_key for r in rows}
+
     def record_invocation(self, audit_row: dict, service_id: str, hook: str,
-                          cards: list[tuple[str, str, str]]) -> None:
+                          cards: list[tuple[str, str, str]], repeat_keys: dict[str, str] | None = None) -> None:
         """The audit row and the issued cards of one hook call, in one transaction.
 
         The audit row describes the request as sent, rejected ones included, so
@@ -588,7 +604,8 @@ class Store:
             if cards:
                 conn.execute(insert(issued_cards), [
                     {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
-                     "rulebook_version": v, "issued_at": now} for u, r, v in cards])
+                     "rulebook_version": v, "issued_at": now, "repeat_key": (repeat_keys or {}).get(u)}
+                    for u, r, v in cards])
             conn.execute(insert(audit), audit_row)
 
     def audit_rows(self) -> list[dict]:

@@ -17,7 +17,8 @@ def rulebook(knowledge):
 MAINT = {
     "breast_cancer": True, "metastatic": True, "her2.status": "positive", "her2.conflict": False,
     "er.conflict": False, "hr.status": "positive", "er.status": "positive", "pr.status": "positive",
-    "taxane.cycles": 6, "disease.progression": False, "therapy.line": 1,
+    "taxane.cycles": 6, "taxane.cycles_estimated": False, "taxane.course_ended": True,
+    "disease.progression": False, "therapy.line": 1,
     "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"],
     "draft.all.ingredients": [], "draft.all.classes": [], "draft.ingredients": [], "draft.classes": [],
     "patient.sex": "female", "patient.menopausal": "post", "lvef.value": 60.0, "lvef.days_ago": 20,

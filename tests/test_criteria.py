@@ -434,23 +434,73 @@ def test_taxane_cycles_from_administrations():
 
 def test_weekly_paclitaxel_administrations_are_not_cycles():
     admins = [med_admin("paclitaxel", f"2024-07-{d:02d}") for d in (1, 8, 15)]
-    assert profile(*mbc_base(), *admins).value("taxane.cycles") is None
+    p = profile(*mbc_base(), *admins)
+    assert p.value("taxane.cycles") is None
+    assert (p.value("taxane.schedule"), p.value("taxane.weeks"), p.value("taxane.cycles_estimated")) == (
+        "weekly", 3, False)
 
 
 def test_taxane_cycles_from_schedule_and_extension():
     q3w = med_statement("docetaxel", status="completed", start="2024-07-01", end="2024-10-14",
                         dosage=[{"timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}}}])
     p = profile(*mbc_base(), q3w)
-    assert p.value("taxane.cycles") == 6
+    assert p.value("taxane.cycles") == 6  # ⌊105/21⌋ + 1: the timing's period bounds the doses
     assert p.value("taxane.months") == pytest.approx(3.45, abs=0.1)
     ext = med_statement("docetaxel", start="2024-07-01", extension=[{
         "url": "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles", "valueInteger": 3}])
     assert profile(*mbc_base(), ext).value("taxane.cycles") == 3
 
 
-def test_taxane_without_schedule_is_null():
-    p = profile(*mbc_base(), med_statement("docetaxel", start="2024-07-01"))
+def test_paclitaxel_without_schedule_has_no_cycle_count():
+    """Paclitaxel is given weekly or 3-weekly: without timing or administrations, no count."""
+    p = profile(*mbc_base(), med_statement("paclitaxel", start="2024-07-01"))
     assert p.value("taxane.cycles") is None and p.value("taxane.months") is not None
+    assert p.value("taxane.schedule") == "unknown" and p.value("taxane.days") == 335
+
+
+def test_period_only_docetaxel_statement_is_an_estimate_at_3_weekly_dosing():
+    """Issue 12: a completed course recorded as one statement with an effectivePeriod (150 → 20 days ago)."""
+    st = med_statement("docetaxel", status="completed", start="2025-01-02", end="2025-05-12")
+    p = profile(*mbc_base(), med_statement("trastuzumab", start="2025-01-02"), st)
+    assert p.value("taxane.days") == 130
+    assert p.value("taxane.cycles") == 6  # ⌊130/21⌋, no +1: the period end is not a known dose
+    assert p.value("taxane.cycles_estimated") is True and p.value("taxane.schedule") == "3-weekly"
+    assert p.value("taxane.course_ended") is True
+    assert (p.value("taxane.drug"), p.value("taxane.start"), p.value("taxane.end")) == (
+        "docetaxel", "2025-01-02", "2025-05-12")
+
+
+def test_a_past_record_with_only_a_start_has_no_length():
+    st = med_statement("docetaxel", status="completed", start="2025-01-02")
+    p = profile(*mbc_base(), st)
+    assert p.value("taxane.cycles") is None and p.value("taxane.days") is None
+
+
+def test_weekly_paclitaxel_timing_is_counted_in_weeks_never_cycles():
+    """Issue 12: after 5 weeks of weekly paclitaxel the service said "six or more cycles"."""
+    weekly = med_statement("paclitaxel", start="2025-04-27",
+                           dosage=[{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}}])
+    p = profile(*mbc_base(), weekly)
+    assert p.value("taxane.cycles") is None and p.value("taxane.schedule") == "weekly"
+    assert p.value("taxane.weeks") == 6 and p.value("taxane.cycles_estimated") is False
+    assert p.value("taxane.course_ended") is False
+
+
+def test_only_the_last_doses_charted_estimates_from_the_course_with_the_last_dose():
+    """A statement covers the course; only the last administration is charted: +1 for the known last dose."""
+    st = med_statement("docetaxel", status="completed", start="2025-01-01", end="2025-04-01")
+    last = med_admin("docetaxel", "2025-04-01")
+    p = profile(*mbc_base(), st, last)
+    assert p.value("taxane.days") == 90
+    assert p.value("taxane.cycles") == 5 and p.value("taxane.cycles_estimated") is True  # ⌊90/21⌋ + 1
+
+
+def test_three_weekly_administrations_are_counted_not_estimated():
+    admins = [med_admin("docetaxel", d) for d in ("2025-01-01", "2025-01-22", "2025-02-12", "2025-03-05")]
+    p = profile(*mbc_base(), *admins)
+    assert (p.value("taxane.cycles"), p.value("taxane.cycles_estimated"), p.value("taxane.schedule")) == (
+        4, False, "3-weekly")
+    assert p.value("taxane.days") == 63 and p.value("taxane.course_ended") is True
 
 
 # -- patient & contract ----------------------------------------------------------
@@ -461,6 +511,41 @@ def test_patient_age_sex_menopausal():
     assert p.value("patient.age") == 69 and p.value("patient.sex") == "female"
     assert p.value("patient.menopausal") == "post"
     assert profile(patient()).value("patient.menopausal") == "unknown"
+
+
+def born(age):
+    """A birth date making the patient ``age`` on TODAY (2025-06-01)."""
+    return f"{2025 - age}-01-15"
+
+
+@pytest.mark.parametrize("age, expected", [(42, "unknown"), (59, "unknown"), (60, "post"), (64, "post")])
+def test_menopausal_status_from_age_only_from_60(age, expected):
+    """NCCN: postmenopausal from age 60; under 60 without a record is unknown (amenorrhoea can reverse)."""
+    p = profile(patient(birth=born(age)))
+    assert p.value("patient.menopausal") == expected
+
+
+def test_recorded_premenopausal_below_60_and_ichom_coded_observation():
+    meno = obs("161712005", system=SNOMED, valueCodeableConcept=cc(SNOMED, "309606002", "Before menopause"))
+    assert profile(patient(birth=born(45)), meno).value("patient.menopausal") == "pre"
+
+
+def test_bilateral_oophorectomy_procedure_or_status_means_postmenopausal():
+    bso = {"resourceType": "Procedure", "id": "bso", "status": "completed", "subject": {"reference": "Patient/p1"},
+           "code": cc(SNOMED, "29827000", "Bilateral salpingo-oophorectomy"), "performedDateTime": "2021-03-01"}
+    p = profile(patient(birth=born(44)), bso)
+    assert p.value("patient.menopausal") == "post" and p.facts["patient.menopausal"].refs == ("Procedure/bso",)
+    status = condition("http://hl7.org/fhir/sid/icd-10-cm", "Z90.722", id="z90")
+    assert profile(patient(birth=born(44)), status).value("patient.menopausal") == "post"
+    planned = dict(bso, status="preparation")
+    assert profile(patient(birth=born(44)), planned).value("patient.menopausal") == "unknown"
+    unilateral = condition("http://hl7.org/fhir/sid/icd-10-cm", "Z90.721")
+    assert profile(patient(birth=born(44)), unilateral).value("patient.menopausal") == "unknown"
+
+
+def test_a_man_has_no_menopausal_status():
+    p = profile(patient(gender="male", birth=born(66)))
+    assert p.value("patient.menopausal") == "unknown" and p.value("patient.sex") == "male"
 
 
 CONTRACT = ["patient.age", "patient.sex", "patient.menopausal", "breast_cancer", "metastatic", "metastatic.sites",

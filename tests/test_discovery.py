@@ -8,7 +8,7 @@ from cds_service import create_app
 from cds_service.config import Settings
 from cds_service.knowledge import load_knowledge
 from cds_service.protocol.discovery import (
-    OBSERVATION_QUERIES, PREFETCH, PREFETCH_KEYS, discovery_document, query_codes,
+    OBSERVATION_QUERIES, PORTABLE_PARAMETERS, PREFETCH, PREFETCH_KEYS, discovery_document, query_codes,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,13 +80,26 @@ def test_prefetch_keys_and_templates_agree():
     assert tuple(PREFETCH) == PREFETCH_KEYS
 
 
-def test_menopausal_status_is_prefetched_by_value():
-    """S9/M1 need menopausal status; it is coded in the value, so it is searched by value-concept."""
+def test_menopausal_status_is_prefetched_by_code_not_value():
+    """value-concept is not supported by major EHR FHIR APIs (issue 12): menopausal status is searched by code."""
     terminology = load_knowledge(Settings()).terminology
-    vs = json.loads((TERMINOLOGY / "ValueSet-menopausal-status.json").read_text())
-    codes = {c["code"] for inc in vs["compose"]["include"] for c in inc.get("concept", [])}
-    assert {code for _, code in query_codes(terminology, "menopausalStatus")} == codes
-    assert "value-concept=http://snomed.info/sct|309606002" in PREFETCH["menopausalStatus"]
+    assert {code for _, code in query_codes(terminology, "menopausalStatus")} == {"161712005"}
+    assert "code=http://snomed.info/sct|161712005" in PREFETCH["menopausalStatus"]
+
+
+def test_every_template_uses_only_portable_search_parameters():
+    """patient, code, category, status and _count: what HAPI and the major EHR FHIR APIs support."""
+    for key, template in PREFETCH.items():
+        if "?" not in template:
+            continue
+        params = {pair.split("=", 1)[0] for pair in template.split("?", 1)[1].split("&")}
+        assert params <= PORTABLE_PARAMETERS, (key, params)
+
+
+def test_administrations_and_oophorectomy_procedures_are_prefetched():
+    assert PREFETCH["medicationAdministrations"] == "MedicationAdministration?patient={{context.patientId}}&_count=200"
+    assert PREFETCH["procedures"].startswith("Procedure?patient={{context.patientId}}&code=")
+    assert "http://www.cms.gov/Medicare/Coding/ICD10|0UT20ZZ" in PREFETCH["procedures"]
 
 
 def test_disabled_auth_is_announced_in_usage_requirements(db_url):

@@ -35,4 +35,5 @@ def test_invoke_file_prints_cards_for_a_fixture():
     assert "[CRITICAL]" in text.output and "Anthracycline" in text.output
     as_json = CliRunner().invoke(cli, ["invoke-file", "--json", "--today", "2026-06-01", str(req)])
     cards = json.loads(as_json.output)["cards"]
-    assert [c["extension"]["org.her2-cds.rule"]["id"] for c in cards] == ["S3"]
+    # S3 (critical) first; F2 (warning about the drafts) fires at order-sign too (issue 12)
+    assert [c["extension"]["org.her2-cds.rule"]["id"] for c in cards] == ["S3", "F2"]

@@ -175,7 +175,8 @@ def test_suppression_frail_replaces_f1(rulebook):
 
 
 def test_hr_negative_never_gets_endocrine_or_cdk46_offers(rulebook):
-    facts = {"hr.status": "negative", "taxane.cycles": 6, "disease.progression": False,
+    facts = {"hr.status": "negative", "taxane.cycles": 6, "taxane.cycles_estimated": False,
+             "taxane.course_ended": True, "disease.progression": False,
              "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"],
              "therapy.prior_metastatic_anti_her2": True}
     recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")
@@ -186,7 +187,8 @@ def test_hr_negative_never_gets_endocrine_or_cdk46_offers(rulebook):
 
 
 def test_maintenance_is_one_card_with_alternatives(rulebook):
-    facts = {"taxane.cycles": 6, "disease.progression": False, "patient.sex": "female", "patient.menopausal": "post",
+    facts = {"taxane.cycles": 6, "taxane.cycles_estimated": False, "taxane.course_ended": True,
+             "disease.progression": False, "patient.sex": "female", "patient.menopausal": "post",
              "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"]}
     recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")
     assert [r.rule.id for r in recs] == ["M1"]
@@ -250,10 +252,55 @@ def test_s5_tukysa_thresholds(rulebook, alt, ast, bili, expected):
 
 @pytest.mark.parametrize("cycles, expected", [(5, None), (6, "F4-INFO"), (7, "F4-INFO"), (8, "F4"), (9, "F4")])
 def test_f4_information_at_cycles_7_and_8_warning_from_9(rulebook, cycles, expected):
-    facts = {"taxane.cycles": cycles, "disease.progression": False, "draft.ingredients": ["docetaxel"],
-             "draft.classes": ["taxane", "chemotherapy"]}
+    facts = {"taxane.cycles": cycles, "taxane.cycles_estimated": False, "disease.progression": False,
+             "draft.ingredients": ["docetaxel"], "draft.classes": ["taxane", "chemotherapy"]}
     fired = [i for i in _ids(rulebook, **facts) if i.startswith("F4")]
     assert fired == ([expected] if expected else [])
+
+
+@pytest.mark.parametrize("days, expected", [(125, []), (126, ["F4-INFO"]), (300, ["F4-INFO"])])
+def test_f4_on_an_estimate_is_information_from_126_days_never_a_warning(rulebook, days, expected):
+    """Issue 12 / knowledge file: an estimated count (course dates, dosage timing) never gives the F4 warning."""
+    facts = {"taxane.cycles": days // 21, "taxane.cycles_estimated": True, "taxane.days": days,
+             "taxane.schedule": "3-weekly", "disease.progression": False,
+             "draft.ingredients": ["docetaxel"], "draft.classes": ["taxane", "chemotherapy"]}
+    assert [i for i in _ids(rulebook, **facts) if i.startswith("F4")] == expected
+
+
+def test_weekly_paclitaxel_weeks_are_never_cycles_for_f4(rulebook):
+    facts = {"taxane.cycles": None, "taxane.weeks": 6, "taxane.days": 35, "taxane.schedule": "weekly",
+             "taxane.cycles_estimated": False, "disease.progression": False,
+             "draft.ingredients": ["paclitaxel"], "draft.classes": ["taxane", "chemotherapy"]}
+    assert [i for i in _ids(rulebook, **facts) if i.startswith("F4")] == []
+
+
+@pytest.mark.parametrize("schedule, days, weeks, fires", [
+    ("3-weekly", 62, None, False), ("3-weekly", 63, None, True), ("weekly", 84, 11, False),
+    ("weekly", 84, 12, True), ("unknown", 83, None, False), ("unknown", 84, None, True)])
+def test_maintenance_after_an_ended_course_by_schedule(rulebook, schedule, days, weeks, fires):
+    facts = {"taxane.cycles": None if schedule != "3-weekly" else days // 21,
+             "taxane.cycles_estimated": schedule == "3-weekly", "taxane.course_ended": True,
+             "taxane.schedule": schedule, "taxane.days": days, "taxane.weeks": weeks,
+             "disease.progression": False, "patient.sex": "female", "patient.menopausal": "post",
+             "meds.active.ingredients": ["trastuzumab", "pertuzumab"], "meds.active.classes": ["anti-her2"]}
+    recs = evaluate(rulebook, {**BASE, **facts}, "patient-view")
+    assert ("M1" in [r.rule.id for r in recs]) is fires
+
+
+def test_letrozole_alone_only_when_post_menopause_is_established(rulebook):
+    base = {"taxane.cycles": 6, "taxane.cycles_estimated": False, "taxane.course_ended": True,
+            "disease.progression": False, "meds.active.ingredients": ["trastuzumab", "pertuzumab"],
+            "meds.active.classes": ["anti-her2"]}
+
+    def labels(**extra):
+        recs = evaluate(rulebook, {**BASE, **base, **extra}, "patient-view")
+        return [s.label for r in recs if r.rule.id == "M1" for s in r.suggestions]
+
+    assert any(l.startswith("Add letrozole (") for l in labels(**{"patient.sex": "female", "patient.menopausal": "post"}))
+    unknown = labels(**{"patient.sex": "female", "patient.menopausal": "unknown"})
+    assert not any(l.startswith("Add letrozole (") for l in unknown) and any("goserelin" in l for l in unknown)
+    man = labels(**{"patient.sex": "male", "patient.menopausal": "unknown"})
+    assert any("tamoxifen" in l for l in man) and not any(l.startswith("Add letrozole (") for l in man)
 
 
 def test_f5_ignores_a_stale_ecog(rulebook):

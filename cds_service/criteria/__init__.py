@@ -53,7 +53,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
 
     intake = read_resources(resources, context, t)
     derived = Derived().merge(intake.out)
-    derived.merge(patient_facts(intake.patient, intake.menopausal, t, today))
+    derived.merge(patient_facts(intake.patient, intake.menopausal, t, today, intake.oophorectomy))
     derived.merge(her2_facts(intake, t, params))
     derived.merge(receptor_facts(intake, t, params))
     observed, progression = observation_facts(intake, t, today)

@@ -17,8 +17,8 @@ from ..fhir import parse as fp
 from ..knowledge.terminology import Terminology
 from .profile import Derived
 
-RELEVANT = frozenset({"Patient", "Observation", "Condition", "MedicationStatement", "MedicationRequest",
-                      "MedicationAdministration", "Medication"})
+RELEVANT = frozenset({"Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
+                      "MedicationRequest", "MedicationAdministration", "Medication"})
 OBS_KINDS = ("her2-interpretation", "her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number",
              "er-percent", "er-status", "pr-percent", "pr-status", "er-pr-combined", "genetic-variant",
              "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin")
@@ -39,6 +39,7 @@ class Intake:
     patient: dict | None = None
     observations: dict[str, list[dict]] = field(default_factory=dict)  # kind → observations
     menopausal: list[dict] = field(default_factory=list)
+    oophorectomy: list[dict] = field(default_factory=list)  # Procedure/Condition: both ovaries removed
     conditions: list[dict] = field(default_factory=list)
     all_conditions: dict[str, dict] = field(default_factory=dict)  # id → raw Condition (related-primary look-ups)
     med_records: list[dict] = field(default_factory=list)
@@ -129,6 +130,11 @@ def _relevance(r: dict, t: Terminology, drafts: set[str]) -> str | None:
             if t.in_valueset("menopausal-status", c.get("system"), c.get("code")):
                 return "menopausal"
         return None
+    if rtype in ("Condition", "Procedure") and any(
+            t.in_valueset("bilateral-oophorectomy", c.get("system"), c.get("code")) for c in fp.codings(r.get("code"))):
+        return "oophorectomy"
+    if rtype == "Procedure":
+        return None
     if rtype == "Condition":
         for c in fp.codings(r.get("code")):
             if t.valuesets_of(c.get("system"), c.get("code")) & set(CONDITION_SETS):
@@ -144,6 +150,9 @@ def _accept(intake: Intake, kind: str, r: dict, t: Terminology) -> None:
         intake.patient = intake.patient or r
     elif kind == "menopausal":
         intake.menopausal.append(r)
+        intake.kinds[fp.reference_of(r)] = kind
+    elif kind == "oophorectomy":
+        intake.oophorectomy.append(r)
         intake.kinds[fp.reference_of(r)] = kind
     elif kind == "condition":
         intake.conditions.append(r)

@@ -20,6 +20,7 @@ from ..knowledge.parameters import CriteriaParameters
 from .medications import DAYS_PER_MONTH, count_cycles, draft_ref
 from .profile import Derived, DraftOrder, Line, MedEpisode
 
+TAXANES = frozenset({"docetaxel", "paclitaxel"})
 ANTICANCER = frozenset({"anti-her2", "chemotherapy", "endocrine", "gnrh-agonist", "cdk46-inhibitor", "pi3k-inhibitor"})
 
 
@@ -150,14 +151,24 @@ def _switched(regimen: _Regimen, when: dt.date, progression: list[dt.date], wind
 
 def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, params: CriteriaParameters,
             out: Derived) -> None:
-    """taxane.months and taxane.cycles of the taxane episodes of the current line (see ``count_cycles``)."""
+    """taxane.* of the taxane episodes of the current line (see ``count_cycles``).
+
+    ``taxane.cycles`` with ``taxane.cycles_estimated`` (a count the rules must
+    word as an estimate), ``taxane.schedule``, ``taxane.weeks`` (weekly: never
+    cycles), ``taxane.days`` from the first dose, ``taxane.course_ended``,
+    and ``taxane.drug``/``taxane.start``/``taxane.end`` for the card wording.
+    """
     window = dt.timedelta(days=params.line_of_therapy_window_days)
     tax = [e for e in episodes if "taxane" in e.classes
            and (anchor is None or (e.start and e.start >= anchor - window))]
     refs = [e.ref for e in tax]
     if not tax:
         out.set("taxane.cycles", None, (), "no taxane in the current line")
-        out.set("taxane.months", None)
+        for name in ("taxane.months", "taxane.weeks", "taxane.days", "taxane.drug", "taxane.start", "taxane.end"):
+            out.set(name, None)
+        out.set("taxane.cycles_estimated", False)
+        out.set("taxane.schedule", "unknown")
+        out.set("taxane.course_ended", False)
         return
     starts = [e.start for e in tax if e.start]
     ends = [(e.end if e.end else (today if e.state == "active" else e.start)) for e in tax if e.start]
@@ -165,5 +176,14 @@ def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, 
     if starts and all(ends):
         months = round((min(max(ends), today) - min(starts)).days / DAYS_PER_MONTH, 1)
     out.set("taxane.months", months, refs)
-    cycles, note = count_cycles(tax, today, params)
-    out.set("taxane.cycles", cycles, refs, note)
+    count = count_cycles(tax, today, params)
+    out.set("taxane.cycles", count.cycles, refs, count.note)
+    out.set("taxane.cycles_estimated", count.estimated and count.cycles is not None, refs, count.note)
+    out.set("taxane.schedule", count.schedule, refs)
+    out.set("taxane.weeks", count.weeks, refs, count.note if count.weeks is not None else None)
+    out.set("taxane.days", count.days, refs)
+    out.set("taxane.drug", "/".join(sorted({i for e in tax for i in e.ingredients if i in TAXANES}
+                                           or {i for e in tax for i in e.ingredients})), refs)
+    out.set("taxane.start", count.start.isoformat() if count.start else None, refs)
+    out.set("taxane.end", count.end.isoformat() if count.end else None, refs)
+    out.set("taxane.course_ended", not any(e.state == "active" for e in tax) and count.end is not None, refs)

@@ -17,13 +17,17 @@ kinds or estimates belong in ``courses``/``count_cycles``, not in the timeline.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+from dataclasses import dataclass
 
 from ..fhir import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Drug, Terminology
 from .intake import Intake, draft_entries
 from .profile import Course, Derived, DraftOrder, Line, MedEpisode
+
+log = logging.getLogger("her2cds.criteria")
 
 COMPLETED_CYCLES_URL = "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles"
 DAYS_PER_MONTH = 30.4375  # calendar average (365.25 / 12), for intervals in months
@@ -160,12 +164,16 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
         lenient.setdefault("status", "draft")
         lenient.setdefault("subject", {"reference": f"Patient/{context.get('patientId') or 'unknown'}"})
         problem = fp.check_r4(lenient)
-        if problem:
-            out.finding(problem[0], problem[1].replace("; skipped", "; read leniently"), (ref,))
         try:
             e = episode(res, medications, t, today, draft=True)
         except (AttributeError, TypeError, ValueError):
             e = None
+        if problem and e is None:
+            out.finding(problem[0], problem[1].replace("; skipped", "; read leniently"), (ref,))
+        elif problem:
+            # Read leniently with nothing lost (the sandbox sends category as an object):
+            # the integrator's business, not a "could not be read" card for the clinician.
+            log.info("draft order read leniently", extra={"resource": ref, "problem": problem[0]})
         if e is None:
             continue
         drafts.append(DraftOrder(ref, e.ingredients, e.classes, e.text))
@@ -188,30 +196,123 @@ def draft_ref(d: DraftOrder) -> str:
 
 # -- cycles and courses -------------------------------------------------------------
 
-def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaParameters) -> tuple[int | None, str]:
-    """Completed cycles of a set of episodes of one course, and how they were counted.
+# Taxanes with one standard schedule: docetaxel is given every 3 weeks in HER2+
+# MBC (CLEOPATRA), so a docetaxel course with dates but no timing is estimated
+# at 3-weekly dosing (and said to be an estimate).  Paclitaxel is given weekly
+# or 3-weekly: without timing or administrations its schedule is unknown.
+_DEFAULT_SCHEDULE = {"docetaxel": "3-weekly"}
+THREE_WEEKS = 21
 
-    In this order: the completed-cycles extension (largest); one cycle per
-    administration when no two are closer than ``min-cycle-gap-days`` (closer
-    means a weekly schedule: not cycles); the dosing interval from the first
-    dated start to today or the end.  Otherwise ``None``: never guessed.
+
+@dataclass(frozen=True)
+class CycleCount:
+    """How many cycles (or weeks) a course had, and how sure that is.
+
+    ``estimated`` is True unless each cycle was recorded (one administration
+    per cycle, or the completed-cycles extension): counts from a dosage timing
+    or from the course dates assume every scheduled dose was given.
+    ``schedule`` is weekly | 3-weekly | other | unknown; weekly courses have
+    ``weeks``, never ``cycles``.  ``days`` runs from the first dose to the
+    last dose (administrations), the end of the course, or today while active.
     """
+
+    cycles: int | None
+    note: str
+    estimated: bool = False
+    schedule: str = "unknown"
+    weeks: int | None = None
+    days: int | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    administrations: int = 0
+
+
+def _schedule_of_period(days: float, params: CriteriaParameters) -> str:
+    if days < params.min_cycle_gap_days:
+        return "weekly"
+    return "3-weekly" if abs(days - THREE_WEEKS) <= 2 else "other"
+
+
+def _schedule(episodes: list[MedEpisode], admin: list[dt.date], params: CriteriaParameters) -> tuple[str, str]:
+    """(schedule, what it was read from): administrations' spacing, then timing, then the drug's standard."""
+    gaps = [(b - a).days for a, b in zip(admin, admin[1:])]
+    if gaps:
+        if min(gaps) < params.min_cycle_gap_days:
+            return "weekly", "administrations"
+        median = sorted(gaps)[len(gaps) // 2]
+        return _schedule_of_period(median, params), "administrations"
+    period = next((e.period_days for e in episodes if e.period_days), None)
+    if period:
+        return _schedule_of_period(period, params), "dosage timing"
+    ingredients = {i for e in episodes for i in e.ingredients}
+    defaults = {_DEFAULT_SCHEDULE.get(i, "unknown") for i in ingredients}
+    if len(defaults) == 1 and "unknown" not in defaults:
+        return defaults.pop(), "standard schedule of " + "/".join(sorted(ingredients))
+    return "unknown", "no timing or administrations"
+
+
+def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaParameters) -> CycleCount:
+    """Completed cycles (or weeks) of the episodes of one course, and how they were counted.
+
+    In this order (knowledge file, "Line of therapy"): the completed-cycles
+    extension (largest); one cycle per administration, when the
+    administrations cover the course (weekly spacing → counted in weeks, never
+    in cycles); the dosage timing's interval from the first dose to the end or
+    today, ⌊days/interval⌋ (+1 for an ended course: the timing's period bounds
+    the doses); otherwise an estimate from the course dates on a 3-weekly
+    schedule, ⌊days/21⌋, +1 only when the last dose date is known (a dated
+    administration at the end): a period without timing ends when the drug was
+    stopped, not necessarily at a dose.  Unknown schedule: no count.
+    """
+    dated = [e for e in episodes if e.start]
+    admin = sorted({e.start for e in dated if e.kind == "MedicationAdministration"})
+    others = [e for e in dated if e.kind != "MedicationAdministration"]
+    start = min((e.start for e in dated), default=None)
+    active = any(e.state == "active" for e in episodes)
+    if start is None:
+        end = None
+    elif active:
+        end = today
+    elif admin or any(e.end for e in dated):
+        end = max([e.end for e in dated if e.end] + admin)
+    else:
+        end = None  # a past record with only a start: its length is unknown
+    end = min(end, today) if end else None
+    days = (end - start).days if start and end and end >= start else None
+    schedule, basis = _schedule(episodes, admin, params)
+    base = dict(schedule=schedule, days=days, start=start, end=end, administrations=len(admin))
+
     explicit = [e.cycles for e in episodes if e.cycles is not None]
     if explicit:
-        return max(explicit), "completed-cycles extension"
-    admin = sorted({e.start for e in episodes if e.kind == "MedicationAdministration" and e.start})
-    if admin:
-        gaps = [(b - a).days for a, b in zip(admin, admin[1:])]
-        if all(g >= params.min_cycle_gap_days for g in gaps):
-            return len(admin), "one administration per cycle"
-        return None, f"administrations closer than {params.min_cycle_gap_days} days: cycles not derivable"
-    for e in episodes:
-        if e.start and e.period_days:
-            stop = min(e.end or today, today)
-            if stop >= e.start:
-                n = math.floor((stop - e.start).days / e.period_days) + 1
-                return n, f"every {e.period_days:g} days from {e.start} to {stop}"
-    return None, "no administrations, cycle extension or dosing interval"
+        return CycleCount(max(explicit), "completed-cycles extension", **base)
+    # Administrations cover the course unless another record of it started
+    # well before the first one (only the later doses were charted).
+    covered = bool(admin) and not any(e.start < admin[0] - dt.timedelta(days=params.min_cycle_gap_days)
+                                      for e in others)
+    if covered:
+        if schedule == "weekly":
+            return CycleCount(None, f"{len(admin)} administrations at weekly spacing: counted in weeks, not cycles",
+                              weeks=len(admin), **base)
+        return CycleCount(len(admin), "one administration per cycle", **base)
+    if days is None:
+        return CycleCount(None, "no administrations, cycle extension or dated course", **base)
+    period = next((e.period_days for e in episodes if e.period_days), None)
+    if schedule == "weekly":
+        weeks = math.floor(days / 7) + (1 if period or admin else 0)
+        return CycleCount(None, f"weekly dosing ({basis}): counted in weeks, not cycles", True, weeks=weeks, **base)
+    # Completed cycles: one per interval from the first dose to the end (or today);
+    # +1 only when the end is a known dose date (a dated administration).
+    last_dose_known = bool(admin) and admin[-1] == end
+    if period:
+        # A timing's period bounds the doses (one at its start, one every interval up to its
+        # end): an ended course counts the dose at the end too; a running one counts the
+        # cycles completed by today (today's dose is the order being drafted).
+        n = math.floor(days / period) + (1 if last_dose_known or not active else 0)
+        return CycleCount(n, f"every {period:g} days from {start} to {end} (dosage timing)", True, **base)
+    if schedule == "3-weekly":
+        n = math.floor(days / THREE_WEEKS) + (1 if last_dose_known else 0)
+        return CycleCount(n, f"estimated from the course {start} to {end} at 3-weekly dosing ({basis})", True, **base)
+    return CycleCount(None, f"schedule unknown ({basis}): cycles not derivable", **base)
 
 
 def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, int],
@@ -247,13 +348,14 @@ def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, in
         first = eps[0]
         active = any(e.state == "active" for e in eps)
         ends = [e.end or e.start for e in eps]
-        cycles, note = count_cycles(eps, today, params)
+        count = count_cycles(eps, today, params)
         doses = tuple(sorted(e.start for e in eps if e.kind == "MedicationAdministration"))
         out.append(Course(
             ingredients=first.ingredients, classes=first.classes, state="active" if active else "past",
             start=min(e.start for e in eps),
             end=None if any(e.state == "active" and e.end is None for e in eps) else max(ends),
-            refs=tuple(e.ref for e in eps), text=first.text, cycles=cycles, cycle_note=note,
+            refs=tuple(e.ref for e in eps), text=first.text, cycles=count.cycles, cycle_note=count.note,
+            cycles_estimated=count.estimated, schedule=count.schedule, weeks=count.weeks,
             period_days=next((e.period_days for e in eps if e.period_days), None), doses=doses, line=n))
     out.sort(key=lambda c: (c.start, c.ingredients))
     return out

@@ -1,4 +1,4 @@
-"""Patient facts: age, sex and menopausal status."""
+"""Patient facts: age, sex and menopausal status (NCCN definition; knowledge file "Menopausal status")."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from .profile import Derived
 from .readings import FINAL
 
 
-def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, today: dt.date) -> Derived:
+def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, today: dt.date,
+                  oophorectomy: list[dict] = ()) -> Derived:
+    """patient.age, patient.sex and patient.menopausal (see ``menopausal_status``)."""
     out = Derived()
     p = patient or {}
     ref = (fp.reference_of(p),) if p else ()
@@ -25,9 +27,34 @@ def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, 
             else "birth date has no day; age approximate")
     gender = p.get("gender")
     out.set("patient.sex", gender if gender in ("female", "male", "other", "unknown") else "unknown", ref)
-    # Menopausal status only from a coded Observation, newest first.
+    out.set("patient.menopausal", *menopausal_status(p.get("gender"), age, menopausal, oophorectomy, t))
+    return out
+
+
+# Status values a Procedure/Condition can have and still mean "it was done / it is so".
+_DONE_PROCEDURE = {"completed"}
+_NOT_A_CONDITION = {"entered-in-error", "refuted"}
+POSTMENOPAUSAL_AGE = 60  # NCCN definition of menopause: age >= 60
+
+
+def menopausal_status(gender, age: int | None, observations: list[dict], oophorectomy: list[dict],
+                      t: Terminology) -> tuple[str, tuple[str, ...], str]:
+    """(pre | post | unknown, references, how) for ``patient.menopausal``.
+
+    NCCN's definition of menopause: prior bilateral oophorectomy, or age
+    >= 60, or a recorded postmenopausal state.  A recorded status otherwise
+    wins (newest final Observation).  A woman under 60 with no record is
+    ``unknown``: chemotherapy-induced amenorrhoea can reverse, so no age or
+    amenorrhoea guess is made below 60 (knowledge file, "Menopausal status").
+    Men are ``unknown``: the rules treat them by sex.
+    """
+    if gender == "male":
+        return "unknown", (), "male patient: not applicable"
+    surgery = [r for r in oophorectomy if _counts(r)]
+    if surgery:
+        return "post", tuple(fp.reference_of(r) for r in surgery), "bilateral oophorectomy on record"
     best = None
-    for obs in menopausal:
+    for obs in observations:
         if obs.get("status") not in FINAL:
             continue
         value = None
@@ -35,8 +62,16 @@ def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, 
             value = value or t.translate_codeable("menopausal-status", cc)
         if value and (best is None or (fp.observation_date(obs) or dt.date.min) >= best[0]):
             best = (fp.observation_date(obs) or dt.date.min, value, fp.reference_of(obs))
-    if best:
-        out.set("patient.menopausal", best[1], (best[2],))
-    else:
-        out.set("patient.menopausal", "unknown", (), "no coded menopausal-status Observation")
-    return out
+    if age is not None and age >= POSTMENOPAUSAL_AGE:
+        refs = (best[2],) if best and best[1] == "post" else ()
+        return "post", refs, f"age {age} (NCCN: postmenopausal from age {POSTMENOPAUSAL_AGE})"
+    if best and best[1] in ("pre", "post"):
+        return best[1], (best[2],), "recorded"
+    return "unknown", (), "no coded menopausal status, bilateral oophorectomy or age >= 60 on record"
+
+
+def _counts(r: dict) -> bool:
+    if r.get("resourceType") == "Procedure":
+        return r.get("status") in _DONE_PROCEDURE
+    verification = {c.get("code") for c in fp.codings(r.get("verificationStatus"))}
+    return not (verification & _NOT_A_CONDITION)

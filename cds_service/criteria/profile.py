@@ -80,6 +80,9 @@ class Course:
     period_days: float | None = None
     doses: tuple[dt.date, ...] = ()
     line: int | None = None  # the metastatic line of therapy it belongs to, if any
+    cycles_estimated: bool = False  # cycles assume every scheduled dose was given (not one record per cycle)
+    schedule: str = "unknown"  # weekly | 3-weekly | other | unknown
+    weeks: int | None = None  # weekly courses: weeks (doses) given, never converted into cycles
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class PatientProfile:
                        "ingredients": list(ln.ingredients), "refs": list(ln.refs)} for ln in self.lines],
             "courses": [{"ingredients": list(c.ingredients), "state": c.state, "start": _iso(c.start),
                          "end": _iso(c.end), "line": c.line, "cycles": c.cycles,
+                         "cyclesEstimated": c.cycles_estimated, "schedule": c.schedule, "weeks": c.weeks,
                          **({"cycleNote": c.cycle_note} if c.cycle_note else {}), "refs": list(c.refs)}
                         for c in self.courses],
         }

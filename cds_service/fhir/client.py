@@ -53,6 +53,7 @@ class FetchResult:
     resources: list[dict] = field(default_factory=list)
     error: str | None = None         # the detail, for the log
     public_error: str | None = None  # what the caller may be told
+    status: int | None = None        # the HTTP status of a refused query (400, 403, 404, 501, ...)
     pages: int = 0
 
     @property
@@ -68,11 +69,13 @@ class FetchResult:
 class FhirError(Exception):
     """A FHIR read failed.  ``str()`` is the detail for the log (no token, no body);
     ``public`` is what the caller may see: ``PUBLIC_ERROR`` unless the cause lies in
-    the content the server sent rather than in the network."""
+    the content the server sent rather than in the network.  ``status`` is the HTTP
+    status when the server answered with an error."""
 
-    def __init__(self, detail: str, public: str = PUBLIC_ERROR):
+    def __init__(self, detail: str, public: str = PUBLIC_ERROR, status: int | None = None):
         super().__init__(detail)
         self.public = public
+        self.status = status
 
 
 class FhirClient:
@@ -131,6 +134,7 @@ class FhirClient:
         try:
             body = self.get_json(url, base, token, deadline, policy)
         except FhirError as exc:
+            result.status = exc.status
             return result.fail(exc)
         result.pages = 1
         if body.get("resourceType") == "Bundle":
@@ -194,7 +198,7 @@ class FhirClient:
             raise FhirError(f"could not resolve the FHIR server's host for {path} ({type(exc).__name__})") from None
         with resp:
             if resp.status_code != 200:
-                raise FhirError(_status_message(resp.status_code, path))
+                raise FhirError(_status_message(resp.status_code, path), status=resp.status_code)
             raw = _read_capped(resp, deadline, path)
         try:
             body = json.loads(raw)

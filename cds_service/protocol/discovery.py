@@ -23,29 +23,42 @@ from ..knowledge import load_knowledge
 # fhir_profiles/terminology (the same ValueSets the criteria classify results
 # with), so a code added to a ValueSet is fetched and read alike.
 #
-# Menopausal status has no LOINC question code in common use; EHRs record it as
-# an Observation whose *value* is a SNOMED menopausal phase (DICOM CID 6086), so
-# it is searched by value (the standard R4 ``value-concept`` token parameter).
+# Menopausal status is searched by its Observation *code* (SNOMED 161712005
+# "Menopause, function", as in the HL7 ICHOM breast cancer IG): ``value-concept``
+# is not supported by major EHR FHIR APIs, and a refused query cost every chart
+# opening a "could not be read" card (issue 12).  Every query uses only
+# ``patient``, ``code``, ``category``, ``status`` and ``_count``.
 OBSERVATION_QUERIES: dict[str, tuple[tuple[str, ...], str, int]] = {
     "her2": (("her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number", "her2-interpretation"), "code", 100),
     "hormoneReceptors": (("er-status", "er-percent", "pr-status", "pr-percent", "er-pr-combined"), "code", 100),
     "otherObservations": (("genetic-variant", "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin"),
                           "code", 200),
-    "menopausalStatus": (("menopausal-status",), "value-concept", 20),
+    "menopausalStatus": (("menopausal-status-question",), "code", 20),
+}
+# Other coded searches: key → (resource type, ValueSets, _count).  A bilateral
+# oophorectomy makes a woman postmenopausal (NCCN); Conditions (Z90.722) come
+# with the conditions query.
+CODED_QUERIES: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "procedures": ("Procedure", ("bilateral-oophorectomy",), 50),
 }
 # The other resource types are fetched whole: the criteria classify them by code.
+# MedicationAdministration is how infusion suites chart each taxane dose.
 OTHER_QUERIES = {
     "conditions": "Condition?patient={{context.patientId}}&_count=200",
     "medicationStatements": "MedicationStatement?patient={{context.patientId}}&_count=200",
     "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_count=200",
+    "medicationAdministrations": "MedicationAdministration?patient={{context.patientId}}&_count=200",
 }
-PREFETCH_KEYS = ("patient", *OBSERVATION_QUERIES, *OTHER_QUERIES)
+PREFETCH_KEYS = ("patient", *OBSERVATION_QUERIES, *CODED_QUERIES, *OTHER_QUERIES)
+# The query parameters a template may use: what HAPI and the major EHR FHIR APIs support.
+PORTABLE_PARAMETERS = frozenset({"patient", "code", "category", "status", "_count"})
 
 
 def query_codes(terminology, key: str) -> list[tuple[str, str]]:
     """``(system, code)`` tokens of one Observation query, in ValueSet order, without repeats."""
     out: list[tuple[str, str]] = []
-    for valueset_id in OBSERVATION_QUERIES[key][0]:
+    valuesets = OBSERVATION_QUERIES[key][0] if key in OBSERVATION_QUERIES else CODED_QUERIES[key][1]
+    for valueset_id in valuesets:
         for token in terminology.valueset_codes(valueset_id):
             if token not in out:
                 out.append(token)
@@ -63,6 +76,9 @@ def prefetch_templates(terminology) -> dict[str, str]:
     for key, (_, param, count) in OBSERVATION_QUERIES.items():
         tokens = ",".join(f"{system}|{code}" for system, code in query_codes(terminology, key))
         out[key] = f"Observation?patient={{{{context.patientId}}}}&{param}={tokens}&_count={count}"
+    for key, (rtype, _, count) in CODED_QUERIES.items():
+        tokens = ",".join(f"{system}|{code}" for system, code in query_codes(terminology, key))
+        out[key] = f"{rtype}?patient={{{{context.patientId}}}}&code={tokens}&_count={count}"
     out.update(OTHER_QUERIES)
     return out
 
@@ -122,8 +138,8 @@ SERVICES: dict[str, Service] = {
 
 def usage_requirements(settings) -> str:
     return (
-        "Needs read access to the patient's Patient, Observation, Condition, MedicationStatement and "
-        "MedicationRequest resources (prefetch or fhirServer + fhirAuthorization with patient/*.read "
+        "Needs read access to the patient's Patient, Observation, Condition, Procedure, MedicationStatement, "
+        "MedicationRequest and MedicationAdministration resources (prefetch or fhirServer + fhirAuthorization with patient/*.read "
         "scopes). FHIR R4. " + auth_notice(settings)
     )
 

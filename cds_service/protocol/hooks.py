@@ -7,6 +7,7 @@ against the response schema, record what was issued, audit, answer.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -16,7 +17,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from .. import advice, metrics
 from ..auth import fhir_egress
-from . import prefetch
+from . import prefetch, repeats
 from .discovery import SERVICES, prefetch_templates
 from ..errors import ApiError
 from ..fhir.client import FhirClient
@@ -58,6 +59,7 @@ def invoke(service_id: str):
              "status": 500, "outcome": "error", "card_count": 0, "rule_ids": ""}
     started = time.perf_counter()
     issued: list[tuple[str, str, str]] = []
+    repeat_keys: dict[str, str] = {}
     service = None
     try:
         service = find_service(service_id)
@@ -86,6 +88,10 @@ def invoke(service_id: str):
                               fhir_server=_launchable(body.get("fhirServer")))
         with stage("card schema"):
             cards = [c for c in cards if card_is_valid(c, knowledge)]
+        repeat_keys = repeats.keys_of(cards, body["context"].get("patientId"), body["context"],
+                                      knowledge.rulebook.extension_key)
+        if service.hook == "order-sign":
+            cards = _order_sign_cards(store, settings, cards, repeat_keys)
         issued = advice.issued_cards(cards, knowledge)
         audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
                      rule_ids=",".join(r for _, r, _ in issued))
@@ -96,7 +102,7 @@ def invoke(service_id: str):
     finally:
         audit["duration_ms"] = int((time.perf_counter() - started) * 1000)
         metrics.hook_invocation(service_id, audit["outcome"], time.perf_counter() - started, issued)
-        _record(store, audit, service, issued)
+        _record(store, audit, service, issued, repeat_keys)
 
 
 def _launchable(fhir_server):
@@ -105,7 +111,25 @@ def _launchable(fhir_server):
     return fhir_server if policy is not None and policy.allows(fhir_server) else None
 
 
-def _record(store, row: dict, service, issued: list[tuple[str, str, str]]) -> None:
+def _order_sign_cards(store, settings, cards: list[dict], repeat_keys: dict[str, str]) -> list[dict]:
+    """order-sign: critical-only when configured; else drop what order-select showed within the window.
+
+    A database that cannot answer costs the de-duplication, not the cards:
+    the clinician sees a repeat rather than miss a warning.
+    """
+    shown: set[str] = set()
+    window = settings.order_sign_repeat_window_hours
+    if settings.order_sign_cards != "critical-only" and window > 0 and repeat_keys:
+        since = repeats.window_start(dt.datetime.now(dt.timezone.utc), window)
+        try:
+            shown = store.shown_since(repeat_keys.values(), "order-select", since)
+        except Exception:
+            log.exception("order-sign repeat look-up failed; cards shown again")
+    return repeats.for_order_sign(cards, repeat_keys, shown, settings.order_sign_cards)
+
+
+def _record(store, row: dict, service, issued: list[tuple[str, str, str]],
+            repeat_keys: dict[str, str] | None = None) -> None:
     """Log the call and write its audit row and issued cards in one transaction.
 
     A database failure here is logged loudly but does not take the cards away
@@ -117,7 +141,7 @@ def _record(store, row: dict, service, issued: list[tuple[str, str, str]]) -> No
     try:
         with stage("db: audit + issued cards"):
             store.record_invocation(row, service.id if service else row["service_id"],
-                                    service.hook if service else "", issued)
+                                    service.hook if service else "", issued, repeat_keys)
     except Exception:
         log.exception("audit/issued-card record failed",
                       extra={"request_id": row["request_id"], "cards_not_recorded": len(issued)})

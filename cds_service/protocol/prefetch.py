@@ -39,6 +39,11 @@ NOT_TRUSTED = ("not prefetched, and fhirServer is not a FHIR server this client 
 # Without these the service cannot judge HER2 status, disease extent or what
 # the patient already takes (and could suggest a drug already given).
 REQUIRED_KEYS = ("patient", "her2", "conditions", "medicationStatements", "medicationRequests")
+# A server that *refuses* an optional query (it does not support a parameter or a
+# resource type, or the token's scopes do not cover it) costs that data only: it
+# is logged for the integrator and recorded as ``data-refused`` (so rules that
+# need the data stay silent or say so), without a "could not be read" card.
+REFUSED_STATUSES = frozenset({400, 403, 404, 501})
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 _USER_TOKENS = {
@@ -193,6 +198,12 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         if result.resources or key in to_continue:
             findings.append(Finding("data-partial", f"Only part of '{key}' could be read: {public}.",
                                     (f"prefetch:{key}",)))
+        elif key not in REQUIRED_KEYS and result.status in REFUSED_STATUSES:
+            log.warning("the FHIR server refused an optional query; its data is left out",
+                        extra=_log_extra(prefetch_key=key, status=result.status, fhir_server=_origin(base)))
+            sources[key] = "none"
+            findings.append(Finding("data-refused", f"The FHIR server refused the '{key}' query "
+                                    f"({public}); checks that need it stay silent.", (f"prefetch:{key}",)))
         else:
             unobtainable[key] = public
 

@@ -22,7 +22,9 @@ unknown), so rules that must *know* a value use ``eq``/``in``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -363,6 +365,10 @@ def _semantic_problems(doc: dict) -> list[str]:
         trees += [(f"{base}/suggestions/{j}/when", s["when"]) for j, s in enumerate(r.get("suggestions") or [])
                   if "when" in s]
         trees += [(f"{base}/notes/{j}/when", n["when"]) for j, n in enumerate(r.get("notes") or [])]
+        for j, n in enumerate(r.get("notes") or []):
+            for name in PLACEHOLDER.findall(n["text"]):
+                if name not in facts:
+                    out.append(f"{label}: {base}/notes/{j}/text: unknown fact {name!r} in a placeholder")
         for p, node in trees:
             try:
                 compile_condition(node, p, facts, compiled_scopes)
@@ -436,6 +442,39 @@ def load_rulebook(profiles_dir) -> Rulebook:
 
 
 # --------------------------------------------------------------------------
+# Fact values in note text
+# --------------------------------------------------------------------------
+# ``{{fact.name}}`` in a note is replaced by that fact's value, so a card resting on an
+# estimate can say which course it estimated from ("≈ 6 docetaxel cycles (estimated from
+# the course 2 Mar 2025 – 15 Jun 2025 …)").  Load-time checks reject unknown fact names.
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _text_value(value: Any) -> str:
+    if value is None:
+        return "not recorded"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            d = dt.date.fromisoformat(value)
+        except ValueError:
+            return value
+        return f"{d.day} {d.strftime('%b')} {d.year}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) if value else "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def render_text(text: str, facts: Mapping[str, Any]) -> str:
+    """``text`` with each ``{{fact.name}}`` replaced by the fact's value as a clinician reads it."""
+    return PLACEHOLDER.sub(lambda m: _text_value(fact_value(facts, m.group(1))), text)
+
+
+# --------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------
 def evaluate(rulebook: Rulebook, facts: Mapping[str, Any], hook: str) -> list[Recommendation]:
@@ -457,7 +496,7 @@ def evaluate(rulebook: Rulebook, facts: Mapping[str, Any], hook: str) -> list[Re
         names = tuple(dict.fromkeys(scope.facts + rule.when.facts))
         snapshot = tuple((n, fact_value(facts, n), fact_refs(facts, n)) for n in names)
         suggestions = tuple(s for s in rule.suggestions if s.when is None or s.when(facts))
-        notes = tuple(n.text for n in rule.notes if n.when(facts))
+        notes = tuple(render_text(n.text, facts) for n in rule.notes if n.when(facts))
         fired.append(Recommendation(rule, snapshot, suggestions, notes))
     suppressed = {sid for rec in fired for sid in rec.rule.suppresses}
     return [rec for rec in fired if rec.rule.id not in suppressed]
