@@ -55,6 +55,17 @@ def status_server(status):
     return lambda h, path, q: send_json(h, {"resourceType": "OperationOutcome", "issue": []}, status)
 
 
+#: Small FHIR budgets for the tests that wait for a stalled or dripping server to be cut off:
+#: they test that a timeout gives the generic 412, not the shipped defaults (sized for real EHRs).
+#: Still ten times a loopback round trip, so a busy machine does not turn a fast answer into a timeout.
+FAST_TIMEOUTS = {"fhir_connect_timeout": 0.3, "fhir_read_timeout": 0.4, "fhir_time_budget": 0.6}
+
+
+@pytest.fixture
+def fast_client(db_url):
+    return create_app(auth="disabled", database_url=db_url, **FAST_TIMEOUTS, **LOOPBACK_FHIR).test_client()
+
+
 @pytest.fixture
 def fhir_log():
     with capture_log("her2cds.fhir") as handler:
@@ -90,14 +101,14 @@ def _free_port() -> int:
     return port
 
 
-def test_network_outcomes_are_indistinguishable_to_the_caller(client):
+def test_network_outcomes_are_indistinguishable_to_the_caller(fast_client):
     """404, a closed port and a stall: the same answer, so fhirServer cannot be used to scan ports."""
     answers = []
     with FakeFhir(status_server(404)) as fhir:
-        answers.append(call(client, fhir.base).get_json())
-    answers.append(call(client, f"http://127.0.0.1:{_free_port()}/fhir").get_json())
+        answers.append(call(fast_client, fhir.base).get_json())
+    answers.append(call(fast_client, f"http://127.0.0.1:{_free_port()}/fhir").get_json())
     with FakeFhir(lambda h, p, q: send_json(h, empty_bundle(), delay=3)) as fhir:
-        answers.append(call(client, fhir.base).get_json())
+        answers.append(call(fast_client, fhir.base).get_json())
     assert answers[0] == answers[1] == answers[2]
 
 
@@ -122,13 +133,13 @@ def test_invalid_json(client, fhir_log):
     assert_generic_412(resp, fhir_log, "invalid JSON")
 
 
-def test_stalled_server_times_out_within_budget(client, app, fhir_log):
+def test_stalled_server_times_out_within_budget(fast_client, fhir_log):
     with FakeFhir(lambda h, p, q: send_json(h, empty_bundle(), delay=3)) as fhir:
-        resp = call(client, fhir.base)
+        resp = call(fast_client, fhir.base)
     assert_generic_412(resp, fhir_log, "time")
 
 
-def test_dripping_server_is_cut_off(client, fhir_log):
+def test_dripping_server_is_cut_off(fast_client, fhir_log):
     def drip(h, path, q):
         h.send_response(200)
         h.send_header("Content-Type", "application/fhir+json")
@@ -139,7 +150,7 @@ def test_dripping_server_is_cut_off(client, fhir_log):
             h.wfile.flush()
             time.sleep(0.02)
     with FakeFhir(drip) as fhir:
-        resp = call(client, fhir.base)
+        resp = call(fast_client, fhir.base)
     assert_generic_412(resp, fhir_log, "time")
 
 
