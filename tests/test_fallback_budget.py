@@ -11,7 +11,7 @@ benchmarks/); the tests assert that the cards arrive.
 
 from __future__ import annotations
 
-import datetime as dt
+import copy
 import logging
 
 import pytest
@@ -29,10 +29,10 @@ VIEW = "/cds-services/her2-mbc-patient-view"
 
 
 @pytest.fixture(scope="module")
-def built():
-    gen = fixture_generator()
-    patients, requests, _ = gen.build(dt.date.today())
-    return gen, patients, requests
+def built(fixtures_today):
+    """The session's fixtures built for today (shared: tests copy what they change)."""
+    patients, requests, _ = fixtures_today
+    return fixture_generator(), patients, requests
 
 
 def resources_of(patients, pid):
@@ -77,6 +77,8 @@ def fallback(request: dict, base: str) -> dict:
     return body
 
 
+# A real wait on a slow peer (every query answered in 600 ms): the integration tier, not the quick loop.
+@pytest.mark.integration
 @pytest.mark.parametrize("name,url", [("p69-male-letrozole-order-select", SELECT),
                                       ("p63-period-only-patient-view", VIEW),
                                       ("p67-unknown-42-order-sign", SIGN)])
@@ -141,7 +143,7 @@ def test_a_refused_required_query_is_still_a_412(db_url, built):
 def test_a_leniently_read_draft_is_logged_not_a_could_not_be_read_card(db_url, built):
     """The sandbox sends a draft's ``category`` as an object: read leniently, nothing lost."""
     _, _, requests = built
-    req = requests["p69-male-letrozole-order-sign"]
+    req = copy.deepcopy(requests["p69-male-letrozole-order-sign"])  # the session's copy stays as built
     draft = req["context"]["draftOrders"]["entry"][0]["resource"]
     draft["category"] = {"coding": [{"code": "outpatient"}]}
     client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()

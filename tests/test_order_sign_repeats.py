@@ -20,7 +20,6 @@ from cds_service.config import ConfigError, from_env
 from cds_service.protocol import repeats
 from cds_service.storage import issued_cards
 
-from conftest import fixture_generator
 
 EXT = "org.her2-cds.rule"
 SELECT = "/cds-services/her2-mbc-order-select"
@@ -28,8 +27,9 @@ SIGN = "/cds-services/her2-mbc-order-sign"
 
 
 @pytest.fixture(scope="module")
-def requests_today():
-    return fixture_generator().build(dt.date.today())[1]
+def requests_today(fixtures_today):
+    """The session's fixture requests built for today (shared: a test copies what it changes)."""
+    return fixtures_today[1]
 
 
 def rules(resp):
