@@ -119,17 +119,23 @@ def test_a_tiny_number_is_just_zero(client):
     assert client.post(URL, data=raw, headers={"Content-Type": "application/json"}).status_code == 200
 
 
-@pytest.fixture
-def small_limit_server(db_url):
-    """The app behind a real HTTP server (Werkzeug's, which de-chunks like gunicorn) with a 2,000-byte limit."""
+@pytest.fixture(scope="module")
+def small_limit_server(tmp_path_factory):
+    """The app behind a real HTTP server (Werkzeug's, which de-chunks like gunicorn) with a 2,000-byte limit.
+
+    One server for the module: each test opens its own connection, and the app
+    keeps no state between these requests.  A short poll interval, or
+    ``shutdown()`` waits up to 0.5 s for the serve loop to look again.
+    """
     import threading
 
     from werkzeug.serving import make_server
 
     from cds_service import create_app
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('chunked') / 'test.db'}"
     server = make_server("127.0.0.1", 0, create_app(auth="disabled", database_url=db_url, max_body_bytes=2000),
                          threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield server.server_port
     server.shutdown()
