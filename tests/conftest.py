@@ -19,6 +19,7 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -64,8 +65,23 @@ LOOPBACK_FHIR = {"fhir_servers": "http://127.0.0.1:*,http://localhost:*",
                  "fhir_allowed_networks": "127.0.0.0/8,::1/128"}
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """An empty SQLite database already at the newest schema revision, made once per session (per worker).
+
+    Running the migrations is most of what ``create_app`` costs on a new file
+    (Alembic loads its environment and replays every revision); the per-test
+    ``app`` starts from a copy of this instead.  The start-up path that
+    migrates a brand-new file is still what tests taking ``db_url`` alone see.
+    """
+    path = tmp_path_factory.mktemp("migrated") / "template.db"
+    create_app(auth="disabled", database_url=f"sqlite:///{path}").extensions["her2cds.store"].engine.dispose()
+    return path
+
+
 @pytest.fixture
-def app(db_url):
+def app(db_url, migrated_sqlite):
+    shutil.copyfile(migrated_sqlite, db_url.removeprefix("sqlite:///"))
     return create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR)
 
 
