@@ -3,7 +3,10 @@
 Speed: ``create_app`` is cheap after the first call because the loaded
 Knowledge (terminology, rulebook, schemas) is cached per process for an
 unchanged ``fhir_profiles/`` (``cds_service.knowledge.load_knowledge``), so the
-per-test ``app`` fixture costs a SQLite file and a Flask object, not a parse.
+per-test ``app`` fixture costs a copy of a migrated SQLite file
+(``migrated_sqlite``) and a Flask object, not a parse or a migration.  The
+quick loop may run on two workers (``pytest -n 2``): session fixtures are made
+once per worker, in that worker's temporary directory.
 
 Property tests: the default Hypothesis profile ``ci`` is derandomized (the
 same examples on every run and machine, so a red CI run reproduces locally)
