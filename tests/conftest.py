@@ -83,9 +83,15 @@ def migrated_sqlite(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def app(db_url, migrated_sqlite):
+def migrated_db_url(db_url, migrated_sqlite) -> str:
+    """``db_url`` with the file already at the newest schema (a copy of ``migrated_sqlite``)."""
     shutil.copyfile(migrated_sqlite, db_url.removeprefix("sqlite:///"))
-    return create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR)
+    return db_url
+
+
+@pytest.fixture
+def app(migrated_db_url):
+    return create_app(auth="disabled", database_url=migrated_db_url, **LOOPBACK_FHIR)
 
 
 @pytest.fixture

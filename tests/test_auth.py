@@ -81,8 +81,8 @@ def issuer_file(tmp_path, keys, remote_jwks) -> Path:
 
 
 @pytest.fixture
-def secured_app(db_url, issuer_file):
-    app = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file))
+def secured_app(migrated_db_url, issuer_file):
+    app = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(issuer_file))
     _add_whoami(app)
     return app
 

@@ -130,9 +130,9 @@ def _allowed(httpserver) -> str:
 
 
 @pytest.fixture
-def app(db_url, httpserver):
+def app(migrated_db_url, httpserver):
     """The service allowing the fake EHR (the default, no allowed issuers, refuses every launch)."""
-    return create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=_allowed(httpserver))
+    return create_app(auth="disabled", database_url=migrated_db_url, smart_allowed_issuers=_allowed(httpserver))
 
 
 def _error_text(resp) -> str:
