@@ -12,6 +12,7 @@ TARGETS = {
     "http_p99_c8_ms": 50.0,       # HTTP p99 at concurrency 8, 50 resources
     "max_loglog_slope": 1.10,     # latency grows no worse than linearly (10 % slack for noise)
     "fallback_ratio": 1.5,        # fallback latency < 1.5× the slowest single query
+    "fallback_slow_p95_s": 5.0,   # fallback at 600 ms/query: 200 with the cards, p95 < Da Vinci CRD's 5 s
     "startup_s": 2.0,             # process start → first 200
 }
 
@@ -53,12 +54,52 @@ def evaluate_targets(res: dict, sizes) -> list[dict]:
                   "value": f"{f['median_ms']:.1f} ms vs {f['slowest_query_median_ms']:.1f} ms = "
                            f"{f['ratio_to_slowest']:.2f}× (the {f['queries_per_call']:g} queries in series: "
                            f"{f['sum_of_queries_ms']:.0f} ms)",
-                  "met": f["ratio_to_slowest"] < TARGETS["fallback_ratio"] and not f.get("non_200"), "info": info})
+                  "met": f["ratio_to_slowest"] < TARGETS["fallback_ratio"] and not f.get("non_200")
+                  and f.get("cards_as_prefetch") == f["n"], "info": info})
+    slow = res.get("fallback_slow")
+    if slow:
+        for n, f in slow["inprocess"].items():
+            info = n != 50
+            t.append({"target": f"fallback at {slow['delay_ms']:g} ms/query, {n} resources: 200 with cards, p95 < "
+                                f"{TARGETS['fallback_slow_p95_s']:g} s"
+                                + (" (information: the target is for the typical 50)" if info else ""),
+                      "value": f"{statuses(f)}, cards = prefetch in {f['cards_as_prefetch']} of {f['n']}, "
+                               f"p50 {f['median_ms']:.0f} / p95 {f['p95_ms']:.0f} / max {f['max_ms']:.0f} ms",
+                      "met": not f["non_200"] and f["cards_as_prefetch"] == f["n"] and bool(f["prefetch_cards"])
+                      and f["p95_ms"] < TARGETS["fallback_slow_p95_s"] * 1000, "info": info})
     st = res.get("startup", {}).get("service")
     if st:
         t.append({"target": f"start-up < {TARGETS['startup_s']:g} s", "value": f"{st['startup_median_s']:.2f} s",
                   "met": st["startup_median_s"] < TARGETS["startup_s"]})
     return t
+
+
+def statuses(f: dict) -> str:
+    """``"20 × 200"`` or ``"18 × 200, 2 × 412"``: the status of every fallback call."""
+    return ", ".join(f"{v} × {k}" for k, v in f["statuses"].items())
+
+
+def fallback_rows(fb: dict) -> list[str]:
+    """One fallback scenario (a fake FHIR server at ``fb['delay_ms']`` per query) as table rows."""
+    L = [f"### No prefetch; a local FHIR server answers each query after {fb['delay_ms']:g} ms "
+         f"(patient-view, cold)", "",
+         "| case | service p50 / p95 / max | slowest single query (median) | ratio | the queries in series "
+         "| statuses | cards = prefetch | every call < 5 s |",
+         "|---|---|---|---|---|---|---|---|"]
+    for n, f in fb["inprocess"].items():
+        L.append(f"| in-process, {n} res | {f['median_ms']:.1f} / {f['p95_ms']:.1f} / {f['max_ms']:.1f} ms | "
+                 f"{f['slowest_query_median_ms']:.1f} ms | {f['ratio_to_slowest']:.2f}× | "
+                 f"{f['sum_of_queries_ms']:.0f} ms | {statuses(f)} | {f['cards_as_prefetch']} of {f['n']} "
+                 f"({', '.join(map(str, f['prefetch_cards']))}) | "
+                 + ("yes" if not f["over_crd_5s"] else f"**no: {f['over_crd_5s']} calls ≥ 5 s**") + " |")
+    for label, key in (("", "http"), (", HER2CDS_FHIR_MAX_WORKERS=64", "http_fhir_max_workers_64")):
+        for c, r in fb.get(key, {}).items():
+            L.append(f"| HTTP c={c}, 50 res{label} | p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} / max "
+                     f"{r['max_ms']:.1f} ms, {r['rps']:.0f} req/s | {fb['delay_ms']:g} ms (nominal) | "
+                     f"{r['p50_ms'] / fb['delay_ms']:.2f}× (p50) | — | {r['requests']} calls, {r['non_2xx']} not 2xx, "
+                     f"{r['errors'] - r['non_2xx']} other errors | not checked (wrk) | "
+                     + ("yes" if r["max_ms"] < 5000 and r["errors"] == r["non_2xx"] else "**no**") + " |")
+    return L
 
 
 def table(res: dict, sizes) -> str:
@@ -132,24 +173,13 @@ def table(res: dict, sizes) -> str:
                     if any(f"{hook}/{n}/c{c}" in http.get(key, {}) for c in concs):
                         L.append(f"| {hook}, {n} res, {label} | " + " | ".join(
                             cell(http[key].get(f"{hook}/{n}/c{c}")) for c in concs) + " |")
-    fb = res.get("fallback")
-    if fb:
+    if res.get("fallback"):
         L.append("")
-        L.append(f"## Fallback: no prefetch; a local FHIR server answers each query after "
-                 f"{fb['delay_ms']:g} ms (patient-view, cold)")
-        L.append("")
-        L.append("| case | service median / p95 | slowest single query (median) | ratio | the queries in series |")
-        L.append("|---|---|---|---|---|")
-        for n, f in fb["inprocess"].items():
-            L.append(f"| in-process, {n} res | {f['median_ms']:.1f} / {f['p95_ms']:.1f} ms | "
-                     f"{f['slowest_query_median_ms']:.1f} ms | {f['ratio_to_slowest']:.2f}× | "
-                     f"{f['sum_of_queries_ms']:.0f} ms |"
-                     + (f" **{f['non_200']} of {f['n']} calls not 200**" if f.get("non_200") else ""))
-        for label, key in (("", "http"), (", HER2CDS_FHIR_MAX_WORKERS=64", "http_fhir_max_workers_64")):
-            for c, r in fb.get(key, {}).items():
-                L.append(f"| HTTP c={c}, 50 res{label} | p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms, "
-                         f"{r['rps']:.0f} req/s | {fb['delay_ms']:g} ms (nominal) | {r['p50_ms'] / fb['delay_ms']:.2f}× "
-                         f"(p50) | — |")
+        L.append("## Fallback: no prefetch, the service fetches from a local FHIR server (shipped FHIR timeouts)")
+        for key in ("fallback", "fallback_slow"):
+            if res.get(key):
+                L.append("")
+                L += fallback_rows(res[key])
     st = res.get("startup")
     if st:
         L.append("")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -147,15 +148,25 @@ def auth_overhead(tmp: Path, bodies: dict, calls: int) -> dict:
 def fake_ehr(resources: list[dict], delay: float) -> FakeFhir:
     """A local FHIR server answering each query for the patient after ``delay`` s (an EHR round trip).
 
-    Keep-alive (the service's pooled Session reuses connections), no Nagle (the body would wait for
-    a delayed ACK, ~40 ms, an artifact of the fake) and a deep listen backlog (bursts of 8 queries
-    per call from 8 concurrent calls).
+    The transport of a production FHIR server: keep-alive (the service's pooled Session reuses
+    connections), no Nagle (the body would wait for a delayed ACK, ~40 ms, an artifact of the fake)
+    and a listen backlog of 128 (Linux's long-standing ``somaxconn``; Tomcat, under HAPI, accepts
+    100) so bursts of 8 queries per call from 8 concurrent calls are queued, not dropped.
     """
     return FakeFhir(PatientBehaviour(resources, P.searchset, delay), keep_alive=True, nodelay=True,
                     backlog=128)
 
 
-def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float) -> dict:
+CRD_RESPONSE_S = 5.0  # Da Vinci CRD: the whole hook call answered within 5 s
+
+
+def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float, expected: dict, warmup: int = 3) -> dict:
+    """Cold patient-view calls with no prefetch against ``fake_ehr(delay)``, with the shipped FHIR budget.
+
+    ``expected[n]`` are the rule ids the same patient gets with full prefetch: every call is
+    checked for status 200 and for those cards, so a budget that runs out (412, or cards lost to
+    a data-quality finding) shows as a count, not as a fast-looking latency.
+    """
     app = make_service_app(tmp)
     client = app.test_client()
     out = {}
@@ -166,20 +177,19 @@ def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float) -> dict:
             hook = "patient-view"
             path = f"/cds-services/{P.SERVICE_OF[hook]}"
             body = json.dumps(P.request(hook, None, f"bench-{n}", fhir_server=fhir.base)).encode()
-            first = post(client, path, body)
-            if first.status_code != 200:
-                raise RuntimeError(f"fallback n={n}: HTTP {first.status_code} {first.get_data(as_text=True)[:300]}")
-            lat, slowest, queries, failed = [], [], [], 0
-            for _ in range(3):
+            for _ in range(warmup):
                 post(client, path, body)
+            lat, slowest, queries, statuses, same_cards, got = [], [], [], Counter(), 0, None
             for _ in range(calls):
                 fhir.reset()
                 cold_cache()
                 t0 = time.perf_counter()
                 resp = post(client, path, body)
                 lat.append(time.perf_counter() - t0)
-                if resp.status_code != 200:  # e.g. 412: the FHIR time budget ran out on a busy machine
-                    failed += 1
+                statuses[resp.status_code] += 1  # e.g. 412: the FHIR time budget ran out
+                if resp.status_code == 200:
+                    got = rule_ids(resp.get_json()["cards"])
+                    same_cards += got == expected[n]
                 durs = fhir.answered()
                 slowest.append(max(durs) if durs else float("nan"))
                 queries.append(len(durs))
@@ -188,9 +198,12 @@ def fallback_inprocess(tmp: Path, sizes, calls: int, delay: float) -> dict:
                      queries_per_call=statistics.median(queries), sum_of_queries_ms=round(
                          statistics.median(queries) * delay * 1000, 1),
                      ratio_to_slowest=round(statistics.median(lat) / statistics.median(slowest), 3),
-                     cards=rule_ids(first.get_json()["cards"]), non_200=failed)
+                     max_ms=round(max(lat) * 1000, 3), over_crd_5s=sum(x >= CRD_RESPONSE_S for x in lat),
+                     statuses={str(k): v for k, v in sorted(statuses.items())},
+                     non_200=calls - statuses[200], cards_as_prefetch=same_cards,
+                     cards=got, prefetch_cards=expected[n])
             out[n] = s
-            log(f"fallback in-process n={n}: {s}")
+            log(f"fallback in-process {delay * 1000:g} ms/query n={n}: {s}")
     return out
 
 
