@@ -155,7 +155,7 @@ _SUPPORTIVE = (("26225", "ondansetron"), ("3264", "dexamethasone"), ("161", "ace
 
 
 def core(m: _Maker) -> dict[str, list[dict]]:
-    """The clinically relevant core (20 resources, 21 with a menopausal status key)."""
+    """The clinically relevant core (21 resources, 22 with a menopausal status key)."""
     met_days = 400
     out: dict[str, list[dict]] = {k: [] for k in PREFETCH}
     out["patient"] = [{
@@ -192,10 +192,10 @@ def core(m: _Maker) -> dict[str, list[dict]]:
         m.obs("97509-4", "Cancer disease progression", 30, "exam",
               valueCodeableConcept=_cc(SCT, "359746009", "Stable")),
     ]
-    if "menopausalStatus" in out:  # searched by value (SNOMED menopausal phase)
+    if "menopausalStatus" in out:  # searched by code (SNOMED 161712005, as in the HL7 ICHOM breast cancer IG)
         meno = m.obs("", "Menopausal status", met_days + 30, "social-history",
                      valueCodeableConcept=_cc(SCT, "307429007", "After menopause"))
-        meno["code"] = {"text": "Menopausal status"}
+        meno["code"] = _cc(SCT, "161712005", "Menopause, function")
         out["menopausalStatus"] = [meno]
     out["conditions"] = [
         m.condition(SCT, "254837009", "Malignant neoplasm of breast", met_days + 400,
@@ -208,6 +208,10 @@ def core(m: _Maker) -> dict[str, list[dict]]:
         m.med_statement("224905", "trastuzumab", met_days - 14, None, "active"),
         m.med_statement("1298944", "pertuzumab", met_days - 14, None, "active"),
     ]
+    # The taxane induction as EHRs record it: a completed course with dates (6 three-weekly cycles,
+    # 126 days, ended 100 days ago), no cycle count; the maintenance rules need an ended course.
+    out["medicationStatements"].append(m.med_statement("72962", "docetaxel", met_days - 14, met_days - 140,
+                                                       "completed"))
     out["medicationRequests"] = [
         m.med_request("72962", "docetaxel", met_days - 14, "completed"),
     ]
