@@ -98,7 +98,8 @@ def fallback_rows(fb: dict) -> list[str]:
                      f"{r['max_ms']:.1f} ms, {r['rps']:.0f} req/s | {fb['delay_ms']:g} ms (nominal) | "
                      f"{r['p50_ms'] / fb['delay_ms']:.2f}× (p50) | — | {r['requests']} calls, {r['non_2xx']} not 2xx, "
                      f"{r['errors'] - r['non_2xx']} other errors | not checked (wrk) | "
-                     + ("yes" if r["max_ms"] < 5000 and r["errors"] == r["non_2xx"] else "**no**") + " |")
+                     + ("— (no call completed in the run)" if not r["requests"] else
+                        "yes" if r["max_ms"] < 5000 and r["errors"] == r["non_2xx"] else "**no**") + " |")
     return L
 
 

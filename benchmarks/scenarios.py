@@ -151,7 +151,7 @@ def fake_ehr(resources: list[dict], delay: float) -> FakeFhir:
     The transport of a production FHIR server: keep-alive (the service's pooled Session reuses
     connections), no Nagle (the body would wait for a delayed ACK, ~40 ms, an artifact of the fake)
     and a listen backlog of 128 (Linux's long-standing ``somaxconn``; Tomcat, under HAPI, accepts
-    100) so bursts of 8 queries per call from 8 concurrent calls are queued, not dropped.
+    100) so bursts of 10 queries per call from 8 concurrent calls are queued, not dropped.
     """
     return FakeFhir(PatientBehaviour(resources, P.searchset, delay), keep_alive=True, nodelay=True,
                     backlog=128)
