@@ -167,6 +167,36 @@ def _describe_ref(ref: str, index: Mapping[str, dict], drafts: Mapping[str, Any]
     return text or None
 
 
+def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mapping[str, Any]) -> list[str]:
+    """Each reference as a clinician reads it; per-dose administrations of one drug as one line.
+
+    An infusion suite charts every dose, so a course is six or more
+    MedicationAdministrations: "docetaxel: 6 doses, 7 Jun 2025 to 20 Sep 2025"
+    says what they show without listing each one.
+    """
+    out: list[str] = []
+    doses: dict[str, list[str]] = {}
+    for ref in sorted(refs):  # sorted: the same card whatever order the records were listed in
+        res = index.get(ref)
+        if res is not None and res.get("resourceType") == "MedicationAdministration":
+            name = _concept_name(res.get("medicationCodeableConcept")) or "medication"
+            doses.setdefault(name, []).append(
+                res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start") or "")
+            continue
+        described = _describe_ref(ref, index, drafts)
+        if described:
+            out.append(described)
+    for name, dates in doses.items():
+        known = sorted(d for d in dates if isinstance(d, str) and d)
+        n = len(dates)
+        text = f"{name}: {n} dose{'s' if n != 1 else ''} given"
+        if known:
+            first, last = _human_date(known[0]), _human_date(known[-1])
+            text += f", {first}" if first == last else f", {first} to {last}"
+        out.append(text)
+    return out
+
+
 def _direct_tests(node: Any, out: dict[str, set[str]]) -> dict[str, set[str]]:
     """fact → operators of the tests written in the rule itself (named scopes not opened)."""
     if isinstance(node, dict):
@@ -194,7 +224,8 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
     items = sorted(rec.facts, key=lambda f: f[0] not in own)
     names = {name for name, _, _ in items}
     values = {name: value for name, value, _ in items}
-    lines = []
+    lines: list[str] = []
+    previous: list[str] = []
     for name, value, refs in items:
         empty = value is None or value is False or value == [] or value == ()
         if empty and (name not in own or (isinstance(value, (list, tuple)) and "exists" not in direct[name])):
@@ -208,13 +239,15 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
         label = rulebook.fact_labels.get(name)
         if not label:  # every contract fact has a label (rulebook check); never show a key
             continue
-        # sorted: the same card whatever order the prefetch or the FHIR server listed the records in
-        described = [d for d in (_describe_ref(r, index or {}, drafts or {}) for r in sorted(refs)) if d]
+        described = _describe_refs(refs, index or {}, drafts or {})
         where = ""
-        if described:
+        if described and described == previous:
+            where = " (same records)"  # taxane cycles, schedule, dates: one course, named once
+        elif described:
             more = len(described) - WHY_MAX_REFS
             where = " (" + "; ".join(described[:WHY_MAX_REFS]) + (f"; +{more} more" if more > 0 else "") + ")"
         lines.append(f"- {label}: {format_value(value)}{where}")
+        previous = described
     return lines
 
 

@@ -131,3 +131,19 @@ def test_stop_active_updates_only_active_records_and_labels_a_statement(rulebook
         ("update", "h1", "stopped"), ("update", "p1", "stopped")]
     assert order["status"] == "active"  # the request's own resource is not modified
     assert "medication list" in actions[1]["description"] and "Stop the active order" in actions[0]["description"]
+
+
+def test_per_dose_administrations_are_named_once_per_drug():
+    """An infusion suite's six docetaxel doses read as one line, not six."""
+    from cds_service.cards import _describe_refs
+
+    doce = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "72962"}], "text": "docetaxel"}
+    index = {f"MedicationAdministration/a{i}": {"resourceType": "MedicationAdministration", "status": "completed",
+                                                  "medicationCodeableConcept": doce,
+                                                  "effectiveDateTime": f"2025-0{i + 1}-10"} for i in range(6)}
+    index["MedicationStatement/s1"] = {"resourceType": "MedicationStatement", "status": "completed",
+                                       "medicationCodeableConcept": doce,
+                                       "effectivePeriod": {"start": "2025-01-10", "end": "2025-07-01"}}
+    described = _describe_refs(sorted(index), index, {})
+    assert described == ["docetaxel, completed, 10 Jan 2025 to 1 Jul 2025",
+                         "docetaxel: 6 doses given, 10 Jan 2025 to 10 Jun 2025"]
