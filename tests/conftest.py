@@ -5,7 +5,7 @@ Knowledge (terminology, rulebook, schemas) is cached per process for an
 unchanged ``fhir_profiles/`` (``cds_service.knowledge.load_knowledge``), so the
 per-test ``app`` fixture costs a copy of a migrated SQLite file
 (``migrated_sqlite``) and a Flask object, not a parse or a migration.  The
-quick loop may run on two workers (``pytest -n 2``): session fixtures are made
+quick loop may run on several workers (``pytest -n 3``): session fixtures are made
 once per worker, in that worker's temporary directory.
 
 Property tests: the default Hypothesis profile ``ci`` is derandomized (the
