@@ -63,6 +63,20 @@ def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
+def postgres_url() -> str:
+    """The PostgreSQL test server's URL; without it a postgres test fails rather than skips."""
+    url = os.environ.get("HER2CDS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("HER2CDS_TEST_POSTGRES_URL is not set (or deselect with -m 'not postgres').")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend_url(request, db_url) -> str:
+    """Each storage backend in turn: the test's own SQLite file, then the shared PostgreSQL test server."""
+    return db_url if request.param == "sqlite" else postgres_url()
+
+
 #: The fake FHIR servers listen on loopback, which the service refuses by default: allow it, explicitly.
 LOOPBACK_FHIR = {"fhir_servers": "http://127.0.0.1:*,http://localhost:*",
                  "fhir_allowed_networks": "127.0.0.0/8,::1/128"}

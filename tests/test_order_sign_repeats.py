@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import os
 
 import pytest
 from sqlalchemy import select
@@ -48,18 +47,14 @@ def test_order_warnings_fire_at_order_sign_when_order_select_was_not_called(db_u
     assert "S9" in rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_database(request, db_url):
+@pytest.fixture
+def shared_database(backend_url, db_url):
     """The database two instances share: a SQLite file, or the PostgreSQL test server (emptied first)."""
-    if request.param == "sqlite":
-        return db_url
-    url = os.environ.get("HER2CDS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.fail("HER2CDS_TEST_POSTGRES_URL is not set (deselect with -m 'not postgres').")
-    store = create_app(auth="disabled", database_url=url).extensions["her2cds.store"]
-    with store.engine.begin() as conn:
-        conn.execute(issued_cards.delete())
-    return url
+    if backend_url != db_url:
+        store = create_app(auth="disabled", database_url=backend_url).extensions["her2cds.store"]
+        with store.engine.begin() as conn:
+            conn.execute(issued_cards.delete())
+    return backend_url
 
 
 def test_a_card_shown_at_order_select_is_not_repeated_at_order_sign_by_another_instance(shared_database,

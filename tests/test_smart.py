@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import re
 import select
 import socket
@@ -549,23 +548,13 @@ def test_concurrent_callbacks_with_one_state_exchange_the_code_once(db_url, ehr)
     assert len(ehr.token_requests) == 1
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, db_url):
-    """SQLite and PostgreSQL: single-use must hold on both (see test_durability.py for the server)."""
-    if request.param == "sqlite":
-        return db_url
-    url = os.environ.get("HER2CDS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.fail("HER2CDS_TEST_POSTGRES_URL is not set (or deselect with -m 'not postgres').")
-    return url
-
-
-def test_pop_secret_is_single_use_under_concurrency(store_url):
+def test_pop_secret_is_single_use_under_concurrency(backend_url):
+    """Single-use must hold on SQLite and PostgreSQL (see test_durability.py for the server)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cds_service.storage import Store
 
-    stores = [Store(store_url) for _ in range(4)]  # separate engines, as in separate processes
+    stores = [Store(backend_url) for _ in range(4)]  # separate engines, as in separate processes
     key = uuid.uuid4().hex
     stores[0].put_secret("launch", key, b"ciphertext", 60)
     barrier = threading.Barrier(8)
@@ -667,12 +656,12 @@ def test_expired_rows_are_purged_on_write(db_url, ehr, monkeypatch):
     assert row["key"] == sessions.SecretStore.row_key("launch", new["state"])
 
 
-def test_store_purges_expired_rows_and_bounds_live_ones(store_url):
+def test_store_purges_expired_rows_and_bounds_live_ones(backend_url):
     from sqlalchemy import select
 
     from cds_service.storage import Store, smart_session
 
-    store = Store(store_url)
+    store = Store(backend_url)
     run = uuid.uuid4().hex[:12]  # the PostgreSQL database is shared between runs
     a, b, c = (f"{run}-{x}" for x in "abc")
     store.put_secret("launch", a, b"A", ttl=10, now=100)
