@@ -34,6 +34,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .. import metrics
+from . import capped_read
 from .egress import ANY_ADDRESS_BUT_METADATA, EgressAdapter, EgressPolicy, EgressRefused
 
 log = logging.getLogger("her2cds.fhir")
@@ -199,7 +200,7 @@ class FhirClient:
         with resp:
             if resp.status_code != 200:
                 raise FhirError(_status_message(resp.status_code, path), status=resp.status_code)
-            raw = _read_capped(resp, deadline, path)
+            raw = _read_body(resp, deadline, path)
         try:
             body = json.loads(raw)
         except ValueError:
@@ -209,19 +210,17 @@ class FhirClient:
         return body
 
 
-def _read_capped(resp: requests.Response, deadline: float, path: str) -> bytes:
-    chunks, size = [], 0
+def _read_body(resp: requests.Response, deadline: float, path: str) -> bytes:
+    """The capped body, or FhirError with the FHIR client's detail for the log."""
     try:
-        for chunk in resp.iter_content(CHUNK):
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                raise FhirError(f"{path} returned more than {MAX_RESPONSE_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise FhirError(f"timed out reading {path}")
-            chunks.append(chunk)
-    except requests.RequestException:
-        raise FhirError(f"timed out or disconnected reading {path}") from None
-    return b"".join(chunks)
+        return capped_read.read_capped(resp, MAX_RESPONSE_BYTES, deadline, CHUNK)
+    except capped_read.BodyNotRead as exc:
+        detail = {
+            capped_read.OVER_CAP: f"{path} returned more than {MAX_RESPONSE_BYTES} bytes",
+            capped_read.DEADLINE: f"timed out reading {path}",
+            capped_read.BROKEN: f"timed out or disconnected reading {path}",
+        }[exc.reason]
+        raise FhirError(detail) from None
 
 
 def _status_message(status: int, path: str) -> str:

@@ -32,6 +32,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from ..fhir import capped_read
+
 CHUNK = 16 * 1024
 CONNECT_TIMEOUT = 3.0  # seconds to open the TCP connection; the deadline bounds the rest
 
@@ -205,18 +207,16 @@ class BoundedHttp:
 
 def read_capped(resp: requests.Response, max_bytes: int, ends: float) -> bytes:
     """The body, or TransportError once it passes ``max_bytes`` or the deadline (then cut short)."""
-    chunks, size = [], 0
     try:
-        for chunk in resp.iter_content(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise TransportError(f"body over the {max_bytes}-byte cap")
-            chunks.append(chunk)
-    except requests.RequestException as exc:
-        raise TransportError(_expired_or(ends, f"body: {type(exc).__name__}")) from None
-    if time.monotonic() >= ends:  # the watchdog ended the body: what arrived is not all of it
-        raise TransportError("deadline passed while reading the body")
-    return b"".join(chunks)
+        return capped_read.read_capped(resp, max_bytes, ends, CHUNK)
+    except capped_read.BodyNotRead as exc:
+        if exc.reason == capped_read.OVER_CAP:
+            detail = f"body over the {max_bytes}-byte cap"
+        elif exc.reason == capped_read.BROKEN:
+            detail = _expired_or(ends, f"body: {type(exc.cause).__name__}")
+        else:
+            detail = "deadline passed while reading the body"
+        raise TransportError(detail) from None
 
 
 def _expired_or(ends: float, detail: str) -> str:
