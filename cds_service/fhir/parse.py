@@ -286,12 +286,9 @@ def percent_value(obs: dict) -> tuple[float | None, str | None, str | None]:
         return None, None, "integer outside 0–100"
     s = obs.get("valueString")
     if isinstance(s, str):
-        m = _NUMBER.match(s)
-        if m:
-            v = float(m.group(2).replace(",", "."))
-            comp = {"≤": "<=", "≥": ">="}.get(m.group(1), m.group(1))
-            if 0 <= v <= 100:
-                return v, comp, None
+        parsed = _text_number(s)
+        if parsed is not None and 0 <= parsed[0] <= 100:
+            return parsed[0], parsed[1], None
         return None, None, "text is not a percentage"
     return None, None, None
 
@@ -312,7 +309,20 @@ def number_value(obs: dict) -> float | None:
         return finite_number(obs.get("valueInteger"))
     s = obs.get("valueString")
     if isinstance(s, str):
-        m = _NUMBER.match(s)
-        if m:
-            return finite_number(float(m.group(2).replace(",", ".")))
+        parsed = _text_number(s)
+        if parsed is not None:
+            return finite_number(parsed[0])
     return None
+
+
+def _text_number(text: str) -> tuple[float, str | None] | None:
+    """The number in a valueString such as ``"≥ 10,5 %"`` and its comparator in FHIR's ASCII form.
+
+    ``None`` when the text is not one number.  One reading for ``percent_value``
+    and ``number_value``: a decimal comma and ``≤``/``≥`` count the same in both.
+    """
+    m = _NUMBER.match(text)
+    if not m:
+        return None
+    comparator = {"≤": "<=", "≥": ">="}.get(m.group(1), m.group(1))
+    return float(m.group(2).replace(",", ".")), comparator
