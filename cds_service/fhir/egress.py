@@ -130,7 +130,10 @@ class ServerRule:
         return cls(text, scheme, host, _port(port_text, scheme, wildcard_ok=True), path or None)
 
     def matches(self, url: str) -> bool:
-        target = normalize(url)
+        return self.admits(normalize(url))
+
+    def admits(self, target: tuple[str, str, int, str] | None) -> bool:
+        """``matches`` for a base already passed through ``normalize`` (a policy checks many rules)."""
         if target is None:
             return False
         scheme, host, port, path = target
@@ -194,7 +197,8 @@ class EgressPolicy:
     networks: tuple[IPNetwork, ...] = ()
 
     def allows_server(self, base: str) -> bool:
-        return any(rule.matches(base) for rule in self.servers)
+        target = normalize(base)
+        return any(rule.admits(target) for rule in self.servers)
 
     def union(self, other: EgressPolicy) -> EgressPolicy:
         return EgressPolicy(self.servers + other.servers, self.networks + other.networks)
