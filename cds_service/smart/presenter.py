@@ -18,7 +18,7 @@ from ..cards import format_value
 from ..criteria import Finding, PatientProfile, build_profile
 from ..fhir import parse as fp
 from . import rich_text
-from .timeline import COMPACT_WIDTH, _value_text as result_value, render_svg
+from .timeline import COMPACT_WIDTH, render_svg, value_text
 
 log = logging.getLogger("her2cds.smart")
 
@@ -283,7 +283,7 @@ def _result(res: dict | None, words: Words) -> dict | None:
         return None
     specimen = res.get("specimen") if isinstance(res.get("specimen"), dict) else {}
     body_site = words.concept(res.get("bodySite")) if isinstance(res.get("bodySite"), dict) else ""
-    return {"test": words.resource(res), "value": result_value(res) if res.get("resourceType") == "Observation" else "",
+    return {"test": words.resource(res), "value": value_text(res) if res.get("resourceType") == "Observation" else "",
             "date": resource_date(res), "specimen": specimen.get("display") if isinstance(specimen.get("display"), str)
             else body_site, "ref": fp.reference_of(res)}
 
@@ -343,7 +343,7 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
                        "regimen": " + ".join(lines[-1].ingredients)} if lines and not current else None),
         "active": [c for c in courses if c["ongoing"]],
         "courses": courses,
-        "lvef": [{"value": result_value(r), "date": fp.observation_date(r).isoformat()} for r in lvef],
+        "lvef": [{"value": value_text(r), "date": fp.observation_date(r).isoformat()} for r in lvef],
         "lvef_drop": profile.value("lvef.drop"),
         "lvef_days_ago": profile.value("lvef.days_ago"),
         "gaps": gaps,

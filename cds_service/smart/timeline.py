@@ -128,7 +128,8 @@ def therapy_lines(profile) -> list[tuple[int, date, date | None]]:
     return [(ln.number, ln.start, ln.end) for ln in getattr(profile, "lines", ()) or ()]
 
 
-def _value_text(res: dict) -> str:
+def value_text(res: dict) -> str:
+    """An Observation's value as short text (the timeline's labels and the page's result tables)."""
     q = res.get("valueQuantity")
     if isinstance(q, dict):
         unit = q.get("unit") or q.get("code") or ""
@@ -168,7 +169,7 @@ def biomarker_points(profile, resources: list[dict]) -> list[Point]:
             continue
         when = fp.observation_date(res)
         if when:
-            points.append(Point(when, f"{style[0]} {_value_text(res)}".strip(), ref, style[1]))
+            points.append(Point(when, f"{style[0]} {value_text(res)}".strip(), ref, style[1]))
     points.sort(key=lambda p: (p.when, p.label))
     return points
 
