@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
 from .fhir import parse as fp
-from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value
+from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value, format_value, human_date
 
 SUMMARY_LIMIT = 139
 # Longest a card's detail may be: advice (<= 500 characters in the rulebook), notes, the
@@ -49,19 +49,6 @@ _ACTIVE_STATUSES = {"MedicationRequest": {"active", "on-hold"}, "MedicationState
 
 def _new_uuid() -> str:
     return str(uuid_mod.uuid4())
-
-
-def format_value(value: Any, missing: str = "not recorded") -> str:
-    """A fact value as a clinician reads it (cards' "Why this card" and the SMART page)."""
-    if value is None:
-        return missing
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) if value else "none"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -109,7 +96,7 @@ def _resource_index(resources: Iterable[Any]) -> dict[str, dict]:
 
 def _human_date(value: Any) -> str | None:
     d = fp.parse_date(value) if not isinstance(value, dt.date) else value
-    return f"{d.day} {d:%b %Y}" if d else None
+    return human_date(d) if d else None
 
 
 def _concept_name(codeable: Any) -> str | None:
@@ -142,20 +129,17 @@ def _describe_ref(ref: str, index: Mapping[str, dict], drafts: Mapping[str, Any]
     rtype = res.get("resourceType")
     if rtype == "Observation":
         parts = [p for p in (_concept_name(res.get("code")), _result_value(res)) if p]
-        when = _human_date(res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
-                           or res.get("issued"))
+        when = _human_date(fp.observation_date(res))
     elif rtype == "Condition":
         parts = [p for p in (_concept_name(res.get("code")), _concept_name(res.get("severity")),
                              _concept_name(res.get("clinicalStatus"))) if p]
-        when = _human_date(res.get("onsetDateTime") or (res.get("onsetPeriod") or {}).get("start")
-                           or res.get("recordedDate"))
+        when = _human_date(fp.condition_onset(res))
     elif rtype in ("MedicationStatement", "MedicationRequest", "MedicationAdministration"):
         parts = [p for p in (_concept_name(res.get("medicationCodeableConcept")), res.get("status")) if p]
-        period = res.get("effectivePeriod") or {}
-        start = period.get("start") or res.get("effectiveDateTime") or res.get("authoredOn")
-        when = _human_date(start)
-        if when and period.get("end"):
-            when = f"{when} to {_human_date(period['end'])}"
+        start, end = fp.period_bounds(res.get("effectivePeriod"))
+        when = _human_date(start or fp.parse_date(res.get("effectiveDateTime")) or fp.parse_date(res.get("authoredOn")))
+        if when and end:
+            when = f"{when} to {_human_date(end)}"
     elif rtype == "Patient":
         parts, when = [], _human_date(res.get("birthDate"))
         when = f"born {when}" if when else None
@@ -181,13 +165,13 @@ def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mappi
         if res is not None and res.get("resourceType") == "MedicationAdministration":
             name = _concept_name(res.get("medicationCodeableConcept")) or "medication"
             doses.setdefault(name, []).append(
-                res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start") or "")
+                fp.parse_date(res.get("effectiveDateTime")) or fp.period_bounds(res.get("effectivePeriod"))[0])
             continue
         described = _describe_ref(ref, index, drafts)
         if described:
             out.append(described)
     for name, dates in doses.items():
-        known = sorted(d for d in dates if isinstance(d, str) and d)
+        known = sorted(d for d in dates if d)
         n = len(dates)
         text = f"{name}: {n} dose{'s' if n != 1 else ''} given"
         if known:

@@ -451,22 +451,31 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _text_value(value: Any) -> str:
+def human_date(d: dt.date) -> str:
+    """A date as cards and notes write it: ``7 Apr 2025``."""
+    return f"{d.day} {d:%b %Y}"
+
+
+def format_value(value: Any, missing: str = "not recorded") -> str:
+    """A fact value as a clinician reads it (notes, cards' "Why this card" and the SMART page)."""
     if value is None:
-        return "not recorded"
+        return missing
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, str) and _ISO_DATE.match(value):
-        try:
-            d = dt.date.fromisoformat(value)
-        except ValueError:
-            return value
-        return f"{d.day} {d.strftime('%b')} {d.year}"
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) if value else "none"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            return human_date(dt.date.fromisoformat(value))
+        except ValueError:
+            return value
+    return format_value(value)
 
 
 def render_text(text: str, facts: Mapping[str, Any]) -> str:
