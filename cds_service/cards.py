@@ -108,11 +108,10 @@ def _result_value(obs: dict) -> str | None:
     for key in ("valueString", "valueInteger", "valueBoolean"):
         if obs.get(key) is not None:
             return str(obs[key])
-    if isinstance(obs.get("valueQuantity"), dict):  # a malformed value (true, a list) names no value
-        q = obs["valueQuantity"]
-        if isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-            unit = q.get("unit") or q.get("code") or ""
-            return f"{q['value']:g}{unit}" if unit == "%" else f"{q['value']:g} {unit}".strip()
+    number = fp.quantity_number(obs.get("valueQuantity"))  # a malformed value (true, a list) names no value
+    if number is not None:
+        unit = obs["valueQuantity"].get("unit") or obs["valueQuantity"].get("code") or ""
+        return f"{number:g}{unit}" if unit == "%" else f"{number:g} {unit}".strip()
     if obs.get("valueCodeableConcept"):
         return _concept_name(obs["valueCodeableConcept"])
     return None
