@@ -180,19 +180,6 @@ def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mappi
     return out
 
 
-def _direct_tests(node: Any, out: dict[str, set[str]]) -> dict[str, set[str]]:
-    """fact → operators of the tests written in the rule itself (named scopes not opened)."""
-    if isinstance(node, dict):
-        for key in ("all", "any"):
-            for child in node.get(key) or ():
-                _direct_tests(child, out)
-        if "not" in node:
-            _direct_tests(node["not"], out)
-        if "fact" in node:
-            out.setdefault(node["fact"], set()).update(k for k in node if k != "fact")
-    return out
-
-
 def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict] | None = None,
                drafts: Mapping[str, Any] | None = None) -> list[str]:
     """Each fact the rule read, by its clinical label, with the results behind it.
@@ -202,7 +189,7 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
     true (no conflicting results); facts read through a named scope are shown
     only when they hold a value, to keep the list short.
     """
-    direct = _direct_tests(rec.rule.when.source, {})
+    direct = rec.rule.direct_tests
     own = {name for name, ops in direct.items() if ops - {"ne"}}
     items = sorted(rec.facts, key=lambda f: f[0] not in own)
     names = {name for name, _, _ in items}
