@@ -11,21 +11,12 @@ an issued card; ``issued_cards(cards, knowledge)`` returns those
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import cards as cards_mod
+from .criteria.profile import Fact
 from .instrumentation import stage
 from .rules import rulebook as rules_mod
-
-
-@dataclass(frozen=True)
-class _Fact:
-    """Stand-in for ``criteria.Fact`` for facts this module adds (merged findings)."""
-
-    value: Any
-    refs: tuple[str, ...] = ()
-    note: str | None = None
 
 
 def _finding_codes(findings: Iterable[Any]) -> list[str]:
@@ -51,13 +42,13 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
             profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
     all_findings = list(profile.findings) + list(findings or [])
     facts = dict(profile.facts)
-    facts["findings"] = _Fact(_finding_codes(all_findings),
+    facts["findings"] = Fact(_finding_codes(all_findings),
                               tuple(r for f in all_findings for r in (getattr(f, "refs", ()) or ())))
     # Prefetch keys whose data could not be (fully) read: rules that fire on the
     # *absence* of a result must stay silent when the result may simply be unreadable.
     unavailable = sorted({r.split(":", 1)[1] for f in findings or () for r in getattr(f, "refs", ())
                           if r.startswith("prefetch:")})
-    facts["data.unavailable"] = _Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
+    facts["data.unavailable"] = Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
     with stage("rules"):
         recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
     patient_id = (context or {}).get("patientId") or getattr(profile, "patient_id", None) or "unknown"

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
 from .fhir import parse as fp
-from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value
+from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value, format_value, human_date
 
 SUMMARY_LIMIT = 139
 # Longest a card's detail may be: advice (<= 500 characters in the rulebook), notes, the
@@ -49,19 +49,6 @@ _ACTIVE_STATUSES = {"MedicationRequest": {"active", "on-hold"}, "MedicationState
 
 def _new_uuid() -> str:
     return str(uuid_mod.uuid4())
-
-
-def format_value(value: Any, missing: str = "not recorded") -> str:
-    """A fact value as a clinician reads it (cards' "Why this card" and the SMART page)."""
-    if value is None:
-        return missing
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) if value else "none"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -109,7 +96,7 @@ def _resource_index(resources: Iterable[Any]) -> dict[str, dict]:
 
 def _human_date(value: Any) -> str | None:
     d = fp.parse_date(value) if not isinstance(value, dt.date) else value
-    return f"{d.day} {d:%b %Y}" if d else None
+    return human_date(d) if d else None
 
 
 def _concept_name(codeable: Any) -> str | None:
@@ -121,11 +108,10 @@ def _result_value(obs: dict) -> str | None:
     for key in ("valueString", "valueInteger", "valueBoolean"):
         if obs.get(key) is not None:
             return str(obs[key])
-    if isinstance(obs.get("valueQuantity"), dict):  # a malformed value (true, a list) names no value
-        q = obs["valueQuantity"]
-        if isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-            unit = q.get("unit") or q.get("code") or ""
-            return f"{q['value']:g}{unit}" if unit == "%" else f"{q['value']:g} {unit}".strip()
+    number = fp.quantity_number(obs.get("valueQuantity"))  # a malformed value (true, a list) names no value
+    if number is not None:
+        unit = obs["valueQuantity"].get("unit") or obs["valueQuantity"].get("code") or ""
+        return f"{number:g}{unit}" if unit == "%" else f"{number:g} {unit}".strip()
     if obs.get("valueCodeableConcept"):
         return _concept_name(obs["valueCodeableConcept"])
     return None
@@ -142,20 +128,17 @@ def _describe_ref(ref: str, index: Mapping[str, dict], drafts: Mapping[str, Any]
     rtype = res.get("resourceType")
     if rtype == "Observation":
         parts = [p for p in (_concept_name(res.get("code")), _result_value(res)) if p]
-        when = _human_date(res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
-                           or res.get("issued"))
+        when = _human_date(fp.observation_date(res))
     elif rtype == "Condition":
         parts = [p for p in (_concept_name(res.get("code")), _concept_name(res.get("severity")),
                              _concept_name(res.get("clinicalStatus"))) if p]
-        when = _human_date(res.get("onsetDateTime") or (res.get("onsetPeriod") or {}).get("start")
-                           or res.get("recordedDate"))
+        when = _human_date(fp.condition_onset(res))
     elif rtype in ("MedicationStatement", "MedicationRequest", "MedicationAdministration"):
         parts = [p for p in (_concept_name(res.get("medicationCodeableConcept")), res.get("status")) if p]
-        period = res.get("effectivePeriod") or {}
-        start = period.get("start") or res.get("effectiveDateTime") or res.get("authoredOn")
-        when = _human_date(start)
-        if when and period.get("end"):
-            when = f"{when} to {_human_date(period['end'])}"
+        start, end = fp.period_bounds(res.get("effectivePeriod"))
+        when = _human_date(start or fp.parse_date(res.get("effectiveDateTime")) or fp.parse_date(res.get("authoredOn")))
+        if when and end:
+            when = f"{when} to {_human_date(end)}"
     elif rtype == "Patient":
         parts, when = [], _human_date(res.get("birthDate"))
         when = f"born {when}" if when else None
@@ -181,32 +164,19 @@ def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mappi
         if res is not None and res.get("resourceType") == "MedicationAdministration":
             name = _concept_name(res.get("medicationCodeableConcept")) or "medication"
             doses.setdefault(name, []).append(
-                res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start") or "")
+                fp.parse_date(res.get("effectiveDateTime")) or fp.period_bounds(res.get("effectivePeriod"))[0])
             continue
         described = _describe_ref(ref, index, drafts)
         if described:
             out.append(described)
     for name, dates in doses.items():
-        known = sorted(d for d in dates if isinstance(d, str) and d)
+        known = sorted(d for d in dates if d)
         n = len(dates)
         text = f"{name}: {n} dose{'s' if n != 1 else ''} given"
         if known:
             first, last = _human_date(known[0]), _human_date(known[-1])
             text += f", {first}" if first == last else f", {first} to {last}"
         out.append(text)
-    return out
-
-
-def _direct_tests(node: Any, out: dict[str, set[str]]) -> dict[str, set[str]]:
-    """fact → operators of the tests written in the rule itself (named scopes not opened)."""
-    if isinstance(node, dict):
-        for key in ("all", "any"):
-            for child in node.get(key) or ():
-                _direct_tests(child, out)
-        if "not" in node:
-            _direct_tests(node["not"], out)
-        if "fact" in node:
-            out.setdefault(node["fact"], set()).update(k for k in node if k != "fact")
     return out
 
 
@@ -219,7 +189,7 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
     true (no conflicting results); facts read through a named scope are shown
     only when they hold a value, to keep the list short.
     """
-    direct = _direct_tests(rec.rule.when.source, {})
+    direct = rec.rule.direct_tests
     own = {name for name, ops in direct.items() if ops - {"ne"}}
     items = sorted(rec.facts, key=lambda f: f[0] not in own)
     names = {name for name, _, _ in items}

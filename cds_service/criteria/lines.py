@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..fhir import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from .medications import DAYS_PER_MONTH, count_cycles, draft_ref
-from .profile import Derived, DraftOrder, Line, MedEpisode
+from .profile import Derived, DraftOrder, Line, MedEpisode, iso_date
 
 TAXANES = frozenset({"docetaxel", "paclitaxel"})
 ANTICANCER = frozenset({"anti-her2", "chemotherapy", "endocrine", "gnrh-agonist", "cdk46-inhibitor", "pi3k-inhibitor"})
@@ -184,6 +184,6 @@ def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, 
     out.set("taxane.days", count.days, refs)
     out.set("taxane.drug", "/".join(sorted({i for e in tax for i in e.ingredients if i in TAXANES}
                                            or {i for e in tax for i in e.ingredients})), refs)
-    out.set("taxane.start", count.start.isoformat() if count.start else None, refs)
-    out.set("taxane.end", count.end.isoformat() if count.end else None, refs)
+    out.set("taxane.start", iso_date(count.start), refs)
+    out.set("taxane.end", iso_date(count.end), refs)
     out.set("taxane.course_ended", not any(e.state == "active" for e in tax) and count.end is not None, refs)

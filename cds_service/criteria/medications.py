@@ -52,12 +52,11 @@ def medication_history(intake: Intake, t: Terminology, today: dt.date) -> tuple[
             continue
         if e is not None:
             episodes.append(e)
-    for state in ("active", "past"):
-        chosen = [e for e in episodes if e.state == state]
-        out.set(f"meds.{state}.ingredients", sorted({i for e in chosen for i in e.ingredients}), [e.ref for e in chosen])
-        out.set(f"meds.{state}.classes", sorted({k for e in chosen for k in e.classes}), [e.ref for e in chosen])
-    out.set("meds.ever.ingredients", sorted({i for e in episodes for i in e.ingredients}), [e.ref for e in episodes])
-    out.set("meds.ever.classes", sorted({k for e in episodes for k in e.classes}), [e.ref for e in episodes])
+    for state in ("active", "past", "ever"):
+        chosen = episodes if state == "ever" else [e for e in episodes if e.state == state]
+        refs = [e.ref for e in chosen]
+        out.set(f"meds.{state}.ingredients", sorted({i for e in chosen for i in e.ingredients}), refs)
+        out.set(f"meds.{state}.classes", sorted({k for e in chosen for k in e.classes}), refs)
     return out, episodes
 
 

@@ -126,19 +126,20 @@ class PatientProfile:
             "draftOrders": [{"resourceRef": d.resource_ref, "ingredients": list(d.ingredients),
                              "classes": list(d.classes), "text": d.text} for d in self.draft_orders],
             "medications": [{"ref": m.ref, "ingredients": list(m.ingredients), "state": m.state,
-                             "start": _iso(m.start), "end": _iso(m.end), "text": m.text}
+                             "start": iso_date(m.start), "end": iso_date(m.end), "text": m.text}
                             for m in self.medications],
-            "lines": [{"number": ln.number, "start": _iso(ln.start), "end": _iso(ln.end),
+            "lines": [{"number": ln.number, "start": iso_date(ln.start), "end": iso_date(ln.end),
                        "ingredients": list(ln.ingredients), "refs": list(ln.refs)} for ln in self.lines],
-            "courses": [{"ingredients": list(c.ingredients), "state": c.state, "start": _iso(c.start),
-                         "end": _iso(c.end), "line": c.line, "cycles": c.cycles,
+            "courses": [{"ingredients": list(c.ingredients), "state": c.state, "start": iso_date(c.start),
+                         "end": iso_date(c.end), "line": c.line, "cycles": c.cycles,
                          "cyclesEstimated": c.cycles_estimated, "schedule": c.schedule, "weeks": c.weeks,
                          **({"cycleNote": c.cycle_note} if c.cycle_note else {}), "refs": list(c.refs)}
                         for c in self.courses],
         }
 
 
-def _iso(d: dt.date | None) -> str | None:
+def iso_date(d: dt.date | None) -> str | None:
+    """A date as the profile stores and exports it (ISO 8601), or None."""
     return d.isoformat() if d else None
 
 

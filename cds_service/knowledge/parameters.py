@@ -11,11 +11,11 @@ with a default nobody chose.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import KnowledgeError
+from .artifact import read_json, validate_r4
 
 FILE = Path("parameters") / "Parameters-criteria.json"
 WHY_URL = "http://her2-cds.example.org/fhir/StructureDefinition/parameter-why"
@@ -45,15 +45,8 @@ _SPEC = {
 def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
     """Read and check every criteria parameter; unknown names are errors too (a typo is not ignored)."""
     path = Path(profiles_dir) / FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise KnowledgeError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
-    except OSError as exc:
-        raise KnowledgeError(f"{path}: $: cannot read: {exc}") from None
-    if not isinstance(data, dict) or data.get("resourceType") != "Parameters":
-        raise KnowledgeError(f"{path}: $.resourceType: must be Parameters")
-    _validate_r4(path, data)
+    data = read_json(path, ("Parameters",))
+    validate_r4(path, data)
     values: dict[str, float | int] = {}
     for i, p in enumerate(data.get("parameter") or ()):
         name = p.get("name")
@@ -82,15 +75,3 @@ def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
     if params.er_low_max_percent < params.receptor_positive_min_percent:
         raise KnowledgeError(f"{path}: $.parameter: er-low-max-percent is below receptor-positive-min-percent")
     return params
-
-
-def _validate_r4(path: Path, data: dict) -> None:
-    from fhir.resources.R4B import get_fhir_model_class
-    from pydantic import ValidationError
-
-    try:
-        get_fhir_model_class("Parameters").model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ()))
-        raise KnowledgeError(f"{path}: {loc}: {err.get('msg', 'invalid')}") from None

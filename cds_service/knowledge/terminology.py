@@ -11,7 +11,6 @@ so the service refuses to start instead of silently missing a drug or a code.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from ..errors import KnowledgeError
+from .artifact import fail, read_json, validate_r4
 from .parameters import CriteriaParameters, load_criteria_parameters
 
 LOINC = "http://loinc.org"
@@ -210,35 +210,6 @@ class Terminology:
 # loading
 
 
-def _fail(path: Path, where: str, message: str) -> KnowledgeError:
-    return KnowledgeError(f"{path}: {where}: {message}")
-
-
-def _read(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}") from None
-    except OSError as exc:
-        raise _fail(path, "$", f"cannot read: {exc}") from None
-    if not isinstance(data, dict) or data.get("resourceType") not in ("ValueSet", "CodeSystem", "ConceptMap"):
-        raise _fail(path, "$.resourceType", "must be ValueSet, CodeSystem or ConceptMap")
-    return data
-
-
-def _validate_r4(path: Path, data: dict) -> None:
-    """Structural FHIR R4 check so a typo in an artifact is caught at start-up."""
-    from fhir.resources.R4B import get_fhir_model_class
-    from pydantic import ValidationError
-
-    try:
-        get_fhir_model_class(data["resourceType"]).model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ()))
-        raise _fail(path, loc, err.get("msg", "invalid")) from None
-
-
 def _walk_concepts(concepts: Iterable[dict], parents: tuple[str, ...] = ()):
     for c in concepts or ():
         yield c, parents
@@ -257,11 +228,11 @@ def load_terminology(profiles_dir) -> Terminology:
         raise KnowledgeError(f"{folder}: no terminology artifacts (ValueSet/CodeSystem/ConceptMap JSON) found")
     docs: dict[str, tuple[Path, dict]] = {}
     for path in files:
-        data = _read(path)
-        _validate_r4(path, data)
+        data = read_json(path, ("ValueSet", "CodeSystem", "ConceptMap"))
+        validate_r4(path, data)
         key = f"{data['resourceType']}/{data.get('id')}"
         if key in docs:
-            raise _fail(path, "$.id", f"duplicate {key} (also in {docs[key][0].name})")
+            raise fail(path, "$.id", f"duplicate {key} (also in {docs[key][0].name})")
         docs[key] = (path, data)
 
     # -- value sets
@@ -280,13 +251,13 @@ def load_terminology(profiles_dir) -> Terminology:
             for i, inc in enumerate(compose.get(part) or ()):
                 system = inc.get("system")
                 if not system:
-                    raise _fail(path, f"$.compose.{part}[{i}].system", "required")
+                    raise fail(path, f"$.compose.{part}[{i}].system", "required")
                 for c in inc.get("concept") or ():
                     k = (system, _icd_key(c["code"]) if system in _PREFIX_SYSTEMS else c["code"])
                     (target if target is not None else vs).setdefault(k, set()).add(vid)
                 for j, f in enumerate(inc.get("filter") or ()):
                     if part == "exclude" or system not in _PREFIX_SYSTEMS or f.get("op") != "is-a":
-                        raise _fail(path, f"$.compose.{part}[{i}].filter[{j}]",
+                        raise fail(path, f"$.compose.{part}[{i}].filter[{j}]",
                                     "only 'is-a' filters on ICD-10-CM includes are supported without a terminology server")
                     vs_prefix.setdefault((system, _icd_key(f["value"])), set()).add(vid)
 
@@ -308,17 +279,17 @@ def load_terminology(profiles_dir) -> Terminology:
         for gi, grp in enumerate(data.get("group") or ()):
             source, target_system = grp.get("source"), grp.get("target")
             if not source or not target_system:
-                raise _fail(path, f"$.group[{gi}]", "source and target are required")
+                raise fail(path, f"$.group[{gi}]", "source and target are required")
             known = code_systems.get(target_system)
             if known is None:
-                raise _fail(path, f"$.group[{gi}].target", f"no CodeSystem with url {target_system}")
+                raise fail(path, f"$.group[{gi}].target", f"no CodeSystem with url {target_system}")
             for ei, el in enumerate(grp.get("element") or ()):
                 targets = el.get("target") or ()
                 if len(targets) != 1:
-                    raise _fail(path, f"$.group[{gi}].element[{ei}].target", "exactly one target expected")
+                    raise fail(path, f"$.group[{gi}].element[{ei}].target", "exactly one target expected")
                 tcode = targets[0].get("code")
                 if tcode not in known:
-                    raise _fail(path, f"$.group[{gi}].element[{ei}].target[0].code",
+                    raise fail(path, f"$.group[{gi}].element[{ei}].target[0].code",
                                 f"{tcode!r} is not in {target_system}")
                 if source in _PREFIX_SYSTEMS:
                     ptable[(source, _icd_key(el["code"]))] = tcode
@@ -373,7 +344,7 @@ def _build_drugs(docs, maps):
         for p in c.get("property") or ():
             if p.get("code") == "class":
                 if p.get("valueCode") not in ancestors:
-                    raise _fail(ing_path, f"$.concept[{i}].property", f"unknown drug class {p.get('valueCode')!r}")
+                    raise fail(ing_path, f"$.concept[{i}].property", f"unknown drug class {p.get('valueCode')!r}")
                 classes.append(p["valueCode"])
             elif p.get("code") == "component":
                 comps.append(p.get("valueCode"))
@@ -383,7 +354,7 @@ def _build_drugs(docs, maps):
             if not norm:
                 continue
             if synonyms.get(norm, name) != name:
-                raise _fail(ing_path, f"$.concept[{i}].designation",
+                raise fail(ing_path, f"$.concept[{i}].designation",
                             f"name {label!r} already means {synonyms[norm]!r}")
             synonyms[norm] = name
 
@@ -393,7 +364,7 @@ def _build_drugs(docs, maps):
         all_classes: list[str] = []
         for ing in ingredients:
             if ing not in raw:
-                raise _fail(ing_path, "$.concept", f"component {ing!r} of {name!r} is not an ingredient")
+                raise fail(ing_path, "$.concept", f"component {ing!r} of {name!r} is not an ingredient")
             for k in raw[ing][0]:
                 for x in (k,) + tuple(ancestors[k]):
                     if x not in all_classes:

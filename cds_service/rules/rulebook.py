@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -92,6 +92,9 @@ class Rule:
     show_findings: bool = False
     enabled_by: str | None = None
     file: str = ""
+    # fact → operators of the tests written in ``when`` itself (named scopes not opened);
+    # derived once here for the cards' "Why this card".
+    direct_tests: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -406,6 +409,7 @@ def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
             override_reasons=tuple(r.get("override_reasons") or ()),
             suppresses=tuple(r.get("suppresses") or ()), show_findings=bool(r.get("show_findings")),
             enabled_by=r.get("enabled_by"), file=origin[i] if i < len(origin) else "",
+            direct_tests={name: frozenset(ops) for name, ops in _direct_tests(r["when"], {}).items()},
         ))
     return Rulebook(
         id=doc["id"], version=str(doc["version"]), title=doc["title"], topic_system=doc["topic_system"],
@@ -416,6 +420,19 @@ def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
         override_reasons=dict(doc["override_reasons"]), left_out=tuple(doc.get("left_out") or ()),
         rules=tuple(rules), files=tuple(files), flags=dict(doc.get("flags") or {}),
     )
+
+
+def _direct_tests(node: Any, out: dict[str, set[str]]) -> dict[str, set[str]]:
+    """fact → operators of the tests written in the rule itself (named scopes not opened)."""
+    if isinstance(node, dict):
+        for key in ("all", "any"):
+            for child in node.get(key) or ():
+                _direct_tests(child, out)
+        if "not" in node:
+            _direct_tests(node["not"], out)
+        if "fact" in node:
+            out.setdefault(node["fact"], set()).update(k for k in node if k != "fact")
+    return out
 
 
 def check_rulebook_dir(rulebook_dir: Path) -> tuple[Rulebook | None, list[str]]:
@@ -451,22 +468,31 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _text_value(value: Any) -> str:
+def human_date(d: dt.date) -> str:
+    """A date as cards and notes write it: ``7 Apr 2025``."""
+    return f"{d.day} {d:%b %Y}"
+
+
+def format_value(value: Any, missing: str = "not recorded") -> str:
+    """A fact value as a clinician reads it (notes, cards' "Why this card" and the SMART page)."""
     if value is None:
-        return "not recorded"
+        return missing
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, str) and _ISO_DATE.match(value):
-        try:
-            d = dt.date.fromisoformat(value)
-        except ValueError:
-            return value
-        return f"{d.day} {d.strftime('%b')} {d.year}"
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) if value else "none"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            return human_date(dt.date.fromisoformat(value))
+        except ValueError:
+            return value
+    return format_value(value)
 
 
 def render_text(text: str, facts: Mapping[str, Any]) -> str:
