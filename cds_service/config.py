@@ -131,8 +131,8 @@ SETTINGS_DOC: dict[str, str] = {
     "lets a FHIR server at 600 ms per search yield cards well under Da Vinci CRD's 5 s, see docs/performance.md)",
     "order_sign_cards": "`order-warnings` (default): every warning/critical card about the draft orders also at "
     "order-sign; `critical-only`: order-sign shows critical cards only (sites calling both hooks)",
-    "order_sign_repeat_window_hours": "A card returned at order-select for the same patient, rule and draft orders "
-    "within this many hours is not repeated at order-sign (all workers/instances sharing the database); 0: always repeat",
+    "order_sign_repeat_window_hours": "A warning returned at order-select to the same client (issuer, tenant, user, encounter, FHIR server)"
+    " for the same patient, rule and draft orders within this many hours is not repeated at order-sign; a critical card is, unless it was accepted or overridden with a reason (all workers/instances sharing the database); 0: always repeat",
     "fhir_max_pages": "How many `next` links one prefetch query may follow",
     "fhir_max_workers": "FHIR query threads per worker process, shared by its request threads (8 queries per call)",
     "auth": "`required` (default): every call needs a CDS client JWT; `disabled`: local use only",

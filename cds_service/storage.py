@@ -98,9 +98,12 @@ issued_cards = Table(
     Column("rule_id", String(50), nullable=False),
     Column("rulebook_version", String(50), nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
-    # SHA-256 of (patient, rule, what the draft orders order): lets order-sign skip a card the
+    # SHA-256 of (who saw it, patient, rule, what the draft orders order): lets order-sign skip a card the
     # clinician saw at order-select (protocol/repeats.py); never the patient id in clear.
     Column("repeat_key", String(64)),
+    # The hookInstance of the call that issued the card: a suppression at order-sign names the
+    # order-select call that showed the card (log and audit trail, issue 21).
+    Column("hook_instance", String(100)),
     Index("ix_issued_cards_repeat", "repeat_key", "hook", "issued_at"),
 )
 
@@ -128,6 +131,8 @@ audit = Table(
     Column("card_count", Integer, nullable=False, default=0),
     Column("rule_ids", Text, nullable=False, default=""),
     Column("duration_ms", Integer, nullable=False, default=0),
+    # Cards computed but not repeated at order-sign: "rule@earlier-hookInstance" entries, comma-separated.
+    Column("suppressed", Text, nullable=False, default=""),
 )
 
 
@@ -578,16 +583,22 @@ class Store:
         return row.payload.encode("ascii")
 
     # -- audit --------------------------------------------------------------
-    def shown_since(self, keys: Iterable[str], hook: str, since: dt.datetime) -> set[str]:
-        """The repeat keys among ``keys`` of cards issued at ``hook`` since ``since`` (any worker/instance)."""
+    def earlier_cards(self, keys: Iterable[str], hook: str, since: dt.datetime) -> list[dict]:
+        """Cards issued at ``hook`` since ``since`` with one of the repeat ``keys`` (any worker/instance),
+        oldest first, each with the feedback given for it (one row per feedback entry, or one with
+        ``outcome`` None): ``repeat_key``, ``hook_instance``, ``outcome``, ``override_code``, ``user_comment``.
+        ``protocol/repeats.earlier`` decides what they mean."""
         keys = sorted(set(keys))
         if not keys:
-            return set()
+            return []
+        q = (select(issued_cards.c.repeat_key, issued_cards.c.hook_instance,
+                    feedback.c.outcome, feedback.c.override_code, feedback.c.user_comment)
+             .select_from(issued_cards.outerjoin(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid))
+             .where(issued_cards.c.repeat_key.in_(keys), issued_cards.c.hook == hook,
+                    issued_cards.c.issued_at >= since)
+             .order_by(issued_cards.c.issued_at))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(issued_cards.c.repeat_key).where(
-                issued_cards.c.repeat_key.in_(keys), issued_cards.c.hook == hook,
-                issued_cards.c.issued_at >= since))
-            return {r.repeat_key for r in rows}
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def record_invocation(self, audit_row: dict, service_id: str, hook: str,
                           cards: list[tuple[str, str, str]], repeat_keys: dict[str, str] | None = None) -> None:
@@ -604,7 +615,8 @@ class Store:
             if cards:
                 conn.execute(insert(issued_cards), [
                     {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
-                     "rulebook_version": v, "issued_at": now, "repeat_key": (repeat_keys or {}).get(u)}
+                     "rulebook_version": v, "issued_at": now, "repeat_key": (repeat_keys or {}).get(u),
+                     "hook_instance": _storable(audit_row.get("hook_instance"), 100)}
                     for u, r, v in cards])
             conn.execute(insert(audit), audit_row)
 

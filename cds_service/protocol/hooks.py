@@ -56,7 +56,7 @@ def invoke(service_id: str):
     settings = current_app.config["SETTINGS"]
     store = current_app.extensions["her2cds.store"]
     audit = {"service_id": service_id[:100], "hook": None, "hook_instance": None, "patient_id": None,
-             "status": 500, "outcome": "error", "card_count": 0, "rule_ids": ""}
+             "status": 500, "outcome": "error", "card_count": 0, "rule_ids": "", "suppressed": ""}
     started = time.perf_counter()
     issued: list[tuple[str, str, str]] = []
     repeat_keys: dict[str, str] = {}
@@ -88,11 +88,14 @@ def invoke(service_id: str):
                               fhir_server=_launchable(body.get("fhirServer")))
         with stage("card schema"):
             cards = [c for c in cards if card_is_valid(c, knowledge)]
-        repeat_keys = repeats.keys_of(cards, body["context"].get("patientId"), body["context"],
-                                      knowledge.rulebook.extension_key)
-        if service.hook == "order-sign":
-            cards = _order_sign_cards(store, settings, cards, repeat_keys)
         issued = advice.issued_cards(cards, knowledge)
+        repeat_keys = repeats.keys_of(issued, body["context"].get("patientId"), body["context"],
+                                      repeats.audience(g.get("client"), body["context"], body.get("fhirServer")))
+        if service.hook == "order-sign":
+            cards, suppressed = _order_sign_cards(store, settings, cards, repeat_keys,
+                                                  {u: r for u, r, _ in issued})
+            audit["suppressed"] = ",".join(f"{s.rule_id}@{s.earlier_hook_instance or '?'}" for s in suppressed)
+        issued = [i for i in issued if i[0] in {c.get("uuid") for c in cards}]
         audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
                      rule_ids=",".join(r for _, r, _ in issued))
         return jsonify({"cards": cards})
@@ -111,21 +114,28 @@ def _launchable(fhir_server):
     return fhir_server if policy is not None and policy.allows(fhir_server) else None
 
 
-def _order_sign_cards(store, settings, cards: list[dict], repeat_keys: dict[str, str]) -> list[dict]:
-    """order-sign: critical-only when configured; else drop what order-select showed within the window.
+def _order_sign_cards(store, settings, cards: list[dict], repeat_keys: dict[str, str],
+                      rule_of: dict[str, str]) -> tuple[list[dict], list[repeats.Suppressed]]:
+    """order-sign: critical-only when configured; else leave out what order-select showed within the
+    window (a critical card only when it was answered there), and log each card left out.
 
     A database that cannot answer costs the de-duplication, not the cards:
     the clinician sees a repeat rather than miss a warning.
     """
-    shown: set[str] = set()
+    earlier: dict = {}
     window = settings.order_sign_repeat_window_hours
     if settings.order_sign_cards != "critical-only" and window > 0 and repeat_keys:
         since = repeats.window_start(dt.datetime.now(dt.timezone.utc), window)
         try:
-            shown = store.shown_since(repeat_keys.values(), "order-select", since)
+            earlier = repeats.earlier(store.earlier_cards(repeat_keys.values(), "order-select", since))
         except Exception:
             log.exception("order-sign repeat look-up failed; cards shown again")
-    return repeats.for_order_sign(cards, repeat_keys, shown, settings.order_sign_cards)
+    kept, suppressed = repeats.for_order_sign(cards, repeat_keys, earlier, rule_of, settings.order_sign_cards)
+    for s in suppressed:
+        log.info("card not repeated at order-sign", extra={
+            "rule": s.rule_id, "earlier_hook_instance": s.earlier_hook_instance,
+            "request_id": g.get("request_id", "")})
+    return kept, suppressed
 
 
 def _record(store, row: dict, service, issued: list[tuple[str, str, str]],

@@ -2,21 +2,31 @@
 
 Why: every warning or critical rule about the draft orders fires at
 order-select *and* order-sign (many EHRs integrate only order-sign), so an
-EHR that calls both would show the same alert twice within minutes.  A card
-already returned at order-select for the same patient, rule and draft orders
-within ``order_sign_repeat_window_hours`` (default 12 h) is therefore not
-repeated at order-sign.  The memory is the issued-cards table (``repeat_key``),
-so it holds across gunicorn workers and across instances sharing a database.
+EHR that calls both would show the same alert twice within minutes.  A
+*warning* already returned at order-select for the same client, patient, rule
+and draft orders within ``order_sign_repeat_window_hours`` (default 12 h) is
+therefore not repeated at order-sign.
+
+A *critical* card is the last safety net and is shown again at order-sign
+unless the clinician answered it: feedback for the order-select card that is
+``accepted``, or ``overridden`` with a reason.  An unanswered hard stop never
+disappears at signing, and a response the EHR never received (the client gave
+up waiting) cannot silence one either, because nobody could answer it.
+
+Scope (issue 21): patient ids are local to an EHR or tenant, so the key holds
+everything that says *who* saw the card: the token's issuer, tenant and
+subject, the context's ``userId`` and ``encounterId``, and the ``fhirServer``.
+Another client, another tenant, another user or another encounter never
+suppresses a card.
 
 ``repeat_key`` is a SHA-256 digest: the table never holds the patient id in
 clear (nor the drug codes).  The draft orders are identified by what they
-order (each draft's medication codings or text), not by their ids, which some
-EHRs renumber between the two hooks; an order for something else gives
-another key, and the card is shown again.
-
-``ORDER_SIGN_MODES``: ``order-warnings`` (default) shows the order warnings at
-order-sign as described; ``critical-only`` restores the old order-sign for
-sites that integrate both hooks and want only hard stops when signing.
+order (each draft's medication codings or text, a contained Medication's
+included), not by their ids, which some EHRs renumber between the two hooks
+and which are ``#m1`` for every contained Medication; an order for something
+else gives another key, and the card is shown again.  Odd input (a coding
+that is a number, a code that is a list) yields a key, never an exception: a
+repeat look-up must not cost the cards.
 """
 
 from __future__ import annotations
@@ -24,54 +34,132 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Iterable, Mapping
 
 from ..criteria.intake import draft_entries
 
-ORDER_SIGN_MODES = ("order-warnings", "critical-only")
+KEY_VERSION = "her2-cds/repeat/v2"
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _concept_identity(concept: dict) -> str:
+    """A CodeableConcept as sorted ``system|code`` pairs, else its text."""
+    codings = sorted(f"{_text(c.get('system'))}|{c['code']}" for c in _list(concept.get("coding"))
+                     if isinstance(c, dict) and isinstance(c.get("code"), str))
+    return ";".join(codings) or _text(concept.get("text"))
+
+
+def _contained_medication(resource: dict, reference: str) -> dict:
+    """The contained Medication a ``#id`` reference points to, or {}."""
+    if not reference.startswith("#"):
+        return {}
+    for c in _list(resource.get("contained")):
+        if isinstance(c, dict) and c.get("resourceType") == "Medication" and c.get("id") == reference[1:]:
+            return c
+    return {}
+
+
+def order_identity(resource: dict) -> str:
+    """What one draft orders: its medication's codings, else its text, else the reference's target."""
+    concept = _dict(resource.get("medicationCodeableConcept"))
+    if concept:
+        return _concept_identity(concept)
+    ref = _dict(resource.get("medicationReference"))
+    reference = _text(ref.get("reference"))
+    contained = _contained_medication(resource, reference)
+    if contained:
+        return _concept_identity(_dict(contained.get("code"))) or _text(ref.get("display"))
+    return reference or _text(ref.get("display"))
 
 
 def draft_identity(context: dict) -> list[str]:
-    """What the draft orders order, as sorted text: each draft's codings (system|code), else its text."""
-    out = []
-    for r in draft_entries(context):
-        cc = r.get("medicationCodeableConcept") if isinstance(r.get("medicationCodeableConcept"), dict) else {}
-        ref = r.get("medicationReference") if isinstance(r.get("medicationReference"), dict) else {}
-        codings = sorted(f"{c.get('system')}|{c.get('code')}" for c in cc.get("coding") or ()
-                         if isinstance(c, dict) and isinstance(c.get("code"), str))
-        text = cc.get("text") or ref.get("reference") or ref.get("display") or ""
-        out.append(";".join(codings) or (text if isinstance(text, str) else ""))
-    return sorted(out)
+    """What the draft orders order, as sorted text (one entry per draft)."""
+    return sorted(order_identity(r) for r in draft_entries(context))
 
 
-def repeat_key(patient_id: str, rule_id: str, context: dict) -> str:
-    """The digest that says "this rule, for this patient, about these orders"."""
-    payload = json.dumps(["her2-cds/repeat/v1", patient_id, rule_id, draft_identity(context)],
+def audience(client: Mapping | None, context: dict, fhir_server) -> list[str]:
+    """Who saw the cards: issuer, tenant, subject, user, encounter, FHIR server (empty text when absent)."""
+    client = client or {}
+    return [_text(client.get("iss")), _text(client.get("tenant")), _text(client.get("sub")),
+            _text(context.get("userId")), _text(context.get("encounterId")), _text(fhir_server)]
+
+
+def repeat_key(scope: list[str], patient_id: str, rule_id: str, context: dict) -> str:
+    """The digest that says "this rule, for this patient, about these orders, seen by this audience"."""
+    payload = json.dumps([KEY_VERSION, scope, patient_id, rule_id, draft_identity(context)],
                          separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def card_rule(card: dict, extension_key: str) -> str | None:
-    return ((card.get("extension") or {}).get(extension_key) or {}).get("id")
-
-
-def keys_of(cards: Iterable[dict], patient_id: str | None, context: dict, extension_key: str) -> dict[str, str]:
-    """card uuid → repeat key, for the cards that name a rule (and a patient)."""
-    if not patient_id:
+def keys_of(issued: Iterable[tuple[str, str, str]], patient_id, context: dict, scope: list[str]) -> dict[str, str]:
+    """card uuid → repeat key, for the issued cards (uuid, rule id, rulebook version) of a named patient."""
+    if not isinstance(patient_id, str) or not patient_id:
         return {}
-    out = {}
-    for c in cards:
-        rule = card_rule(c, extension_key)
-        if rule and c.get("uuid"):
-            out[c["uuid"]] = repeat_key(patient_id, rule, context)
-    return out
+    return {uuid: repeat_key(scope, patient_id, rule, context) for uuid, rule, _ in issued if uuid and rule}
 
 
-def for_order_sign(cards: list[dict], keys: dict[str, str], shown: set[str], mode: str) -> list[dict]:
-    """The order-sign answer: critical-only when so configured; otherwise without repeats of order-select."""
+@dataclass(frozen=True)
+class Earlier:
+    """What order-select did with a card of the same key: its hook instance, and whether it was answered."""
+    hook_instance: str | None
+    answered: bool
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """A card not repeated at order-sign, and the order-select call that showed it (for log and audit)."""
+    rule_id: str
+    earlier_hook_instance: str | None
+
+
+def for_order_sign(cards: list[dict], keys: Mapping[str, str], earlier: Mapping[str, Earlier],
+                   rule_of: Mapping[str, str], mode: str) -> tuple[list[dict], list[Suppressed]]:
+    """The order-sign answer and what it left out.
+
+    ``critical-only``: only hard stops, as before.  Otherwise a warning or
+    info card shown at order-select is left out; a critical card only when
+    the clinician answered it there.
+    """
     if mode == "critical-only":
-        return [c for c in cards if c.get("indicator") == "critical"]
-    return [c for c in cards if keys.get(c.get("uuid")) not in shown]
+        return [c for c in cards if c.get("indicator") == "critical"], []
+    kept, suppressed = [], []
+    for card in cards:
+        uuid = card.get("uuid")
+        seen = earlier.get(keys.get(uuid)) if keys.get(uuid) else None
+        if seen is None or (card.get("indicator") == "critical" and not seen.answered):
+            kept.append(card)
+        else:
+            suppressed.append(Suppressed(rule_of.get(uuid, ""), seen.hook_instance))
+    return kept, suppressed
+
+
+def is_answer(outcome: str | None, override_code: str | None, user_comment: str | None) -> bool:
+    """Feedback that answers a card: accepted, or overridden with a coded reason or a comment."""
+    return outcome == "accepted" or (outcome == "overridden" and bool(override_code or user_comment))
+
+
+def earlier(rows: Iterable[Mapping]) -> dict[str, Earlier]:
+    """Repeat key → Earlier, from ``Store.earlier_cards`` rows (oldest first): the newest card names
+    the hook instance; any answer to any card of the key counts."""
+    out: dict[str, Earlier] = {}
+    for r in rows:
+        before = out.get(r["repeat_key"])
+        answered = (before is not None and before.answered) or is_answer(
+            r.get("outcome"), r.get("override_code"), r.get("user_comment"))
+        out[r["repeat_key"]] = Earlier(r.get("hook_instance"), answered)
+    return out
 
 
 def window_start(now: dt.datetime, hours: float) -> dt.datetime:
