@@ -59,6 +59,21 @@ def _shorten(text: str, limit: int) -> str:
     return cut + "…"
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()<>|~])")
+
+
+def md_text(text: str) -> str:
+    """Text from the record, safe inside card markdown: every markdown-active character escaped.
+
+    Why: ``detail`` is GitHub-flavoured markdown that the EHR renders; a
+    Condition whose ``code.text`` is ``[Re-login](https://evil.example/p)``
+    must read as that text, not become a live link inside a hard stop
+    (issue 21).  Our own wording (the rulebook's) is markdown on purpose and
+    does not pass through here.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("://", ":\\/\\/")  # no autolink either
+
+
 def _evidence_key(ev: dict) -> str:
     """The key numbers of one source in one line: its ``key``, else PFS/OS/HR, else its first sentence."""
     if ev.get("key"):
@@ -168,7 +183,7 @@ def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mappi
             continue
         described = _describe_ref(ref, index, drafts)
         if described:
-            out.append(described)
+            out.append(md_text(described))
     for name, dates in doses.items():
         known = sorted(d for d in dates if d)
         n = len(dates)
@@ -176,7 +191,7 @@ def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mappi
         if known:
             first, last = _human_date(known[0]), _human_date(known[-1])
             text += f", {first}" if first == last else f", {first} to {last}"
-        out.append(text)
+        out.append(md_text(text))
     return out
 
 
@@ -227,7 +242,7 @@ def _finding_lines(findings: Iterable[Any]) -> list[str]:
         message = getattr(f, "message", None) or str(f)
         refs = tuple(getattr(f, "refs", ()) or ())
         where = f" ({', '.join(refs)})" if refs else ""
-        lines.append(f"- {message}{where}")
+        lines.append(f"- {md_text(message)}{md_text(where)}")
     return lines
 
 
