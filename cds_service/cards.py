@@ -59,7 +59,7 @@ def _shorten(text: str, limit: int) -> str:
     return cut + "…"
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()<>|~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # ( ) are harmless once [ ] are escaped
 
 
 def md_text(text: str) -> str:
