@@ -163,15 +163,19 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
         lenient.setdefault("status", "draft")
         lenient.setdefault("subject", {"reference": f"Patient/{context.get('patientId') or 'unknown'}"})
         problem = fp.check_r4(lenient)
+        unreadable = False
         try:
             e = episode(res, medications, t, today, draft=True)
         except (AttributeError, TypeError, ValueError):
-            e = None
-        if problem and e is None:
+            e, unreadable = None, True
+        if problem and unreadable:
+            # What it orders could not be read: it may be a drug the advice checks.
             out.finding(problem[0], problem[1].replace("; skipped", "; read leniently"), (ref,))
         elif problem:
-            # Read leniently with nothing lost (the sandbox sends category as an object):
-            # the integrator's business, not a "could not be read" card for the clinician.
+            # Read leniently with nothing lost: the sandbox sends category as an object, its
+            # Rx View draft has no medication[x] until a drug is picked, and a draft for a drug
+            # outside the catalogue (naproxen) is not one the advice reads.  The integrator's
+            # business, logged; not a "could not be read" card above the clinician's advice.
             log.info("draft order read leniently", extra={"resource": ref, "problem": problem[0]})
         if e is None:
             continue
