@@ -26,7 +26,9 @@ build() {  # dir, build command, product that proves it was built
     (cd "$dir" && nice npm ci --no-audit --no-fund --loglevel=error)
   fi
   if [ "$rebuild" = 1 ] || [ ! -e "$dir/$product" ]; then
-    (cd "$dir" && eval "nice $cmd")
+    # `env` runs the command's leading VAR=value words as assignments: `nice VAR=x npm …` would
+    # make nice try to execute "VAR=x" (exit 127, issue 22).
+    (cd "$dir" && eval "nice env $cmd")
   fi
 }
 echo "== building the SMART App Launcher ($launcher)"
