@@ -89,3 +89,12 @@ def test_metrics_setting_is_checked():
     from cds_service.config import ConfigError, from_env
     with pytest.raises(ConfigError, match="HER2CDS_METRICS"):
         from_env({"HER2CDS_METRICS": "yes"})
+
+
+def test_made_up_methods_share_one_label(metrics_app):
+    client = metrics_app.test_client()
+    for i in range(30):
+        client.open("/healthz", method=f"BREW{i}")
+    methods = {dict(labels).get("method") for (name, labels) in scrape(client)
+               if name.startswith("her2cds_http_requests")}
+    assert "other" in methods and not any(m and m.startswith("BREW") for m in methods)
