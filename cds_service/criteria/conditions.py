@@ -28,6 +28,8 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
     """breast_cancer, metastatic(.sites/.date), brain_mets(.activity), ild; also the ILD Conditions."""
     out = Derived()
     breast, mets, ild = [], [], []
+    pregnant: list[tuple[dt.date | None, str]] = []
+    ended: list[dt.date] = []
     sites: dict[str, list[str]] = {}
     met_dates: list[tuple[dt.date, str]] = []
     brain: list[dict] = []
@@ -43,6 +45,12 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
             breast.append(ref)
         if "ild" in sets:
             ild.append(ref)
+        if "pregnancy" in sets and not _resolved(c):
+            pregnant.append((fp.condition_onset(c), ref))
+        if "pregnancy-ended" in sets:
+            end = fp.condition_onset(c) or fp.parse_date(c.get("abatementDateTime"))
+            if end:
+                ended.append(end)
         if "metastatic-disease" in sets:
             if _related_primary_not_breast(c, intake.all_conditions, t):
                 continue
@@ -68,7 +76,27 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
     out.set("brain_mets", bool(brain), [fp.reference_of(c) for c in brain])
     _brain_activity(brain, intake.of_kind("disease-status"), t, out)
     out.set("ild", bool(ild), ild)
+    _pregnancy(pregnant, ended, out)
     return out, [c for c in intake.conditions if fp.reference_of(c) in ild]
+
+
+def _pregnancy(pregnant: list[tuple[dt.date | None, str]], ended: list[dt.date], out: Derived) -> None:
+    """pregnancy: an unresolved pregnancy Condition that no later delivery, loss or termination ends.
+
+    Why this reading: every HER2 antibody and ADC label carries a boxed
+    embryo-fetal toxicity warning, so a pregnancy on the problem list must not
+    be missed; an end-of-pregnancy Condition dated on or after it (or a
+    resolved/abated pregnancy Condition) ends it.  A pregnancy without a date
+    cannot be ended by a dated outcome and counts as current: the card names
+    the record so the clinician can correct it.
+    """
+    last_end = max(ended) if ended else None
+    current = [(d, ref) for d, ref in pregnant if d is None or last_end is None or d > last_end]
+    note = None
+    if current:
+        dates = sorted(d for d, _ in current if d)
+        note = f"recorded {dates[-1].isoformat()}" if dates else "no date recorded"
+    out.set("pregnancy", bool(current), [ref for _, ref in current], note)
 
 
 def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode], t: Terminology) -> Derived:
