@@ -74,6 +74,8 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
     else:
         out.set("metastatic.date", None, (), "no onset/recorded date on a metastatic Condition" if mets else None)
     out.set("brain_mets", bool(brain), [fp.reference_of(c) for c in brain])
+    lepto = [fp.reference_of(c) for c in brain if t.codings_in("leptomeningeal", c.get("code"))]
+    out.set("brain_mets.leptomeningeal", bool(lepto), lepto)
     _brain_activity(brain, intake.of_kind("disease-status"), t, out)
     out.set("ild", bool(ild), ild)
     _pregnancy(pregnant, ended, out)
