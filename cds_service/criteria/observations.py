@@ -23,7 +23,7 @@ def observation_facts(intake: Intake, t: Terminology, today: dt.date) -> tuple[D
     out = Derived()
     _pik3ca(intake.of_kind("genetic-variant"), t, out)
     _ecog(intake.of_kind("ecog"), t, today, out)
-    _lvef(intake.of_kind("lvef"), today, out)
+    _lvef(intake.of_kind("lvef"), today, out, t.parameters.lvef_default_lln_percent)
     for kind, name in LIVER_LABS:
         _x_uln(intake.of_kind(kind), name, out)
     progression = _disease_status(intake.of_kind("disease-status"), t, out)
@@ -86,7 +86,16 @@ def _ecog(observations: list[dict], t: Terminology, today: dt.date, out: Derived
     out.set("ecog.days_ago", None)
 
 
-def _lvef(observations: list[dict], today: dt.date, out: Derived) -> None:
+def _lvef_lln(obs: dict) -> float | None:
+    """The result's own lower limit of normal (referenceRange.low), if it states one."""
+    for rr in obs.get("referenceRange") or ():
+        low = fp.quantity_number((rr or {}).get("low") if isinstance(rr, dict) else None)
+        if low is not None and 0 < low < 100:
+            return low
+    return None
+
+
+def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: float = 50) -> None:
     readings = []
     for date, obs in newest_final(observations, "LVEF", out):
         ref = fp.reference_of(obs)
@@ -95,7 +104,15 @@ def _lvef(observations: list[dict], today: dt.date, out: Derived) -> None:
             out.finding("unparsed-value", f"{ref}: LVEF could not be read" + (f" ({problem})" if problem else ""),
                         (ref,))
             continue
-        readings.append((date, v, ref))
+        readings.append((date, v, ref, obs))
+    if readings:
+        lln = _lvef_lln(readings[0][3])
+        used = lln if lln is not None else default_lln
+        out.set("lvef.below_lln", readings[0][1] < used, (readings[0][2],),
+                f"lower limit of normal {used:g}%" + ("" if lln is not None else " (default: no reference range on the result)"))
+    else:
+        out.set("lvef.below_lln", False)
+    readings = [r[:3] for r in readings]
     if not readings:
         out.set("lvef.value", None)
         out.set("lvef.days_ago", None)

@@ -30,6 +30,7 @@ class CriteriaParameters:
     min_cycle_gap_days: int
     receptor_positive_min_percent: float
     er_low_max_percent: float
+    lvef_default_lln_percent: float
 
 
 # parameter name → (value[x] keys accepted, minimum, maximum)
@@ -39,6 +40,7 @@ _SPEC = {
     "min-cycle-gap-days": (("valueInteger",), 1, 90),
     "receptor-positive-min-percent": (("valueDecimal", "valueInteger"), 0, 100),
     "er-low-max-percent": (("valueDecimal", "valueInteger"), 0, 100),
+    "lvef-default-lln-percent": (("valueDecimal", "valueInteger"), 30, 70),
 }
 
 
