@@ -41,6 +41,9 @@ echo "== Python environment (.venv)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
+# A test database left by an earlier run of an older checkout is brought to this schema
+# (a new, empty one is created at it): the suite never meets "out-of-date schema".
+HER2CDS_DATABASE_URL="$HER2CDS_TEST_POSTGRES_URL" .venv/bin/her2-cds db upgrade
 
 echo "== sekmet-fhir test server (its own virtualenv, .fhir-venv)"
 [ -x .fhir-venv/bin/python ] || "$PY" -m venv .fhir-venv
