@@ -95,7 +95,8 @@ def invoke(service_id: str):
             cards, suppressed = _order_sign_cards(store, settings, cards, repeat_keys,
                                                   {u: r for u, r, _ in issued})
             audit["suppressed"] = ",".join(f"{s.rule_id}@{s.earlier_hook_instance or '?'}" for s in suppressed)
-        issued = [i for i in issued if i[0] in {c.get("uuid") for c in cards}]
+        sent = {c.get("uuid") for c in cards}
+        issued = [i for i in issued if i[0] in sent]
         audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
                      rule_ids=",".join(r for _, r, _ in issued))
         return jsonify({"cards": cards})

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ..criteria.intake import draft_entries
+from ..fhir import parse as fp
 
 KEY_VERSION = "her2-cds/repeat/v2"
 
@@ -55,10 +56,9 @@ def _text(value) -> str:
 
 
 def _concept_identity(concept: dict) -> str:
-    """A CodeableConcept as sorted ``system|code`` pairs, else its text."""
-    codings = sorted(f"{_text(c.get('system'))}|{c['code']}" for c in _list(concept.get("coding"))
-                     if isinstance(c, dict) and isinstance(c.get("code"), str))
-    return ";".join(codings) or _text(concept.get("text"))
+    """A CodeableConcept as sorted ``system|code`` pairs (``fhir.parse.codings``: well-formed ones only), else its text."""
+    pairs = sorted(f"{c.get('system', '')}|{c['code']}" for c in fp.codings(concept) if c.get("code"))
+    return ";".join(pairs) or _text(concept.get("text"))
 
 
 def _contained_medication(resource: dict, reference: str) -> dict:
