@@ -2,7 +2,7 @@
 
 Nothing here knows what is measured (that is ``scenarios``) or how it is
 shown (``report``).  Stage timings come from the service's own timing points
-(``cds_service.instrumentation.stage``), installed with ``stage_times()``.
+(``cds_service.core.instrumentation.stage``), installed with ``stage_times()``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Iterator
 
 import requests
 
-from cds_service.instrumentation import recording
+from cds_service.core.instrumentation import recording
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_LUA = Path(__file__).resolve().parent / "wrk_post.lua"
@@ -70,7 +70,7 @@ def timed_calls(fn, budget_s: float, min_n: int, max_n: int, warmup: int = 5, be
 
 def cold_cache() -> None:
     """Forget what the service has seen (the R4 validation cache): the call is a first sight of the patient."""
-    from cds_service.fhir.parse import clear_check_cache
+    from cds_service.core.parse import clear_check_cache
 
     clear_check_cache()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from cds_service.instrumentation import STAGES
+from cds_service.core.instrumentation import STAGES
 from tests.fake_fhir import FakeFhir, PatientBehaviour
 
 from . import patients as P

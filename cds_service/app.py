@@ -39,7 +39,7 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     configure_logging(settings.log_level)
 
     app.extensions["her2cds.store"] = Store(settings.resolved_database_url())
-    from .knowledge import load_knowledge
+    from .core.knowledge import load_knowledge
     app.extensions["her2cds.knowledge"] = load_knowledge(settings)
     from .protocol.validation import precompile
     precompile(settings.max_json_depth)  # before gunicorn forks, so workers share the compiled schemas
@@ -64,7 +64,8 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     app.register_blueprint(ops_bp)
     app.register_blueprint(openapi_bp)
     from .metrics import init_app as init_metrics
-    init_metrics(app)
+    from .protocol.discovery import SERVICES
+    init_metrics(app, service_ids=SERVICES)
     from .smart import bp as smart_bp
     app.register_blueprint(smart_bp)
 

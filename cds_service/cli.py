@@ -96,7 +96,7 @@ def _serve_dev(host: str, port: int, bound: str) -> None:
     from .app import create_app
     from .commands.dev_keys import first_call_hint
     from .config import ConfigError
-    from .knowledge import KnowledgeError
+    from .core.knowledge import KnowledgeError
 
     try:
         app = create_app(bind=bound)  # the accepted JWT aud without HER2CDS_PUBLIC_URL

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .core.errors import KnowledgeError  # re-exported: the shell answers a knowledge failure with a 503
+
+__all__ = ["ApiError", "Issue", "KnowledgeError", "operation_outcome"]
+
 
 @dataclass
 class Issue:
@@ -44,12 +48,3 @@ def operation_outcome(issues: list[Issue], status: int, message: str) -> dict:
     if not issues:
         issues = [Issue(message)]
     return {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
-
-
-class KnowledgeError(RuntimeError):
-    """A knowledge artifact in fhir_profiles/ is missing or invalid.
-
-    It lives here, beside the other error types, so that the loaders
-    (terminology, rulebook) and the package that ties them together can
-    all import it without importing each other.
-    """

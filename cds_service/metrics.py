@@ -16,9 +16,10 @@ a scrape must send ``Authorization: Bearer <token>``.  Metric labels carry
 service ids, rule ids and outcomes only: never a patient, a token or a path
 a caller made up (an unknown service id is counted as ``unknown``).
 
-Recording calls (``hook_invocation``, ``feedback_received``,
-``fhir_queries``) are no-ops when the current app has metrics off, so the
-call sites are one line each and cost nothing when disabled.
+The counting is a ``events.Listener`` the app installs when metrics are on;
+the hooks, feedback and FHIR client only emit events (``events.py``) and do
+not import this module.  With metrics off nothing is installed and every
+event is a no-op.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Iterable
 
-from flask import Blueprint, current_app, g, has_app_context, request
+from flask import Blueprint, current_app, g, request
 
+from . import events
 from .errors import ApiError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
@@ -94,11 +97,6 @@ def _enable(settings) -> dict:
         return _state["metrics"]
 
 
-def _active() -> dict | None:
-    """The metrics of the app handling this request, or None (metrics off, or no app)."""
-    return current_app.extensions.get("her2cds.metrics") if has_app_context() else None
-
-
 # The methods a label may name: anything else is counted as "other", so a client sending made-up
 # methods cannot grow the scrape without bound (issue 21: 20,000 methods, 57 KB -> 1.86 MB).
 METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -108,14 +106,17 @@ def method_label(method: str) -> str:
     return method if method in METHOD_LABELS else "other"
 
 
-def init_app(app) -> None:
-    """Enable metrics for ``app`` when the settings say so: the route, and per-request counting."""
+def init_app(app, service_ids: Iterable[str] = ()) -> None:
+    """Enable metrics for ``app`` when the settings say so: the route, per-request counting, and the
+    listener that counts hook calls, feedback and FHIR queries (services outside ``service_ids``
+    are counted as ``unknown``)."""
     settings = app.config["SETTINGS"]
     app.register_blueprint(bp)
     if not settings.metrics_enabled:
         return
     metrics = _enable(settings)
     app.extensions["her2cds.metrics"] = metrics
+    events.install(app, Counting(metrics, frozenset(service_ids)))
 
     @app.after_request
     def _count(resp):
@@ -127,40 +128,31 @@ def init_app(app) -> None:
         return resp
 
 
-def _known_service(service_id: str) -> str:
-    from .protocol.discovery import SERVICES
-    return service_id if service_id in SERVICES else "unknown"
+class Counting(events.Listener):
+    """The events as Prometheus samples; labels are service ids, rule ids and outcomes only."""
 
+    def __init__(self, metrics: dict, service_ids: frozenset[str]):
+        self.metrics, self.service_ids = metrics, service_ids
 
-def hook_invocation(service_id: str, outcome: str, seconds: float, issued) -> None:
-    """One CDS service call: its outcome, duration and the rules of the cards it sent."""
-    metrics = _active()
-    if metrics is None:
-        return
-    service = _known_service(service_id)
-    metrics["hook_requests"].labels(service, outcome).inc()
-    metrics["hook_duration"].labels(service, outcome).observe(seconds)
-    for _card, rule, _version in issued:
-        metrics["cards"].labels(service, rule).inc()
+    def _service(self, service_id: str) -> str:
+        return service_id if service_id in self.service_ids else "unknown"
 
+    def hook_invocation(self, service_id, outcome, seconds, rule_ids) -> None:
+        service = self._service(service_id)
+        self.metrics["hook_requests"].labels(service, outcome).inc()
+        self.metrics["hook_duration"].labels(service, outcome).observe(seconds)
+        for rule in rule_ids:
+            self.metrics["cards"].labels(service, rule).inc()
 
-def feedback_received(service_id: str, items: list[dict], stored: int) -> None:
-    metrics = _active()
-    if metrics is None:
-        return
-    service = _known_service(service_id)
-    for item in items:
-        metrics["feedback"].labels(service, item.get("outcome", "unknown")).inc()
-    metrics["feedback_stored"].labels(service).inc(stored)
+    def feedback_received(self, service_id, outcomes, stored) -> None:
+        service = self._service(service_id)
+        for outcome in outcomes:
+            self.metrics["feedback"].labels(service, outcome).inc()
+        self.metrics["feedback_stored"].labels(service).inc(stored)
 
-
-def fhir_queries(results) -> None:
-    """The FetchResults of one fallback round: each query ok or failed (error, timeout, page limit)."""
-    metrics = _active()
-    if metrics is None:
-        return
-    for result in results:
-        metrics["fhir"].labels("ok" if result.ok else "failed").inc()
+    def fhir_queries(self, results) -> None:
+        for result in results:
+            self.metrics["fhir"].labels("ok" if result.ok else "failed").inc()
 
 
 def child_exit(server, worker) -> None:

@@ -13,7 +13,7 @@ import logging
 
 from .app import create_app
 from .config import ConfigError
-from .knowledge import KnowledgeError
+from .core.knowledge import KnowledgeError
 from .logs import configure_logging
 
 try:

@@ -2,7 +2,7 @@
 
 Speed: ``create_app`` is cheap after the first call because the loaded
 Knowledge (terminology, rulebook, schemas) is cached per process for an
-unchanged ``fhir_profiles/`` (``cds_service.knowledge.load_knowledge``), so the
+unchanged ``fhir_profiles/`` (``cds_service.core.knowledge.load_knowledge``), so the
 per-test ``app`` fixture costs a copy of a migrated SQLite file
 (``migrated_sqlite``) and a Flask object, not a parse or a migration.  The
 quick loop may run on several workers (``pytest -n 3``): session fixtures are made
@@ -33,7 +33,7 @@ from jsonschema import Draft202012Validator
 
 from cds_service import create_app
 from cds_service.config import Settings
-from cds_service.knowledge import load_knowledge
+from cds_service.core.knowledge import load_knowledge
 from cds_service.protocol.discovery import PREFETCH
 
 ROOT = Path(__file__).resolve().parent.parent

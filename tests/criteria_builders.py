@@ -6,9 +6,9 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
-from cds_service.criteria import build_profile
+from cds_service.core.criteria import build_profile
 from cds_service.config import Settings
-from cds_service.knowledge import load_knowledge
+from cds_service.core.knowledge import load_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 LOINC = "http://loinc.org"

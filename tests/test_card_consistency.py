@@ -20,7 +20,7 @@ import re
 import pytest
 
 from cds_service import create_app
-from cds_service.cards import DETAIL_LIMIT
+from cds_service.core.cards import DETAIL_LIMIT
 
 from test_fixtures_table import EXT, SERVICE_FOR_HOOK
 

@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.cards import issued, render
-from cds_service.criteria import DraftOrder
-from cds_service.rules.rulebook import evaluate
+from cds_service.core.cards import render
+from cds_service.core.criteria.profile import PatientProfile
+from cds_service.core.criteria import DraftOrder
+from cds_service.core.rules.rulebook import evaluate
+
+
+def _records(resources) -> dict:
+    out, stack = {}, list(resources)
+    while stack:
+        r = stack.pop(0)
+        if r.get("resourceType") == "Bundle":
+            stack.extend(e["resource"] for e in r.get("entry", ()))
+        else:
+            out.setdefault(f"{r['resourceType']}/{r['id']}", r)
+    return out
+
+
+def _render(recs, rulebook, *, facts, patient_id, draft_orders=(), medications=(), resources=(), base_url=None):
+    """render() over a profile holding just these facts, drafts, medications and records: the card JSON."""
+    profile = PatientProfile(patient_id, facts, draft_orders=tuple(draft_orders), medications=tuple(medications),
+                             records=_records(resources))
+    return [i.card for i in render(recs, rulebook, profile, base_url=base_url)]
+
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +63,7 @@ def test_l2_never_suggests_a_drug_already_active_or_ordered(rulebook):
                            "draft.classes": ["chemotherapy"], "draft.all.classes": ["chemotherapy"]})
     recs = [r for r in evaluate(rulebook, facts, "order-select") if r.rule.id == "L2"]
     assert recs
-    cards = render(recs, rulebook, facts=facts, patient_id="x",
+    cards = _render(recs, rulebook, facts=facts, patient_id="x",
                    draft_orders=[DraftOrder("MedicationRequest/d1", ("capecitabine",), ("chemotherapy",), "Xeloda")])
     created = " ".join(_created_ingredients(cards))
     assert "tucatinib" in created
@@ -55,7 +75,7 @@ def test_suggestion_dropped_when_every_create_is_a_duplicate(rulebook):
     # force M1's tucatinib-only offer (HR-negative) despite active tucatinib: the renderer itself dedupes
     rec = next(r for r in evaluate(rulebook, dict(MAINT, **{"hr.status": "negative"}), "patient-view")
                if r.rule.id == "M1")
-    cards = render([rec], rulebook, facts=facts, patient_id="x")
+    cards = _render([rec], rulebook, facts=facts, patient_id="x")
     assert "suggestions" not in cards[0] and "selectionBehavior" not in cards[0]
 
 
@@ -68,11 +88,13 @@ def test_delete_targets_only_matching_drafts_and_issued_triples(rulebook):
               DraftOrder("MedicationRequest/b", ("trastuzumab",), ("anti-her2",), "Herceptin")]
     recs = evaluate(rulebook, facts, "order-select")
     assert [r.rule.id for r in recs] == ["F4"]
-    cards = render(recs, rulebook, facts=facts, patient_id="p", draft_orders=drafts, base_url="https://cds.example")
+    cards = _render(recs, rulebook, facts=facts, patient_id="p", draft_orders=drafts, base_url="https://cds.example")
     deletes = [a for s in cards[0]["suggestions"] for a in s["actions"] if a["type"] == "delete"]
     assert [a["resourceId"] for a in deletes] == ["MedicationRequest/a"]
     assert cards[0]["links"][0]["url"] == "https://cds.example/smart/launch"
-    assert issued(cards, rulebook.extension_key) == [(cards[0]["uuid"], "F4", rulebook.version)]
+    rendered = render(recs, rulebook, PatientProfile("p", facts, draft_orders=tuple(drafts)))
+    assert [i.row() for i in rendered] == [(rendered[0].card["uuid"], "F4", str(rulebook.version))]
+    assert rendered[0].card["extension"][rulebook.extension_key]["id"] == "F4"  # the EHR still sees the rule
 
 
 def test_no_links_without_base_url_and_why_lists_fact_refs(rulebook):
@@ -84,7 +106,7 @@ def test_no_links_without_base_url_and_why_lists_fact_refs(rulebook):
     recs = [r for r in evaluate(rulebook, facts, "patient-view") if r.rule.id == "M1"]
     er = {"resourceType": "Observation", "id": "er-1", "status": "final", "code": {"text": "ER % (breast)"},
           "valueQuantity": {"value": 90, "unit": "%"}, "effectiveDateTime": "2025-04-07"}
-    card = render(recs, rulebook, facts=facts, patient_id="p", resources=[er])[0]
+    card = _render(recs, rulebook, facts=facts, patient_id="p", resources=[er])[0]
     assert "links" not in card
     why = card["detail"].split("**Why this card**")[1]
     # clinical label, the result's own name, value and date; never the profile key
@@ -94,7 +116,7 @@ def test_no_links_without_base_url_and_why_lists_fact_refs(rulebook):
 
 def test_cards_link_to_the_smart_app_and_offer_an_absolute_fallback():
     from urllib.parse import parse_qs, urlsplit
-    from cds_service.cards import app_links
+    from cds_service.core.cards import app_links
     links = app_links("https://cds.example.org/", "https://ehr.example.org/fhir", "p 1")
     assert [l["type"] for l in links] == ["smart", "absolute"]
     assert links[0]["url"] == "https://cds.example.org/smart/launch"
@@ -106,7 +128,7 @@ def test_cards_link_to_the_smart_app_and_offer_an_absolute_fallback():
 
 
 def test_stop_active_updates_only_active_records_and_labels_a_statement(rulebook):
-    from cds_service.criteria import MedEpisode
+    from cds_service.core.criteria import MedEpisode
     facts = dict(MAINT, **{"draft.ingredients": ["fam-trastuzumab deruxtecan"], "draft.classes": ["her2-adc", "anti-her2"],
                            "draft.all.ingredients": ["fam-trastuzumab deruxtecan"],
                            "draft.all.classes": ["her2-adc", "anti-her2"]})
@@ -124,7 +146,7 @@ def test_stop_active_updates_only_active_records_and_labels_a_statement(rulebook
                        "MedicationStatement"),
             MedEpisode("MedicationStatement/p0", ("pertuzumab",), ("anti-her2",), "past", None, None, "Perjeta",
                        "MedicationStatement")]
-    card = render(recs, rulebook, facts=facts, patient_id="p", medications=meds,
+    card = _render(recs, rulebook, facts=facts, patient_id="p", medications=meds,
                   resources=[{"resourceType": "Bundle", "entry": [{"resource": r} for r in (order, statement, old)]}])[0]
     actions = [a for s in card["suggestions"] for a in s["actions"]]
     assert [(a["type"], a["resource"]["id"], a["resource"]["status"]) for a in actions] == [
@@ -135,7 +157,7 @@ def test_stop_active_updates_only_active_records_and_labels_a_statement(rulebook
 
 def test_per_dose_administrations_are_named_once_per_drug():
     """An infusion suite's six docetaxel doses read as one line, not six."""
-    from cds_service.cards import _describe_refs
+    from cds_service.core.cards import _describe_refs
 
     doce = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "72962"}], "text": "docetaxel"}
     index = {f"MedicationAdministration/a{i}": {"resourceType": "MedicationAdministration", "status": "completed",

@@ -6,16 +6,16 @@ import datetime as dt
 
 import pytest
 
-from cds_service.criteria import build_profile
-from cds_service.criteria.conditions import condition_facts
-from cds_service.criteria.her2 import her2_facts
-from cds_service.criteria.intake import draft_ids, read_resources
-from cds_service.criteria.lines import therapy_facts
-from cds_service.criteria.medications import count_cycles, courses, medication_history
-from cds_service.criteria.observations import observation_facts
-from cds_service.criteria.profile import Derived, MedEpisode
-from cds_service.criteria.receptors import receptor_facts
-from cds_service.fhir import parse as fp
+from cds_service.core.criteria import build_profile
+from cds_service.core.criteria.conditions import condition_facts
+from cds_service.core.criteria.her2 import her2_facts
+from cds_service.core.criteria.intake import draft_ids, read_resources
+from cds_service.core.criteria.lines import therapy_facts
+from cds_service.core.criteria.medications import count_cycles, courses, medication_history
+from cds_service.core.criteria.observations import observation_facts
+from cds_service.core.criteria.profile import Derived, MedEpisode
+from cds_service.core.criteria.receptors import receptor_facts
+from cds_service.core import parse as fp
 from criteria_builders import (SNOMED, TODAY, condition, drafts_context, her2_ihc, mbc_base, med_admin,
                                med_request, med_statement, obs, pct, profile, terminology)
 

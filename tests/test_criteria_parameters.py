@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from cds_service.criteria.receptors import percent_category
-from cds_service.knowledge import KnowledgeError
-from cds_service.knowledge.parameters import FILE, load_criteria_parameters
-from cds_service.knowledge.terminology import load_terminology
+from cds_service.core.criteria.receptors import percent_category
+from cds_service.core.knowledge import KnowledgeError
+from cds_service.core.knowledge.parameters import FILE, load_criteria_parameters
+from cds_service.core.knowledge.terminology import load_terminology
 from criteria_builders import ROOT, mbc_base, med_statement, obs, pct, profile, terminology
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cds_service import create_app
 from cds_service.config import Settings
-from cds_service.knowledge import load_knowledge
+from cds_service.core.knowledge import load_knowledge
 from cds_service.protocol.discovery import (
     OBSERVATION_QUERIES, PORTABLE_PARAMETERS, PREFETCH, PREFETCH_KEYS, discovery_document, query_codes,
 )

@@ -15,6 +15,8 @@ import pytest
 
 from cds_service import create_app
 from cds_service.fhir.client import PUBLIC_ERROR
+from cds_service.core.advice import Advice
+from cds_service.core.cards import IssuedCard
 from cds_service.protocol import hooks
 from cds_service.protocol.discovery import PREFETCH
 
@@ -31,7 +33,7 @@ def captured(monkeypatch):
 
     def fake_advise(hook, service_id, context, resources, findings, knowledge, base_url=None, fhir_server=None):
         calls.append({"resources": resources, "findings": findings})
-        return []
+        return Advice((), None)
 
     monkeypatch.setattr(hooks.advice, "advise", fake_advise)
     return calls

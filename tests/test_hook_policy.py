@@ -25,7 +25,7 @@ def test_no_info_card_at_order_sign(knowledge):
 
 
 def test_notes_render_fact_values_and_dates(knowledge):
-    from cds_service.rules.rulebook import render_text
+    from cds_service.core.rules.rulebook import render_text
 
     text = render_text("≈ {{taxane.cycles}} {{taxane.drug}} cycles ({{taxane.start}} – {{taxane.end}}), {{x.y}}",
                        {"taxane.cycles": 6, "taxane.drug": "docetaxel", "taxane.start": "2026-03-02",

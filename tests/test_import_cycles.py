@@ -136,7 +136,7 @@ def graph():
 
 def test_the_walker_sees_relative_and_function_local_imports(graph):
     assert "cds_service.protocol.discovery" in graph["cds_service.protocol.hooks"]  # from .discovery import
-    assert "cds_service.knowledge" in graph["cds_service.app"]  # function-local in create_app
+    assert "cds_service.core.knowledge" in graph["cds_service.app"]  # function-local in create_app
 
 
 def test_the_cycle_finder_finds_a_cycle():

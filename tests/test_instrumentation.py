@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cds_service import instrumentation
-from cds_service.instrumentation import STAGES, recording, stage
+from cds_service.core import instrumentation
+from cds_service.core.instrumentation import STAGES, recording, stage
 
 REQUEST = Path(__file__).resolve().parent.parent / "fixtures" / "requests"
 

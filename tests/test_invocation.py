@@ -3,6 +3,8 @@
 
 import pytest
 
+from cds_service.core.advice import Advice
+from cds_service.core.cards import IssuedCard
 from cds_service.protocol import hooks
 from cds_service.protocol.discovery import PREFETCH
 
@@ -18,7 +20,7 @@ def captured(monkeypatch):
 
     def fake_advise(hook, service_id, context, resources, findings, knowledge, base_url=None, fhir_server=None):
         calls.append({"hook": hook, "resources": resources, "findings": findings, "context": context})
-        return []
+        return Advice((), None)
 
     monkeypatch.setattr(hooks.advice, "advise", fake_advise)
     return calls
@@ -195,7 +197,7 @@ def test_access_token_never_logged(client, httpserver, caplog):
 def test_issued_cards_are_recorded_and_audit_written(app, client, monkeypatch):
     card = {"uuid": "c-1", "summary": "Test", "indicator": "info", "source": {"label": "her2-cds"},
             "extension": {"org.her2-cds.rule": {"id": "M2", "rulebookVersion": "2026.11"}}}
-    monkeypatch.setattr(hooks.advice, "advise", lambda *a, **k: [card])
+    monkeypatch.setattr(hooks.advice, "advise", lambda *a, **k: Advice((IssuedCard(card, "M2", "2026.11"),), None))
     resp = client.post("/cds-services/her2-mbc-patient-view", json=hook_request(prefetch=empty_prefetch()))
     assert resp.get_json()["cards"] == [card]
     store = app.extensions["her2cds.store"]
@@ -208,6 +210,6 @@ def test_issued_cards_are_recorded_and_audit_written(app, client, monkeypatch):
 
 def test_invalid_card_is_dropped_not_sent(client, monkeypatch):
     bad = {"uuid": "c-2", "summary": "x" * 140, "indicator": "info", "source": {"label": "her2-cds"}}
-    monkeypatch.setattr(hooks.advice, "advise", lambda *a, **k: [bad])
+    monkeypatch.setattr(hooks.advice, "advise", lambda *a, **k: Advice((IssuedCard(bad, "M2", "2026.11"),), None))
     resp = client.post("/cds-services/her2-mbc-patient-view", json=hook_request(prefetch=empty_prefetch()))
     assert resp.status_code == 200 and resp.get_json() == {"cards": []}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cds_service.config import DEFAULT_PROFILES_DIR, Settings
-from cds_service.knowledge import KnowledgeError, load_knowledge
+from cds_service.core.knowledge import KnowledgeError, load_knowledge
 
 
 def test_unchanged_folder_gives_the_same_knowledge():

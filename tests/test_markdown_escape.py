@@ -7,7 +7,7 @@ import copy
 from markdown_it import MarkdownIt
 
 from cds_service.app import create_app
-from cds_service.cards import md_text
+from cds_service.core.cards import md_text
 
 HOSTILE = "[Re-login](https://evil.example/p) <b>x</b> *bold*"
 

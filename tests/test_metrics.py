@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cds_service.core.advice import Advice
+from cds_service.core.cards import IssuedCard
 from cds_service import create_app
 from cds_service.protocol import hooks
 
@@ -54,7 +56,7 @@ def test_calls_cards_feedback_and_fallback_queries_are_counted(metrics_app, monk
     card = {"uuid": "c-1", "summary": "Test", "indicator": "info", "source": {"label": "her2-cds"},
             "extension": {"org.her2-cds.rule": {"id": "M2", "rulebookVersion": "2026.11"}}}
     real_advise = hooks.advice.advise
-    monkeypatch.setattr(hooks.advice, "advise", lambda *a, **k: [card])
+    monkeypatch.setattr(hooks.advice, "advise", lambda *a, **k: Advice((IssuedCard(card, "M2", "2026.11"),), None))
     assert client.post("/cds-services/her2-mbc-patient-view",
                        json=hook_request(prefetch=empty_prefetch())).status_code == 200
     monkeypatch.setattr(hooks.advice, "advise", real_advise)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.knowledge import KnowledgeError
-from cds_service.rules.rulebook import (
+from cds_service.core.knowledge import KnowledgeError
+from cds_service.core.rules.rulebook import (
     check_rulebook_dir, compile_condition, evaluate, load_rulebook, load_rulebook_document, validate_document,
 )
 

@@ -1040,7 +1040,7 @@ def test_a_failed_query_is_a_finding_without_the_network_outcome(db_url, httpser
 # -- the page: one profile, a pure view-model ------------------------------------------------------
 
 def test_the_profile_is_built_once_per_page_and_timeline(client, ehr, monkeypatch):
-    import cds_service.criteria as criteria
+    import cds_service.core.criteria as criteria
 
     calls = []
     real = criteria.build_profile
@@ -1061,7 +1061,7 @@ def test_presenter_builds_the_page_from_plain_resources(app):
     """No Flask, no HTTP: resources in, what the page shows out."""
     import datetime as dt
 
-    from cds_service.criteria import Finding
+    from cds_service.core.criteria import Finding
 
     unread = (Finding("data-missing", "'conditions' could not be read from the FHIR server.", ("prefetch:conditions",)),)
     page = presenter.build_page([_patient(), _her2_obs(), _med()], patient_id=PATIENT_ID, iss="https://ehr.example/fhir",

@@ -13,10 +13,12 @@ import json
 
 import pytest
 
+from cds_service.core.advice import Advice
+from cds_service.core.cards import IssuedCard
 from cds_service import create_app
-from cds_service.cards import app_links
-from cds_service.criteria import Finding
-from cds_service.fhir.parse import check_r4
+from cds_service.core.cards import app_links
+from cds_service.core.criteria import Finding
+from cds_service.core.parse import check_r4
 from cds_service.protocol.prefetch import encode_query, render_template
 from cds_service.smart import presenter
 from cds_service.smart.rich_text import to_html
@@ -74,7 +76,7 @@ def test_the_integrators_table_keeps_keys_and_gives_labels(knowledge):
 
 
 def test_an_untreated_de_novo_patient_without_cards_is_told_what_the_record_shows(knowledge, monkeypatch):
-    monkeypatch.setattr(presenter, "advise", lambda *a, **k: [])
+    monkeypatch.setattr(presenter, "advise", lambda *a, **k: Advice((), None))
     page = page_of(knowledge, patient(), her2(), bone_mets())
     assert page.cards == []
     text = " ".join(page.no_cards_reasons)
@@ -100,8 +102,8 @@ def test_card_detail_is_rendered_markdown_without_scripts_or_javascript_links():
 
 
 def test_the_card_a_link_opened_comes_first(knowledge):
-    cards = [{"summary": "a", "indicator": "info", "extension": {"x": {"id": "A1"}}},
-             {"summary": "b", "indicator": "info", "extension": {"x": {"id": "B2"}}}]
+    cards = [IssuedCard({"uuid": "1", "summary": "a", "indicator": "info"}, "A1", "v"),
+             IssuedCard({"uuid": "2", "summary": "b", "indicator": "info"}, "B2", "v")]
     assessment = presenter.Assessment(None, cards)
     page = presenter.present([patient()], assessment, patient_id="p1", iss="i", today=TODAY, knowledge=knowledge,
                              focus_rule="B2")

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from cds_service.knowledge import KnowledgeError
-from cds_service.knowledge.terminology import load_terminology
+from cds_service.core.knowledge import KnowledgeError
+from cds_service.core.knowledge.terminology import load_terminology
 from criteria_builders import ATC, ICD, LOINC, ROOT, RXNORM, SNOMED, terminology
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cds_service.commands.profile import resources_and_context
-from cds_service.criteria import build_profile
+from cds_service.core.criteria import build_profile
 from cds_service.smart.timeline import drug_spans, render_svg, therapy_lines
 from criteria_builders import ROOT, SNOMED, cc, condition, med_statement, obs, patient, profile, terminology
 

@@ -23,9 +23,9 @@ from ..protocol.discovery import SERVICES
               help="Evaluate as of this date (the committed fixtures are anchored at 2026-06-01).")
 def command(request_file: Path, as_json: bool, today) -> None:
     """Print the cards for REQUEST_FILE (a CDS Hooks request with prefetch filled)."""
-    from .. import advice
+    from ..core import advice
     from ..config import from_env
-    from ..knowledge import KnowledgeError, load_knowledge
+    from ..core.knowledge import KnowledgeError, load_knowledge
     from .invoke import format_cards
 
     try:
@@ -45,7 +45,7 @@ def command(request_file: Path, as_json: bool, today) -> None:
         sys.exit(2)
     resources = [v for v in (body.get("prefetch") or {}).values() if isinstance(v, dict)]
     cards = advice.advise(hook, service.id, body["context"], resources, [], knowledge,
-                          today=today.date() if today else None)
+                          today=today.date() if today else None).cards
     response = {"cards": cards}
     if as_json:
         click.echo(json.dumps(response, indent=2))

@@ -46,9 +46,9 @@ def _show(value) -> str:
 def command(path: Path, as_json: bool, today, profiles_dir: Path | None) -> None:
     """Print the HER2 MBC clinical profile of a FHIR Bundle or CDS Hooks request file."""
     from ..config import from_env
-    from ..criteria import build_profile
-    from ..knowledge import KnowledgeError
-    from ..knowledge.terminology import load_terminology
+    from ..core.criteria import build_profile
+    from ..core.knowledge import KnowledgeError
+    from ..core.knowledge.terminology import load_terminology
 
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

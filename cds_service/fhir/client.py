@@ -26,6 +26,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
 from http.cookiejar import DefaultCookiePolicy
@@ -33,7 +34,6 @@ from http.cookiejar import DefaultCookiePolicy
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import metrics
 from . import capped_read
 from .egress import ANY_ADDRESS_BUT_METADATA, EgressAdapter, EgressPolicy, EgressRefused
 
@@ -82,7 +82,10 @@ class FhirError(Exception):
 class FhirClient:
     """One per process: a pinned, pooled transport and a worker pool for parallel queries."""
 
-    def __init__(self, settings, transport: HTTPAdapter | None = None):
+    def __init__(self, settings, transport: HTTPAdapter | None = None,
+                 on_results: Callable[[Iterable[FetchResult]], None] | None = None):
+        """``on_results`` hears every round of ``fetch_all`` (the app passes its metrics listener)."""
+        self.on_results = on_results
         self.connect_timeout = settings.fhir_connect_timeout
         self.read_timeout = settings.fhir_read_timeout
         self.max_pages = settings.fhir_max_pages
@@ -117,7 +120,8 @@ class FhirClient:
             fut.cancel()
             key = futures[fut]
             results[key] = FetchResult(key).fail(FhirError("the FHIR server did not answer within the time budget"))
-        metrics.fhir_queries(results.values())
+        if self.on_results is not None:
+            self.on_results(results.values())
         return results
 
     def continue_bundle(self, key: str, base: str, token: str | None, bundle: dict, deadline: float,

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, jsonify
 
 from ..auth import auth_notice
 from ..config import Settings
-from ..knowledge import load_knowledge
+from ..core.knowledge import load_knowledge
 
 # The Observation queries: which ValueSets' codes each asks for, by which search
 # parameter, and how many results per page.  The codes themselves live only in

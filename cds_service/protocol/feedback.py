@@ -15,7 +15,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import metrics
+from .. import events
 from ..errors import ApiError
 from ..storage import RETRY_AFTER_SECONDS, is_unavailable
 from .hooks import find_service
@@ -39,6 +39,6 @@ def feedback(service_id: str):
         raise ApiError(503, "The feedback could not be stored: the database is unavailable. "
                        "Send it again later; entries already stored are not stored twice.",
                        None, "transient", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-    metrics.feedback_received(service_id, body["feedback"], stored)
+    events.feedback_received(service_id, [item.get("outcome", "unknown") for item in body["feedback"]], stored)
     return jsonify({"received": len(body["feedback"]), "stored": stored,
                     "duplicates": len(body["feedback"]) - stored})

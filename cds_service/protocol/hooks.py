@@ -15,13 +15,15 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from .. import advice, metrics
+from .. import events
+from ..core import advice
+from ..core.cards import IssuedCard
 from ..auth import fhir_egress
 from . import prefetch, repeats
 from .discovery import SERVICES, prefetch_templates
 from ..errors import ApiError
 from ..fhir.client import FhirClient
-from ..instrumentation import stage
+from ..core.instrumentation import stage
 from .validation import check, read_json, schema_issues
 
 log = logging.getLogger("her2cds.hooks")
@@ -38,7 +40,8 @@ def fhir_client() -> FhirClient:
         with _client_lock:
             client = ext.get("her2cds.fhir_client")
             if client is None or client[0] != os.getpid():
-                client = (os.getpid(), FhirClient(current_app.config["SETTINGS"]))
+                client = (os.getpid(), FhirClient(current_app.config["SETTINGS"],
+                                                           on_results=events.listener().fhir_queries))
                 ext["her2cds.fhir_client"] = client
     return client[1]
 
@@ -83,30 +86,28 @@ def invoke(service_id: str):
         with stage("prefetch"):
             gathered = prefetch.gather(body, prefetch_templates(knowledge.terminology), fhir_client(),
                                        settings.fhir_time_budget, egress=fhir_egress())
-        cards = advice.advise(service.hook, service.id, body["context"], gathered.resources,
-                              gathered.findings, knowledge, base_url=public_base_url(settings),
-                              fhir_server=_launchable(body.get("fhirServer")))
+        result = advice.advise(service.hook, service.id, body["context"], gathered.resources,
+                               gathered.findings, knowledge, base_url=public_base_url(settings),
+                               fhir_server=_launchable(body.get("fhirServer")))
+        _log_notices(result.profile)
         with stage("card schema"):
-            cards = [c for c in cards if card_is_valid(c, knowledge)]
-        issued = advice.issued_cards(cards, knowledge)
+            issued = [i for i in result.issued if card_is_valid(i)]
         repeat_keys = repeats.keys_of(issued, body["context"].get("patientId"), body["context"],
                                       repeats.audience(g.get("client"), body["context"], body.get("fhirServer")))
         if service.hook == "order-sign":
-            cards, suppressed = _order_sign_cards(store, settings, cards, repeat_keys,
-                                                  {u: r for u, r, _ in issued})
+            issued, suppressed = _order_sign_cards(store, settings, issued, repeat_keys)
             audit["suppressed"] = ",".join(f"{s.rule_id}@{s.earlier_hook_instance or '?'}" for s in suppressed)
-        sent = {c.get("uuid") for c in cards}
-        issued = [i for i in issued if i[0] in sent]
-        audit.update(status=200, outcome="cards" if cards else "no-cards", card_count=len(cards),
-                     rule_ids=",".join(r for _, r, _ in issued))
-        return jsonify({"cards": cards})
+        audit.update(status=200, outcome="cards" if issued else "no-cards", card_count=len(issued),
+                     rule_ids=",".join(i.rule_id for i in issued))
+        return jsonify({"cards": [i.card for i in issued]})
     except ApiError as err:
         audit.update(status=err.status, outcome=err.issues[0].code if err.issues else "error")
         raise
     finally:
         audit["duration_ms"] = int((time.perf_counter() - started) * 1000)
-        metrics.hook_invocation(service_id, audit["outcome"], time.perf_counter() - started, issued)
-        _record(store, audit, service, issued, repeat_keys)
+        events.hook_invocation(service_id, audit["outcome"], time.perf_counter() - started,
+                               [i.rule_id for i in issued])
+        _record(store, audit, service, [i.row() for i in issued], repeat_keys)
 
 
 def _launchable(fhir_server):
@@ -115,8 +116,15 @@ def _launchable(fhir_server):
     return fhir_server if policy is not None and policy.allows(fhir_server) else None
 
 
-def _order_sign_cards(store, settings, cards: list[dict], repeat_keys: dict[str, str],
-                      rule_of: dict[str, str]) -> tuple[list[dict], list[repeats.Suppressed]]:
+def _log_notices(profile) -> None:
+    """What the core noticed for the integrator (a draft read leniently): logged by id, never shown."""
+    for n in getattr(profile, "notices", ()) or ():
+        log.info(n.message, extra={"resource": n.refs[0] if n.refs else "", "problem": n.code,
+                                   "request_id": g.get("request_id", "")})
+
+
+def _order_sign_cards(store, settings, issued: list[IssuedCard], repeat_keys: dict[str, str],
+                      ) -> tuple[list[IssuedCard], list[repeats.Suppressed]]:
     """order-sign: critical-only when configured; else leave out what order-select showed within the
     window (a critical card only when it was answered there), and log each card left out.
 
@@ -131,7 +139,7 @@ def _order_sign_cards(store, settings, cards: list[dict], repeat_keys: dict[str,
             earlier = repeats.earlier(store.earlier_cards(repeat_keys.values(), "order-select", since))
         except Exception:
             log.exception("order-sign repeat look-up failed; cards shown again")
-    kept, suppressed = repeats.for_order_sign(cards, repeat_keys, earlier, rule_of, settings.order_sign_cards)
+    kept, suppressed = repeats.for_order_sign(issued, repeat_keys, earlier, settings.order_sign_cards)
     for s in suppressed:
         log.info("card not repeated at order-sign", extra={
             "rule": s.rule_id, "earlier_hook_instance": s.earlier_hook_instance,
@@ -162,12 +170,11 @@ def public_base_url(settings) -> str:
     return (settings.public_url or request.url_root).rstrip("/")
 
 
-def card_is_valid(card: dict, knowledge) -> bool:
+def card_is_valid(issued: IssuedCard) -> bool:
     """Drop (and log) a card the spec would reject rather than send it to an EHR."""
-    issues = schema_issues("cds-response", {"cards": [card]})
+    issues = schema_issues("cds-response", {"cards": [issued.card]})
     if issues:
-        rule = next((r for _, r, _ in advice.issued_cards([card], knowledge)), "unknown")
-        log.error("dropped an invalid card", extra={"rule": rule,
+        log.error("dropped an invalid card", extra={"rule": issued.rule_id,
                                                     "problems": [i.diagnostics for i in issues]})
         return False
     return True

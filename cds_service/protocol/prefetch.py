@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from flask import has_request_context
 
-from ..criteria import Finding
+from ..core.criteria import Finding
 from ..errors import ApiError, Issue
 from ..fhir.client import FetchResult, FhirClient, bundle_resources, next_link
 from ..fhir.egress import EgressPolicy

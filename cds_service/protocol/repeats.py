@@ -37,8 +37,8 @@ import json
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ..criteria.intake import draft_entries
-from ..fhir import parse as fp
+from ..core.criteria.intake import draft_entries
+from ..core import parse as fp
 
 KEY_VERSION = "her2-cds/repeat/v2"
 
@@ -56,7 +56,7 @@ def _text(value) -> str:
 
 
 def _concept_identity(concept: dict) -> str:
-    """A CodeableConcept as sorted ``system|code`` pairs (``fhir.parse.codings``: well-formed ones only), else its text."""
+    """A CodeableConcept as sorted ``system|code`` pairs (``core.parse.codings``: well-formed ones only), else its text."""
     pairs = sorted(f"{c.get('system', '')}|{c['code']}" for c in fp.codings(concept) if c.get("code"))
     return ";".join(pairs) or _text(concept.get("text"))
 
@@ -103,11 +103,11 @@ def repeat_key(scope: list[str], patient_id: str, rule_id: str, context: dict) -
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def keys_of(issued: Iterable[tuple[str, str, str]], patient_id, context: dict, scope: list[str]) -> dict[str, str]:
-    """card uuid → repeat key, for the issued cards (uuid, rule id, rulebook version) of a named patient."""
+def keys_of(issued: Iterable, patient_id, context: dict, scope: list[str]) -> dict[str, str]:
+    """card uuid → repeat key, for the ``IssuedCard``s of a named patient."""
     if not isinstance(patient_id, str) or not patient_id:
         return {}
-    return {uuid: repeat_key(scope, patient_id, rule, context) for uuid, rule, _ in issued if uuid and rule}
+    return {i.uuid: repeat_key(scope, patient_id, i.rule_id, context) for i in issued}
 
 
 @dataclass(frozen=True)
@@ -124,24 +124,23 @@ class Suppressed:
     earlier_hook_instance: str | None
 
 
-def for_order_sign(cards: list[dict], keys: Mapping[str, str], earlier: Mapping[str, Earlier],
-                   rule_of: Mapping[str, str], mode: str) -> tuple[list[dict], list[Suppressed]]:
+def for_order_sign(cards: list, keys: Mapping[str, str], earlier: Mapping[str, Earlier],
+                   mode: str) -> tuple[list, list[Suppressed]]:
     """The order-sign answer and what it left out.
 
     ``critical-only``: only hard stops, as before.  Otherwise a warning or
     info card shown at order-select is left out; a critical card only when
-    the clinician answered it there.
+    the clinician answered it there.  ``cards`` are the call's ``IssuedCard``s.
     """
     if mode == "critical-only":
-        return [c for c in cards if c.get("indicator") == "critical"], []
+        return [c for c in cards if c.indicator == "critical"], []
     kept, suppressed = [], []
     for card in cards:
-        uuid = card.get("uuid")
-        seen = earlier.get(keys.get(uuid)) if keys.get(uuid) else None
-        if seen is None or (card.get("indicator") == "critical" and not seen.answered):
+        seen = earlier.get(keys.get(card.uuid)) if keys.get(card.uuid) else None
+        if seen is None or (card.indicator == "critical" and not seen.answered):
             kept.append(card)
         else:
-            suppressed.append(Suppressed(rule_of.get(uuid, ""), seen.hook_instance))
+            suppressed.append(Suppressed(card.rule_id, seen.hook_instance))
     return kept, suppressed
 
 

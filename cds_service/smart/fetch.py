@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..criteria import Finding
+from ..core.criteria import Finding
 from ..fhir.client import FhirClient
 from ..protocol.discovery import default_prefetch
 from ..protocol.prefetch import render_template as render_template_query

@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..advice import advise
-from ..cards import format_value
-from ..criteria import Finding, PatientProfile, build_profile
-from ..fhir import parse as fp
+from ..core.advice import advise
+from ..core.cards import format_value
+from ..core.criteria import Finding, PatientProfile, build_profile
+from ..core import parse as fp
 from . import rich_text
 from .timeline import COMPACT_WIDTH, render_svg, value_text
 
@@ -45,7 +45,7 @@ class Assessment:
     """The pipeline's answer for the page; an ``*_error`` says, in plain words, what could not run."""
 
     profile: PatientProfile | None
-    cards: list[dict] = field(default_factory=list)
+    cards: list = field(default_factory=list)  # IssuedCard, most severe first
     profile_error: str | None = None
     cards_error: str | None = None
 
@@ -112,13 +112,13 @@ def assess(resources: list[dict], patient_id: str, knowledge, today: dt.date,
         return Assessment(None, [], "The patient profile could not be built from this record (see the service log).",
                           "Recommendations are unavailable: they need the patient profile.")
     try:
-        cards = advise("patient-view", PATIENT_VIEW, context, resources, list(findings), knowledge=knowledge,
-                       today=today, profile=profile)
+        issued = advise("patient-view", PATIENT_VIEW, context, resources, list(findings), knowledge=knowledge,
+                        today=today, profile=profile).issued
     except Exception:
         log.exception("smart: advise failed", extra={"patient_id": patient_id})
         return Assessment(profile, [], None,
                           "Recommendations are unavailable: the rules could not be evaluated (see the service log).")
-    return Assessment(profile, [c for c in cards or () if isinstance(c, dict)])
+    return Assessment(profile, list(issued))
 
 
 def present(resources: list[dict], assessment: Assessment, *, patient_id: str, iss: str, today: dt.date,
@@ -393,10 +393,10 @@ def no_cards_reasons(summary: dict, unreadable: list[str], empty: list[str]) -> 
     return out
 
 
-def present_card(card: dict) -> dict:
+def present_card(issued) -> dict:
     """A card for the page: its detail as sanitized HTML (markdown rendered), its rule id, its source link."""
-    ext = next((v for v in (card.get("extension") or {}).values() if isinstance(v, dict) and v.get("id")), {})
+    card = issued.card
     source = card.get("source") if isinstance(card.get("source"), dict) else {}
     url = source.get("url") if isinstance(source.get("url"), str) else ""
-    return {**card, "rule": ext.get("id", ""), "detail_html": rich_text.to_html(card.get("detail") or ""),
+    return {**card, "rule": issued.rule_id, "detail_html": rich_text.to_html(card.get("detail") or ""),
             "source_url": url if url.startswith(("https://", "http://")) else ""}

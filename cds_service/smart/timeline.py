@@ -13,7 +13,7 @@ layout and CSS shows one): no label overlaps another or leaves the picture
 wrap, and ``_legend`` names every colour and mark drawn.
 
 Nothing clinical is derived here: the picture *shows the profile*
-(``cds_service.criteria``), so the timeline and the cards can never disagree.
+(``cds_service.core.criteria``), so the timeline and the cards can never disagree.
 
 * **Lines of therapy** — ``profile.lines``, the lines ``therapy.line`` counts.
 * **Drugs** — ``profile.courses``: one bar per course, coloured by its drug
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from xml.sax.saxutils import escape, quoteattr
 
-from ..fhir import parse as fp
+from ..core import parse as fp
 
 CYCLE_DAYS = 21  # drawing estimate only, when the profile has no count or interval
 

@@ -17,17 +17,15 @@ kinds or estimates belong in ``courses``/``count_cycles``, not in the timeline.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 from dataclasses import dataclass
 
-from ..fhir import parse as fp
+from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Drug, Terminology
 from .intake import Intake, draft_entries
 from .profile import Course, Derived, DraftOrder, Line, MedEpisode
 
-log = logging.getLogger("her2cds.criteria")
 
 COMPLETED_CYCLES_URL = "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles"
 DAYS_PER_MONTH = 30.4375  # calendar average (365.25 / 12), for intervals in months
@@ -175,8 +173,8 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
             # Read leniently with nothing lost: the sandbox sends category as an object, its
             # Rx View draft has no medication[x] until a drug is picked, and a draft for a drug
             # outside the catalogue (naproxen) is not one the advice reads.  The integrator's
-            # business, logged; not a "could not be read" card above the clinician's advice.
-            log.info("draft order read leniently", extra={"resource": ref, "problem": problem[0]})
+            # business, logged by the shell; not a "could not be read" card above the clinician's advice.
+            out.notice(problem[0], "draft order read leniently", (ref,))
         if e is None:
             continue
         drafts.append(DraftOrder(ref, e.ingredients, e.classes, e.text))

@@ -111,6 +111,12 @@ class PatientProfile:
     # "menopausal", or a Condition's ValueSet): the timeline labels by these
     kinds: Mapping[str, str] = field(default_factory=dict)
     progression: tuple[tuple[dt.date, str], ...] = ()  # (date, reference) of each "worsened" result
+    # What the integrator should hear about and the clinician need not (a draft read leniently):
+    # the shell logs these; they never become cards.  The core itself does not log.
+    notices: tuple[Finding, ...] = ()
+    # Type/id → resource: the request's relevant resources as intake read them (Bundles opened,
+    # duplicates dropped).  Cards, presenter and timeline look references up here.
+    records: Mapping[str, dict] = field(default_factory=dict)
 
     def value(self, name: str, default: Any = None) -> Any:
         fact = self.facts.get(name)
@@ -149,12 +155,16 @@ class Derived:
 
     facts: dict[str, Fact] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    notices: list[Finding] = field(default_factory=list)
 
     def set(self, name: str, value: Any, refs: Iterable[str] = (), note: str | None = None) -> None:
         self.facts[name] = Fact(value, tuple(dict.fromkeys(refs)), note)
 
     def finding(self, code: str, message: str, refs: Iterable[str] = ()) -> None:
         self.findings.append(Finding(code, message, tuple(refs)))
+
+    def notice(self, code: str, message: str, refs: Iterable[str] = ()) -> None:
+        self.notices.append(Finding(code, message, tuple(refs)))
 
     def value(self, name: str) -> Any:
         f = self.facts.get(name)
@@ -163,4 +173,5 @@ class Derived:
     def merge(self, other: "Derived") -> "Derived":
         self.facts.update(other.facts)
         self.findings.extend(other.findings)
+        self.notices.extend(other.notices)
         return self

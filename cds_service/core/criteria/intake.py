@@ -2,7 +2,7 @@
 
 Only resources that matter are validated: they are filtered by type and code
 on the raw dict first, then each is checked alone with ``fhir.resources.R4B``
-(``fhir.parse.check_r4``), so one malformed or R5-shaped resource becomes a
+(``core.parse.check_r4``), so one malformed or R5-shaped resource becomes a
 data-quality finding instead of sinking the request.  Bundles are opened and
 duplicates by type/id dropped.  The draft orders of this hook call are read
 from the context, never from the history.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..fhir import parse as fp
+from .. import parse as fp
 from ..knowledge.terminology import Terminology
 from .profile import Derived
 
@@ -45,6 +45,9 @@ class Intake:
     med_records: list[dict] = field(default_factory=list)
     medications: dict[str, dict] = field(default_factory=dict)  # Medication/<id> → Medication
     kinds: dict[str, str] = field(default_factory=dict)  # reference → kind, for the timeline's labels
+    # Type/id → every relevant resource of the request, flattened and de-duplicated once here:
+    # what cards, presenter and timeline look a fact's references up in (never the raw prefetch).
+    records: dict[str, dict] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[dict]:
         return self.observations.get(kind, [])
@@ -84,6 +87,7 @@ def read_resources(resources: Iterable[Any], context: dict, t: Terminology) -> I
             if key in seen:
                 continue
             seen.add(key)
+            intake.records[key] = r
         if rtype == "Condition" and r.get("id"):
             intake.all_conditions[r["id"]] = r  # raw, for related-primary look-ups only
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..fhir import parse as fp
+from .. import parse as fp
 from ..knowledge.terminology import Terminology
 from .profile import Derived
 from .readings import FINAL

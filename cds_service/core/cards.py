@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from dataclasses import dataclass
 import json
 import re
 import uuid as uuid_mod
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
-from .fhir import parse as fp
+from . import parse as fp
 from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value, format_value, human_date
 
 SUMMARY_LIMIT = 139
@@ -92,21 +93,6 @@ def _evidence_lines(rulebook: Rulebook, ids: Iterable[str]) -> list[str]:
         cite = re.sub(r"\s*\([^)]*\)?", "", ev["citation"].split(";")[0]).strip()
         lines.append(_shorten(f"- {label}: {_evidence_key(ev)} ({cite})", EVIDENCE_LINE_LIMIT + len(ev.get("url", ""))))
     return lines
-
-
-def _resource_index(resources: Iterable[Any]) -> dict[str, dict]:
-    """``Type/id`` → resource for the request's resources (Bundles flattened)."""
-    out: dict[str, dict] = {}
-    stack = list(resources or ())
-    while stack:
-        r = stack.pop()
-        if not isinstance(r, dict):
-            continue
-        if r.get("resourceType") == "Bundle":
-            stack.extend(e.get("resource") for e in r.get("entry") or () if isinstance(e, dict))
-        elif r.get("resourceType") and isinstance(r.get("id"), str):
-            out.setdefault(f"{r['resourceType']}/{r['id']}", r)
-    return out
 
 
 def _human_date(value: Any) -> str | None:
@@ -319,10 +305,8 @@ def _stop_action(episode: Any, resource: dict) -> dict:
     return {"type": "update", "description": desc, "resource": stopped}
 
 
-def active_medications(medications: Iterable[Any], resources: Iterable[Any] = (),
-                       index: Mapping[str, dict] | None = None) -> list[tuple[Any, dict]]:
+def active_medications(medications: Iterable[Any], index: Mapping[str, dict]) -> list[tuple[Any, dict]]:
     """(episode, resource) for each active MedicationRequest/MedicationStatement on record."""
-    index = index if index is not None else _resource_index(resources)
     out = []
     for m in medications or ():
         res = index.get(getattr(m, "ref", ""))
@@ -454,33 +438,57 @@ def app_links(base_url: str, fhir_server: str | None, patient_id: str, rule_id: 
 _ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
-def render(recommendations: Iterable[Recommendation], rulebook: Rulebook, *, facts: Mapping[str, Any],
-           patient_id: str, draft_orders: Iterable[Any] = (), findings: Iterable[Any] = (),
-           base_url: str | None = None, fhir_server: str | None = None,
-           medications: Iterable[Any] = (), resources: Iterable[Any] = ()) -> list[dict]:
+@dataclass(frozen=True)
+class IssuedCard:
+    """A rendered card and what issued it, so nothing downstream reads the rule back out of the JSON.
+
+    The hooks record (``row``), de-duplicate at order-sign (``rule_id``) and
+    count it; the SMART page shows it with its rule.  ``card`` is the CDS Hooks
+    JSON as sent; it also carries the rule in its ``extension`` for the EHR.
+    """
+
+    card: dict
+    rule_id: str
+    rulebook_version: str
+
+    @property
+    def uuid(self) -> str:
+        return self.card["uuid"]
+
+    @property
+    def indicator(self) -> str:
+        return self.card["indicator"]
+
+    def row(self) -> tuple[str, str, str]:
+        """(card uuid, rule id, rulebook version): an issued-cards row of the store."""
+        return self.uuid, self.rule_id, self.rulebook_version
+
+
+def render(recommendations: Iterable[Recommendation], rulebook: Rulebook, profile: Any, *,
+           facts: Mapping[str, Any] | None = None, findings: Iterable[Any] | None = None,
+           base_url: str | None = None, fhir_server: str | None = None) -> list[IssuedCard]:
     """All cards of one hook call, most severe first (stable within a severity).
 
-    ``resources`` (the request's FHIR resources) name the results in "Why this card"
-    and are the whole resources a ``stop_active`` update sends back; ``medications``
-    are the profile's normalized episodes (which of them are active, and their ingredients).
+    ``profile`` is the patient profile of this call: its ``records`` (the
+    request's resources, flattened and de-duplicated once by intake) name the
+    results in "Why this card" and are the whole resources a ``stop_active``
+    update sends back; its ``medications`` say which records are active and
+    their ingredients, its ``draft_orders`` what may be removed.  ``facts`` and
+    ``findings`` default to the profile's own; the hooks pass them merged with
+    what prefetch could not read.
     """
-    index = _resource_index(resources)
-    active = active_medications(medications, index=index)
+    facts = profile.facts if facts is None else facts
+    findings = list(profile.findings if findings is None else findings)
+    index = profile.records
+    active = active_medications(profile.medications, index=index)
     taken = set(fact_value(facts, "meds.active.ingredients") or ()) | set(
         fact_value(facts, "draft.all.ingredients") or ())
-    draft_orders = list(draft_orders)
-    findings = list(findings)
-    cards = [render_card(r, rulebook, patient_id=patient_id, draft_orders=draft_orders, taken=taken,
-                         findings=findings, base_url=base_url, fhir_server=fhir_server, index=index,
-                         active=active) for r in recommendations]
-    return sorted(cards, key=lambda c: _ORDER[c["indicator"]])
-
-
-def issued(cards: Iterable[dict], extension_key: str) -> list[tuple[str, str, str]]:
-    """(card uuid, rule id, rulebook version) of each card, for ``Store.record_issued_cards``."""
+    draft_orders = list(profile.draft_orders)
+    patient_id = profile.patient_id or "unknown"
     out = []
-    for c in cards:
-        ext = (c.get("extension") or {}).get(extension_key) or {}
-        if c.get("uuid") and ext.get("id"):
-            out.append((c["uuid"], ext["id"], str(ext.get("rulebookVersion", ""))))
-    return out
+    for r in recommendations:
+        card = render_card(r, rulebook, patient_id=patient_id, draft_orders=draft_orders, taken=taken,
+                           findings=findings, base_url=base_url, fhir_server=fhir_server, index=index,
+                           active=active)
+        out.append(IssuedCard(card, r.rule.id, str(rulebook.version)))
+    return sorted(out, key=lambda c: _ORDER[c.indicator])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from ..fhir import parse as fp
+from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from .medications import DAYS_PER_MONTH, count_cycles, draft_ref
 from .profile import Derived, DraftOrder, Line, MedEpisode, iso_date

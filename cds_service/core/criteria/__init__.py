@@ -79,4 +79,6 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         courses=tuple(courses(episodes, list(history.lines), history.line_of, today, params)),
         kinds=MappingProxyType(dict(intake.kinds)),
         progression=tuple(progression),
+        notices=tuple(derived.notices),
+        records=MappingProxyType(dict(intake.records)),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from ..fhir import parse as fp
+from .. import parse as fp
 from ..knowledge.terminology import Terminology
 from .intake import Intake
 from .profile import Derived, MedEpisode

@@ -1,22 +1,37 @@
 """The pure pipeline: resources → patient profile → recommendations → cards.
 
 Nothing here does I/O; the HTTP layer hands in what prefetch gathered and the
-knowledge loaded at start-up.  Each card carries its rule id and the rulebook
-version in ``card["extension"][rulebook.extension_key]`` (``{"id", "version",
-"rulebookId", "rulebookVersion"}``), which is what the HTTP layer records as
-an issued card; ``issued_cards(cards, knowledge)`` returns those
-``(card_uuid, rule_id, rulebook_version)`` triples directly.
+knowledge loaded at start-up, and gets back an ``Advice``: the cards as
+``IssuedCard`` objects (card JSON, rule id, rulebook version — never read
+back out of the JSON), and the profile they came from, whose ``notices`` the
+shell logs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import cards as cards_mod
-from .criteria.profile import Fact
+from .cards import IssuedCard
+from .criteria import build_profile
+from .criteria.profile import Fact, PatientProfile
 from .instrumentation import stage
 from .rules import rulebook as rules_mod
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What one hook call advises: the issued cards (most severe first) and the profile behind them."""
+
+    issued: tuple[IssuedCard, ...]
+    profile: PatientProfile | None
+
+    @property
+    def cards(self) -> list[dict]:
+        """The CDS Hooks card JSON, in order."""
+        return [i.card for i in self.issued]
 
 
 def _finding_codes(findings: Iterable[Any]) -> list[str]:
@@ -25,8 +40,8 @@ def _finding_codes(findings: Iterable[Any]) -> list[str]:
 
 def advise(hook: str, service_id: str, context: dict, resources: list[dict],
            findings: list | None = None, knowledge=None, base_url: str | None = None,
-           today: dt.date | None = None, fhir_server: str | None = None, profile=None) -> list[dict]:
-    """Return the CDS cards for one hook call (most severe first).
+           today: dt.date | None = None, fhir_server: str | None = None, profile=None) -> Advice:
+    """The cards for one hook call (most severe first), with the profile they came from.
 
     ``findings`` are prefetch/data-gathering findings; they are merged with the
     profile's own data-quality findings so the D cards can show both.
@@ -34,10 +49,8 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     already (the SMART page shows it too), so it is derived once.
     """
     if knowledge is None or knowledge.rulebook is None:
-        return []
+        return Advice((), profile)
     if profile is None:
-        from .criteria import build_profile
-
         with stage("criteria"):
             profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
     all_findings = list(profile.findings) + list(findings or [])
@@ -51,13 +64,7 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     facts["data.unavailable"] = Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
     with stage("rules"):
         recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
-    patient_id = (context or {}).get("patientId") or getattr(profile, "patient_id", None) or "unknown"
     with stage("cards"):
-        return cards_mod.render(recommendations, knowledge.rulebook, facts=facts, patient_id=patient_id,
-                                draft_orders=profile.draft_orders, findings=all_findings, base_url=base_url,
-                                fhir_server=fhir_server, medications=profile.medications, resources=resources)
-
-
-def issued_cards(cards: list[dict], knowledge) -> list[tuple[str, str, str]]:
-    """``(card_uuid, rule_id, rulebook_version)`` for ``Store.record_issued_cards``."""
-    return cards_mod.issued(cards, knowledge.rulebook.extension_key)
+        issued = cards_mod.render(recommendations, knowledge.rulebook, profile, facts=facts,
+                                  findings=all_findings, base_url=base_url, fhir_server=fhir_server)
+    return Advice(tuple(issued), profile)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..fhir import parse as fp
+from .. import parse as fp
 from ..knowledge.terminology import Terminology
 from .intake import Intake
 from .profile import Derived

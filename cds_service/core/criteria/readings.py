@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterator
 
-from ..fhir import parse as fp
+from .. import parse as fp
 from ..knowledge.terminology import Terminology
 from .profile import Derived
 

@@ -33,7 +33,7 @@ import yaml
 
 from ..errors import KnowledgeError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "rulebook.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent / "rulebook.schema.json"
 RULEBOOK_DIRNAME = "rulebook"
 META_FILE = "rulebook.yaml"
 
