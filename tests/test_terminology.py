@@ -33,6 +33,20 @@ def test_valueset_codes_lists_the_included_concepts_in_artifact_order():
     (RXNORM, "589511", "paclitaxel"),      # Abraxane brand
     (ATC, "L01XE33", "palbociclib"),
     ("urn:oid:2.16.840.1.113883.6.88", "1298944", "pertuzumab"),  # RxNorm by OID
+    # issue 20: RxNorm codes verified against a public export (see CodeSystem-ingredient definitions)
+    (RXNORM, "2267582", "fam-trastuzumab deruxtecan"),  # IN
+    (RXNORM, "2267579", "fam-trastuzumab deruxtecan"),  # "Trastuzumab Injection [Enhertu]": the ADC, not trastuzumab
+    (RXNORM, "1658086", "ado-trastuzumab emtansine"),   # "Trastuzumab Injection [KADCYLA]"
+    (RXNORM, "2361285", "tucatinib"),
+    (RXNORM, "1940643", "neratinib"),
+    (RXNORM, "1940642", "neratinib"),                   # PIN neratinib maleate
+    (RXNORM, "39541", "vinorelbine"),
+    (RXNORM, "1946825", "abemaciclib"),
+    (RXNORM, "258494", "exemestane"),
+    (RXNORM, "42375", "leuprolide"),
+    (RXNORM, "2169285", "alpelisib"),
+    (RXNORM, "2382603", "pertuzumab/trastuzumab/hyaluronidase"),  # MIN Phesgo
+    (RXNORM, "2289225", "trastuzumab"),                 # PIN trastuzumab-dttb
 ])
 def test_drug_codes_map_to_ingredient(system, code, ingredient):
     drug = terminology().drug_for_code(system, code)
