@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import dataclasses
 from dataclasses import dataclass
 
 from .. import parse as fp
@@ -50,12 +51,50 @@ def medication_history(intake: Intake, t: Terminology, today: dt.date) -> tuple[
             continue
         if e is not None:
             episodes.append(e)
+    episodes = current_by_administration(episodes, t, today, t.parameters)
     for state in ("active", "past", "ever"):
         chosen = episodes if state == "ever" else [e for e in episodes if e.state == state]
         refs = [e.ref for e in chosen]
         out.set(f"meds.{state}.ingredients", sorted({i for e in chosen for i in e.ingredients}), refs)
         out.set(f"meds.{state}.classes", sorted({k for e in chosen for k in e.classes}), refs)
     return out, episodes
+
+
+def current_by_administration(episodes: list[MedEpisode], t: Terminology, today: dt.date,
+                              params: CriteriaParameters) -> list[MedEpisode]:
+    """The newest clinic administration of a periodic drug, as current therapy while its next dose is due.
+
+    A GnRH agonist depot, fulvestrant or a HER2 antibody/ADC given every few
+    weeks is often charted only as MedicationAdministrations: each one is a
+    finished event, so read alone the drug looks like past therapy and the
+    advice would offer to "add" it again.  Knowledge file §2.6: a drug whose
+    last administration lies within its interval (CodeSystem-ingredient
+    ``administration-interval-days``, or the record's own spacing up to
+    ``periodic-administration-max-interval-multiple`` times it, for 3-monthly
+    depots) plus ``periodic-administration-grace-days`` is ongoing.  Only that
+    newest administration changes state; nothing becomes stoppable (cards stop
+    only active orders and statements).
+    """
+    by_drug: dict[tuple[str, ...], list[MedEpisode]] = {}
+    for e in episodes:
+        if e.kind == "MedicationAdministration" and e.start and e.start <= today:
+            by_drug.setdefault(e.ingredients, []).append(e)
+    current: set[str] = set()
+    for ingredients, given in by_drug.items():
+        interval = max((t.administration_interval(i) or 0 for i in ingredients), default=0)
+        if not interval:
+            continue
+        given.sort(key=lambda e: e.start)
+        dates = sorted({e.start for e in given})
+        if len(dates) >= 2:
+            gap = (dates[-1] - dates[-2]).days
+            if interval < gap <= interval * params.periodic_administration_max_interval_multiple:
+                interval = gap
+        if (today - dates[-1]).days <= interval + params.periodic_administration_grace_days:
+            current.add(given[-1].ref)
+    if not current:
+        return episodes
+    return [dataclasses.replace(e, state="active", end=None) if e.ref in current else e for e in episodes]
 
 
 def _med_concepts(r: dict, medications: dict[str, dict], t: Terminology) -> tuple[list[Drug], str]:

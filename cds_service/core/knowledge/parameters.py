@@ -31,6 +31,8 @@ class CriteriaParameters:
     receptor_positive_min_percent: float
     er_low_max_percent: float
     lvef_default_lln_percent: float
+    periodic_administration_grace_days: int
+    periodic_administration_max_interval_multiple: int
 
 
 # parameter name → (value[x] keys accepted, minimum, maximum)
@@ -41,6 +43,8 @@ _SPEC = {
     "receptor-positive-min-percent": (("valueDecimal", "valueInteger"), 0, 100),
     "er-low-max-percent": (("valueDecimal", "valueInteger"), 0, 100),
     "lvef-default-lln-percent": (("valueDecimal", "valueInteger"), 30, 70),
+    "periodic-administration-grace-days": (("valueInteger",), 0, 60),
+    "periodic-administration-max-interval-multiple": (("valueInteger",), 1, 12),
 }
 
 

@@ -79,7 +79,7 @@ class Terminology:
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
                  drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
-                 displays=None, titles=None):
+                 displays=None, titles=None, intervals=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -95,6 +95,12 @@ class Terminology:
         # (system, code) → display, and artifact id → title: the words the SMART page shows
         self._displays: Mapping[tuple[str, str], str] = displays or {}
         self._titles: Mapping[str, str] = titles or {}
+        # ingredient → labelled interval (days) of a drug given at intervals in clinic
+        self._intervals: Mapping[str, int] = intervals or {}
+
+    def administration_interval(self, ingredient: str) -> int | None:
+        """Days between clinic administrations of ``ingredient`` per its label (CodeSystem-ingredient), if periodic."""
+        return self._intervals.get(ingredient)
 
     def display(self, system: str | None, code: str | None) -> str | None:
         """The display name the artifacts give system|code (ValueSet or CodeSystem concept), if any."""
@@ -313,7 +319,7 @@ def load_terminology(profiles_dir) -> Terminology:
                     displays.setdefault((data["url"], c["code"]), c["display"])
 
     # -- drugs: ingredient CodeSystem + drug-class hierarchy + drug-ingredient map
-    drugs_by_code, drugs_by_name, pattern = _build_drugs(docs, maps)
+    drugs_by_code, drugs_by_name, pattern, intervals = _build_drugs(docs, maps)
 
     freeze = lambda d: MappingProxyType({k: frozenset(v) for k, v in d.items()})  # noqa: E731
     return Terminology(
@@ -324,6 +330,7 @@ def load_terminology(profiles_dir) -> Terminology:
         name_pattern=pattern, artifacts=tuple(sorted(docs)),
         parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
         displays=MappingProxyType(displays), titles=MappingProxyType(titles),
+        intervals=MappingProxyType(intervals),
     )
 
 
@@ -338,6 +345,7 @@ def _build_drugs(docs, maps):
     ing_path, ing_data = ing_doc
     raw: dict[str, tuple[list[str], list[str]]] = {}
     synonyms: dict[str, str] = {}
+    intervals: dict[str, int] = {}
     for i, c in enumerate(ing_data.get("concept") or ()):
         name = c["code"]
         classes, comps = [], []
@@ -348,6 +356,10 @@ def _build_drugs(docs, maps):
                 classes.append(p["valueCode"])
             elif p.get("code") == "component":
                 comps.append(p.get("valueCode"))
+            elif p.get("code") == "administration-interval-days":
+                if not isinstance(p.get("valueInteger"), int) or p["valueInteger"] <= 0:
+                    raise fail(ing_path, f"$.concept[{i}].property", "administration-interval-days needs a positive valueInteger")
+                intervals[name] = p["valueInteger"]
         raw[name] = (classes, comps)
         for label in [name, c.get("display") or name] + [d.get("value", "") for d in c.get("designation") or ()]:
             norm = normalize_text(label)
@@ -376,4 +388,4 @@ def _build_drugs(docs, maps):
     by_name = {syn: by_ingredient[name] for syn, name in synonyms.items()}
     alternatives = sorted(by_name, key=len, reverse=True)
     pattern = re.compile(r"(?<= )(" + "|".join(re.escape(a) for a in alternatives) + r")(?= )") if alternatives else None
-    return by_code, by_name, pattern
+    return by_code, by_name, pattern, intervals
