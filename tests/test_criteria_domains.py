@@ -126,3 +126,13 @@ def test_a_dosing_period_no_float_holds_is_no_interval():
     p = profile(*mbc_base(), med_statement("trastuzumab", start="2024-07-01"), tax)
     assert p.value("taxane.cycles") is None
     assert next(c for c in p.courses if c.refs == ("MedicationStatement/doc",)).period_days is None
+
+
+@pytest.mark.parametrize("text,metastatic", [
+    ("Stage IV", True), ("stage 4", True), ("IV", True), ("Stage IVB", True), ("pM1b", True), ("cM1", True),
+    ("T2 N1 M1", True), ("Stage IIIA", False), ("cM0", False), ("Stage I", False), ("Stage II", False),
+    ("pT1c pN0 cM0", False), ("", False)])
+def test_stage_words_that_mean_metastatic_disease(text, metastatic):
+    """Staging recorded only as text (issue 20): stage IV and M1 categories, nothing lower."""
+    from cds_service.core.criteria.conditions import metastatic_stage
+    assert metastatic_stage({"text": text}, terminology()) is metastatic

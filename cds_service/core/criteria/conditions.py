@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from .. import parse as fp
 from ..knowledge.terminology import Terminology
@@ -22,6 +23,40 @@ _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-con
 # "Grade 2", "CTCAE grade 2", "G2 pneumonitis" in Condition.severity text or display.
 _GRADE_TEXT = re.compile(r"\b(?:ctcae\s*)?(?:grade|g)\s*([1-5])\b", re.IGNORECASE)
 _RESOLVED = frozenset({"resolved", "inactive", "remission"})
+# Staging recorded only as words ("Stage IV", "stage 4", "cM1", "pM1b"): what the coded values of
+# ValueSet stage-metastatic mean, for records that carry text only (knowledge file §2.6, staging).
+STAGE_IV_TEXT = re.compile(r"\bstage\s*(?:iv|4)[abc]?\b|^\s*(?:stage\s*)?iv[abc]?\s*$|\b[cpy]{0,2}m1[abc]?\b", re.IGNORECASE)
+
+
+def metastatic_stage(codeable: Any, t: Terminology) -> bool:
+    """A stage or M category that means distant metastases: AJCC stage IV or M1, coded or in words."""
+    if t.codings_in("stage-metastatic", codeable):
+        return True
+    return any(STAGE_IV_TEXT.search(text) for text in fp.texts(codeable))
+
+
+def staged_metastatic(intake: Intake, t: Terminology) -> list[tuple[dt.date | None, str]]:
+    """(date, ref) of each record that stages the breast cancer as metastatic without a metastatic Condition.
+
+    A primary breast cancer Condition whose ``stage.summary`` is stage IV or M1
+    (de novo stage IV: its onset is the metastatic diagnosis), and mCODE TNM
+    stage-group / M-category Observations with such a value (their date).
+    """
+    out = []
+    for c in intake.conditions:
+        if code_of(c.get("verificationStatus")) in ("entered-in-error", "refuted"):
+            continue
+        if not t.codings_in("primary-breast-cancer", c.get("code")):
+            continue
+        for stage in c.get("stage") or ():
+            if isinstance(stage, dict) and metastatic_stage(stage.get("summary"), t):
+                out.append((fp.condition_onset(c), fp.reference_of(c)))
+                break
+    for kind in ("tnm-stage-group", "tnm-distant-metastases"):
+        rows = newest_final(intake.of_kind(kind), kind, Derived())
+        if rows and metastatic_stage(rows[0][1].get("valueCodeableConcept"), t):
+            out.append((rows[0][0], fp.reference_of(rows[0][1])))
+    return out
 
 
 def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]]:
@@ -66,6 +101,10 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
             if d:
                 met_dates.append((d, ref))
     out.set("breast_cancer", bool(breast), breast)
+    if not mets and breast:
+        staged = staged_metastatic(intake, t)
+        mets = [ref for _, ref in staged]
+        met_dates += [(d, ref) for d, ref in staged if d]
     out.set("metastatic", bool(mets), mets)
     out.set("metastatic.sites", [s for s in SITE_ORDER if s in sites], [r for s in sites.values() for r in s])
     if met_dates:

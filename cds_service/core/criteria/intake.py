@@ -21,7 +21,8 @@ RELEVANT = frozenset({"Patient", "Observation", "Condition", "Procedure", "Medic
                       "MedicationRequest", "MedicationAdministration", "Medication"})
 OBS_KINDS = ("her2-interpretation", "her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number",
              "er-percent", "er-status", "pr-percent", "pr-status", "er-pr-combined", "genetic-variant",
-             "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin")
+             "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin", "tnm-distant-metastases",
+             "tnm-stage-group")
 CONDITION_SETS = ("primary-breast-cancer", "metastatic-disease", "ild", "pregnancy", "pregnancy-ended")
 # Kinds where only the newest final result is used.  They are validated when
 # read, newest first, so an older result that a newer readable one supersedes
