@@ -62,6 +62,9 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
     unavailable = sorted({r.split(":", 1)[1] for f in findings or () for r in getattr(f, "refs", ())
                           if r.startswith("prefetch:")})
     facts["data.unavailable"] = Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
+    # The hook itself: a card that belongs to the chart opening only while a decision is open
+    # (the maintenance window) can say so without a second copy of the rule.
+    facts["hook"] = Fact(hook)
     with stage("rules"):
         recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
     with stage("cards"):

@@ -94,8 +94,16 @@ def invoke(service_id: str):
             issued = [i for i in result.issued if card_is_valid(i)]
         repeat_keys = repeats.keys_of(issued, body["context"].get("patientId"), body["context"],
                                       repeats.audience(g.get("client"), body["context"], body.get("fhirServer")))
+        suppressed: list[repeats.Suppressed] = []
         if service.hook == "order-sign":
             issued, suppressed = _order_sign_cards(store, settings, issued, repeat_keys)
+        elif service.hook == "patient-view" and result.profile is not None:
+            event_keys = repeats.once_per_event(
+                issued, knowledge.rulebook.rule, result.profile.facts, body["context"].get("patientId"),
+                repeats.audience(g.get("client"), body["context"], body.get("fhirServer")))
+            repeat_keys.update(event_keys)
+            issued, suppressed = _once_per_event_cards(store, issued, event_keys)
+        if suppressed:
             audit["suppressed"] = ",".join(f"{s.rule_id}@{s.earlier_hook_instance or '?'}" for s in suppressed)
         audit.update(status=200, outcome="cards" if issued else "no-cards", card_count=len(issued),
                      rule_ids=",".join(i.rule_id for i in issued))
@@ -144,6 +152,34 @@ def _order_sign_cards(store, settings, issued: list[IssuedCard], repeat_keys: di
         log.info("card not repeated at order-sign", extra={
             "rule": s.rule_id, "earlier_hook_instance": s.earlier_hook_instance,
             "request_id": g.get("request_id", "")})
+    return kept, suppressed
+
+
+def _once_per_event_cards(store, issued: list[IssuedCard], event_keys: dict[str, str],
+                          ) -> tuple[list[IssuedCard], list[repeats.Suppressed]]:
+    """patient-view: a card about an event (a progression) the same clinician was already shown is left out.
+
+    Knowledge file §2.6: the next-line card opens once per progression event, not at
+    every chart opening.  A database that cannot answer costs the de-duplication, not
+    the card.
+    """
+    if not event_keys:
+        return issued, []
+    try:
+        rows = store.earlier_cards(event_keys.values(), "patient-view", repeats.EVENT_MEMORY_START)
+    except Exception:
+        log.exception("patient-view event look-up failed; cards shown again")
+        return issued, []
+    seen = {r["repeat_key"]: r.get("hook_instance") for r in rows}
+    kept, suppressed = [], []
+    for i in issued:
+        key = event_keys.get(i.uuid)
+        if key in seen:
+            suppressed.append(repeats.Suppressed(i.rule_id, seen[key]))
+            log.info("card about an event already shown not repeated", extra={
+                "rule": i.rule_id, "earlier_hook_instance": seen[key], "request_id": g.get("request_id", "")})
+        else:
+            kept.append(i)
     return kept, suppressed
 
 

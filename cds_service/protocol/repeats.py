@@ -41,6 +41,8 @@ from ..core.criteria.intake import draft_entries
 from ..core import parse as fp
 
 KEY_VERSION = "her2-cds/repeat/v2"
+# Event cards (once_per) are remembered for as long as the issued-card rows are kept.
+EVENT_MEMORY_START = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _dict(value) -> dict:
@@ -101,6 +103,30 @@ def repeat_key(scope: list[str], patient_id: str, rule_id: str, context: dict) -
     payload = json.dumps([KEY_VERSION, scope, patient_id, rule_id, draft_identity(context)],
                          separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def event_key(scope: list[str], patient_id: str, rule_id: str, event) -> str:
+    """The digest that says "this rule, for this patient, about this event (a progression), seen by this clinician".
+
+    ``scope`` is the audience without encounter and FHIR server: a progression
+    card is shown to each clinician once per event, whichever visit they open.
+    """
+    payload = json.dumps([KEY_VERSION, "event", scope[:4], patient_id, rule_id, str(event)],
+                         separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def once_per_event(issued: Iterable, rule_of_id, facts: Mapping, patient_id, scope: list[str]) -> dict[str, str]:
+    """card uuid → event key, for the cards whose rule says ``once_per`` (patient-view)."""
+    if not isinstance(patient_id, str) or not patient_id:
+        return {}
+    out = {}
+    for i in issued:
+        fact = getattr(rule_of_id(i.rule_id), "once_per", None)
+        value = getattr(facts.get(fact), "value", None) if fact else None
+        if value is not None:
+            out[i.uuid] = event_key(scope, patient_id, i.rule_id, value)
+    return out
 
 
 def keys_of(issued: Iterable, patient_id, context: dict, scope: list[str]) -> dict[str, str]:

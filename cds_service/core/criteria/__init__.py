@@ -31,6 +31,7 @@ from .lines import therapy_facts
 from .medications import courses, draft_orders, medication_history
 from .observations import observation_facts
 from .patient import patient_facts
+from .progression import progression_facts
 from .profile import Course, Derived, DraftOrder, Fact, Finding, Line, MedEpisode, PatientProfile
 from .receptors import receptor_facts
 
@@ -67,6 +68,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, params)
     derived.merge(therapy)
     derived.merge(ild_on_tdxd(ild_conditions, episodes, t))
+    derived.merge(progression_facts(progression, history.lines, intake, t, params))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
     return PatientProfile(

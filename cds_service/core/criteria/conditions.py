@@ -80,7 +80,7 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
             breast.append(ref)
         if "ild" in sets:
             ild.append(ref)
-        if "pregnancy" in sets and not _resolved(c):
+        if "pregnancy" in sets and not resolved(c):
             pregnant.append((fp.condition_onset(c), ref))
         if "pregnancy-ended" in sets:
             end = fp.condition_onset(c) or fp.parse_date(c.get("abatementDateTime"))
@@ -168,7 +168,7 @@ def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode], t: Termi
     else:
         grade, note = max(known), None
     out.set("ild.on_tdxd.grade", grade, refs, note)
-    out.set("ild.on_tdxd.resolved", bool(hits) and all(_resolved(c) for c in hits), refs)
+    out.set("ild.on_tdxd.resolved", bool(hits) and all(resolved(c) for c in hits), refs)
     return out
 
 
@@ -183,7 +183,7 @@ def severity_grade(cond: dict, t: Terminology) -> int | None:
     return int(code) if code else None
 
 
-def _resolved(cond: dict) -> bool:
+def resolved(cond: dict) -> bool:
     if code_of(cond.get("clinicalStatus")) in _RESOLVED:
         return True
     return any(cond.get(k) for k in ("abatementDateTime", "abatementPeriod", "abatementAge", "abatementString"))

@@ -53,21 +53,22 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     anti = [e for e in episodes if "anti-her2" in e.classes]
     regimen = [e for e in episodes if e.state == "active" and set(e.classes) & ANTICANCER]
     out.set("therapy.regimen.ingredients", sorted({i for e in regimen for i in e.ingredients}), [e.ref for e in regimen])
-    draft_anti = {i for d in chosen_drafts if "anti-her2" in d.classes for i in d.ingredients}
+    draft_anti = {i for d in chosen_drafts if "anti-her2" in d.classes for i in (d.moieties or d.ingredients)}
     regimens: list[_Regimen] = []
     if mdate:
         after = sorted((e for e in anti if e.start and e.start >= mdate), key=lambda e: e.start)
         for e in after:
+            agents = set(e.moieties or e.ingredients)  # formulation and biosimilar switches are the same agents
             if not regimens:
-                regimens.append(_Regimen(e.start, set(e.ingredients), [e]))
+                regimens.append(_Regimen(e.start, agents, [e]))
                 continue
             cur = regimens[-1]
-            if (e.start - cur.start).days <= window or set(e.ingredients) <= cur.ingredients \
+            if (e.start - cur.start).days <= window or agents <= cur.ingredients \
                     or not _switched(cur, e.start, progression, window):
-                cur.ingredients |= set(e.ingredients)
+                cur.ingredients |= agents
                 cur.episodes.append(e)
             else:
-                regimens.append(_Regimen(e.start, set(e.ingredients), [e]))
+                regimens.append(_Regimen(e.start, agents, [e]))
     chemo = [e for e in episodes if "chemotherapy" in e.classes and mdate and e.start and e.start >= mdate]
     line_refs = [e.ref for r in regimens for e in r.episodes]
     out.set("therapy.prior_metastatic_anti_her2", bool(regimens), line_refs,
@@ -164,7 +165,8 @@ def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, 
     refs = [e.ref for e in tax]
     if not tax:
         out.set("taxane.cycles", None, (), "no taxane in the current line")
-        for name in ("taxane.months", "taxane.weeks", "taxane.days", "taxane.drug", "taxane.start", "taxane.end"):
+        for name in ("taxane.months", "taxane.weeks", "taxane.days", "taxane.drug", "taxane.start", "taxane.end",
+                     "taxane.days_since_end"):
             out.set(name, None)
         out.set("taxane.cycles_estimated", False)
         out.set("taxane.schedule", "unknown")
@@ -186,4 +188,6 @@ def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, 
                                            or {i for e in tax for i in e.ingredients})), refs)
     out.set("taxane.start", iso_date(count.start), refs)
     out.set("taxane.end", iso_date(count.end), refs)
+    ended = not any(e.state == "active" for e in tax) and count.end is not None
+    out.set("taxane.days_since_end", (today - count.end).days if ended else None, refs)
     out.set("taxane.course_ended", not any(e.state == "active" for e in tax) and count.end is not None, refs)

@@ -127,6 +127,8 @@ def episode(r: dict, medications: dict[str, dict], t: Terminology, today: dt.dat
     if not drugs:
         return None
     ingredients = tuple(dict.fromkeys(i for d in drugs for i in d.ingredients))
+    # a combination product (Phesgo) counts as its components; a single drug as itself
+    moieties = tuple(dict.fromkeys(m for d in drugs for m in (d.ingredients[1:] or d.ingredients)))
     classes = tuple(dict.fromkeys(k for d in drugs for k in d.classes))
     status = r.get("status")
     start = end = None
@@ -166,7 +168,8 @@ def episode(r: dict, medications: dict[str, dict], t: Terminology, today: dt.dat
     for ext in r.get("extension") or ():
         if isinstance(ext, dict) and ext.get("url") == COMPLETED_CYCLES_URL and isinstance(ext.get("valueInteger"), int):
             cycles = ext["valueInteger"]
-    return MedEpisode(fp.reference_of(r), ingredients, classes, state, start, end, text, rtype, cycles, period_days)
+    return MedEpisode(fp.reference_of(r), ingredients, classes, state, start, end, text, rtype, cycles, period_days,
+                      moieties)
 
 
 def _period_days(repeat: dict) -> float | None:
@@ -216,7 +219,7 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
             out.notice(problem[0], "draft order read leniently", (ref,))
         if e is None:
             continue
-        drafts.append(DraftOrder(ref, e.ingredients, e.classes, e.text))
+        drafts.append(DraftOrder(ref, e.ingredients, e.classes, e.text, e.moieties))
     selections = context.get("selections")
     chosen = drafts
     if isinstance(selections, list):

@@ -40,6 +40,7 @@ class DraftOrder:
     ingredients: tuple[str, ...]
     classes: tuple[str, ...]
     text: str
+    moieties: tuple[str, ...] = ()  # see MedEpisode.moieties
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class MedEpisode:
     kind: str  # MedicationStatement | MedicationRequest | MedicationAdministration
     cycles: int | None = None  # explicit completed-cycles extension
     period_days: float | None = None  # dosing interval (timing.repeat), when given
+    # The active drugs, whatever the formulation: Phesgo is trastuzumab + pertuzumab, not a third
+    # agent, so a switch from IV trastuzumab + pertuzumab to Phesgo continues the line (§2.6).
+    moieties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

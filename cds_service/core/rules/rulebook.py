@@ -91,6 +91,7 @@ class Rule:
     suppresses: tuple[str, ...] = ()
     show_findings: bool = False
     enabled_by: str | None = None
+    once_per: str | None = None  # patient-view: shown once per value of this fact (an event), see protocol/repeats
     file: str = ""
     # fact → operators of the tests written in ``when`` itself (named scopes not opened);
     # derived once here for the cards' "Why this card".
@@ -337,6 +338,10 @@ def _semantic_problems(doc: dict) -> list[str]:
         seen.add(r["id"])
         if r["scope"] not in scopes:
             out.append(f"{label}: {base}/scope: unknown scope {r['scope']!r}")
+        if r.get("once_per") is not None and r["once_per"] not in facts:
+            out.append(f"{label}: {base}/once_per: unknown fact {r['once_per']!r}")
+        if r.get("once_per") is not None and list(r.get("hooks") or []) != ["patient-view"]:
+            out.append(f"{label}: {base}/once_per: only for patient-view rules (order hooks have their own repeats)")
         for j, ev in enumerate(r.get("evidence") or []):
             if ev not in (doc.get("evidence") or {}):
                 out.append(f"{label}: {base}/evidence/{j}: unknown evidence {ev!r}")
@@ -408,7 +413,7 @@ def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
             selection_behavior=r.get("selection_behavior", "at-most-one"), notes=notes,
             override_reasons=tuple(r.get("override_reasons") or ()),
             suppresses=tuple(r.get("suppresses") or ()), show_findings=bool(r.get("show_findings")),
-            enabled_by=r.get("enabled_by"), file=origin[i] if i < len(origin) else "",
+            enabled_by=r.get("enabled_by"), once_per=r.get("once_per"), file=origin[i] if i < len(origin) else "",
             direct_tests={name: frozenset(ops) for name, ops in _direct_tests(r["when"], {}).items()},
         ))
     return Rulebook(

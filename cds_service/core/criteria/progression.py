@@ -1,0 +1,49 @@
+"""progression.event: a recorded progression that opens the next-line decision.
+
+Knowledge file §2.6, "Progression opens the next decision": a progression
+recorded after the start of the current anti-HER2 line (a disease-status
+result "worsened", or a metastatic-site Condition — brain included, not
+resolved — whose onset comes after the line's first month), with no new line started since,
+is an open decision.  The fact names the event (its FHIR reference) so the
+patient-view card can be shown once per progression, not at every chart
+opening (``once_per`` in the rulebook; the shell keeps the memory).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from .. import parse as fp
+from ..knowledge.parameters import CriteriaParameters
+from ..knowledge.terminology import Terminology
+from .conditions import resolved
+from .intake import Intake
+from .profile import Derived, Line
+
+
+def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ...], intake: Intake,
+                      t: Terminology, params: CriteriaParameters) -> Derived:
+    """progression.event (reference or None) and progression.date of the newest open progression."""
+    out = Derived()
+    if not lines:
+        out.set("progression.event", None, (), "no anti-HER2 line on record")
+        out.set("progression.date", None)
+        return out
+    current = lines[-1]
+    baseline = current.start + dt.timedelta(days=params.line_of_therapy_window_days)
+    events = [(d, ref, "disease status worsened") for d, ref in worsened if d > current.start]
+    for c in intake.conditions:
+        if not t.codings_in("metastatic-disease", c.get("code")) or resolved(c):
+            continue  # a metastasis recorded as resolved/inactive is no open decision
+        onset = fp.condition_onset(c)
+        if onset and onset > baseline:
+            events.append((onset, fp.reference_of(c), "new metastatic site"))
+    if not events:
+        out.set("progression.event", None, (), f"no progression recorded since line {current.number} began")
+        out.set("progression.date", None)
+        return out
+    date, ref, what = max(events)
+    note = f"{what} on {date}, after line {current.number} began on {current.start}"
+    out.set("progression.event", ref, (ref,), note)
+    out.set("progression.date", date.isoformat(), (ref,), note)
+    return out
