@@ -57,6 +57,10 @@ def medication_history(intake: Intake, t: Terminology, today: dt.date) -> tuple[
         refs = [e.ref for e in chosen]
         out.set(f"meds.{state}.ingredients", sorted({i for e in chosen for i in e.ingredients}), refs)
         out.set(f"meds.{state}.classes", sorted({k for e in chosen for k in e.classes}), refs)
+    # Current therapy with a standing record (an active order or medication-list entry): what a card
+    # can offer to stop.  A drug current only through its clinic administrations has none.
+    ordered = [e for e in episodes if e.state == "active" and e.kind != "MedicationAdministration"]
+    out.set("meds.ordered.ingredients", sorted({i for e in ordered for i in e.ingredients}), [e.ref for e in ordered])
     return out, episodes
 
 
