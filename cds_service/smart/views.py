@@ -46,12 +46,13 @@ def _init(state) -> None:
     """
     app = state.app
     settings = app.config["SETTINGS"]
+    issuers = oauth.IssuerPolicy.from_settings(settings)
     app.extensions["her2cds.smart"] = {
         "secrets": SecretStore(app),
         "cache": ExpiringStore(max_entries=CACHE_ENTRIES),
-        "http": BoundedHttp(settings.smart_http_deadline, oauth.MAX_OAUTH_BYTES),
+        "http": BoundedHttp(settings.smart_http_deadline, oauth.MAX_OAUTH_BYTES, issuers.networks),
         "fhir": fhir_client(settings),
-        "issuers": oauth.IssuerPolicy.from_settings(settings),
+        "issuers": issuers,
     }
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     if settings.public_url.strip().lower().startswith("https://"):
@@ -107,7 +108,7 @@ def open_absolute():
 
 def _start_authorization(iss: str, launch_token: str | None, patient_hint: str | None):
     """Discover the endpoints, remember state → PKCE verifier server-side, bind state to this browser."""
-    conf = oauth.discover(_part("http"), iss)
+    conf = oauth.discover(_part("http"), iss, _part("issuers"))
     verifier, challenge = oauth.pkce_pair()
     state = secrets.token_urlsafe(24)
     redirect_uri = _redirect_uri()
@@ -170,7 +171,7 @@ def callback():
         "redirect_uri": pending.redirect_uri,
         "client_id": _settings().smart_client_id,
         "code_verifier": pending.verifier,
-    })
+    }, _part("issuers"))
     sid = secrets.token_urlsafe(32)
     app_context = read_app_context(token.get("appContext"))
     entry = AppSession(pending.iss, token["patient"], token["access_token"], str(token.get("scope", "")),
@@ -238,7 +239,7 @@ def _page(entry: AppSession) -> Page:
         return page
     knowledge = current_app.extensions["her2cds.knowledge"]
     record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget,
-                          prefetch_templates(knowledge.terminology))
+                          prefetch_templates(knowledge.terminology), _part("issuers").networks)
     if record.failures:
         log.warning("smart: FHIR reads incomplete", extra={
             "request_id": g.get("request_id"), "patient_id": entry.patient, "iss": entry.iss,
