@@ -147,7 +147,11 @@ smart_session = Table(
     Column("kind", String(20), nullable=False),
     Column("expires_at", Integer, nullable=False, index=True),
     Column("payload", Text, nullable=False),
+    # Who started a pending launch: a keyed hash of the client address (never the address), so a
+    # flood from one address meets its own bound and cannot push out other browsers' launches.
+    Column("owner", String(64)),
     Index("ix_smart_session_kind_expires", "kind", "expires_at"),
+    Index("ix_smart_session_owner", "kind", "owner"),
 )
 
 
@@ -168,6 +172,14 @@ WRITE_FAILURE_MEMORY = 15.0
 
 # The readiness probe's rows in ``jwt_replay`` (inserted and deleted in one transaction).
 PROBE_ISSUER = "urn:her2cds:readiness-probe"
+
+
+class SecretsFull(RuntimeError):
+    """``put_secret`` refused a record: the live rows of its kind, or of its owner, are at their bound."""
+
+    def __init__(self, per_owner: bool):
+        super().__init__("owner bound reached" if per_owner else "table bound reached")
+        self.per_owner = per_owner
 
 
 class StoreUnavailable(RuntimeError):
@@ -530,25 +542,40 @@ class Store:
 
     # -- SMART app secrets (ciphertext only) -----------------------------------
     def put_secret(self, kind: str, key: str, payload: bytes, ttl: int, now: int | None = None,
-                   max_live: int | None = None) -> None:
+                   max_live: int | None = None, owner: str | None = None, max_per_owner: int | None = None,
+                   evict: bool = True) -> None:
         """Store an encrypted record for ``ttl`` seconds; expired rows of every kind go first.
 
         Purging on write keeps the table small without a background job.
-        ``max_live`` bounds the live rows of this ``kind`` (a flood of launches
-        cannot fill the disk): when reached, the rows closest to expiry are dropped.
+        ``max_live`` bounds the live rows of this ``kind`` (a flood cannot fill
+        the disk): when reached, the rows closest to expiry are dropped
+        (``evict``), or the new record is refused with ``SecretsFull`` (pending
+        launches: a flood must not push out sign-ins in progress).
+        ``max_per_owner`` bounds the live rows of this kind with this ``owner``
+        (``SecretsFull(per_owner=True)``).  Counted and inserted in one write
+        transaction, so concurrent writers cannot pass a bound together on SQLite
+        (one writer at a time); on PostgreSQL a burst may overshoot by the number
+        of concurrent writers, which a bound against floods tolerates.
         """
         now = int(time.time()) if now is None else int(now)
         with self.write() as conn:
             conn.execute(smart_session.delete().where(smart_session.c.expires_at <= now))
+            if owner is not None and max_per_owner is not None:
+                mine = conn.execute(select(func.count()).select_from(smart_session).where(
+                    smart_session.c.kind == kind, smart_session.c.owner == owner)).scalar_one()
+                if mine >= max_per_owner:
+                    raise SecretsFull(per_owner=True)
             if max_live is not None:
                 live = conn.execute(select(func.count()).select_from(smart_session)
                                     .where(smart_session.c.kind == kind)).scalar_one()
+                if live >= max_live and not evict:
+                    raise SecretsFull(per_owner=False)
                 if live >= max_live:
                     oldest = (select(smart_session.c.key).where(smart_session.c.kind == kind)
                               .order_by(smart_session.c.expires_at).limit(live - max_live + 1))
                     conn.execute(smart_session.delete().where(smart_session.c.key.in_(oldest)))
             conn.execute(insert(smart_session).values(key=key, kind=kind, expires_at=now + int(ttl),
-                                                      payload=payload.decode("ascii")))
+                                                      payload=payload.decode("ascii"), owner=owner))
 
     def get_secret(self, kind: str, key: str, now: int | None = None) -> bytes | None:
         """The payload of a live record, or None (unknown, other kind, or expired)."""

@@ -1219,3 +1219,75 @@ def test_plain_http_goes_only_to_origins_listed_with_http():
     assert policy.endpoint_problem("ftp://ehr.lan/token") is not None
     assert oauth.IssuerPolicy(frozenset(), dev_loopback=True).endpoint_problem("http://127.0.0.1:9/t") is None
     assert oauth.IssuerPolicy(frozenset()).endpoint_problem("http://127.0.0.1:9/t") is not None
+
+
+# -- SMART launches do not take the hooks' capacity; floods cannot evict sign-ins (issue 21) ----------------
+
+def test_an_issuers_configuration_is_fetched_once_per_ttl(client, ehr, httpserver):
+    for _ in range(5):
+        _launch(client, ehr)
+    discoveries = [r for r, _ in httpserver.log if r.path.endswith("/.well-known/smart-configuration")]
+    assert len(discoveries) == 1
+
+
+def test_a_dripping_issuer_holds_at_most_the_configured_threads(db_url, drip):
+    """Six launches at once against a dripping allowed issuer: two wait (502 at the deadline), four get an
+    immediate 503 page, and only two connections are ever opened; the worker's other threads stay free."""
+    server = drip(head=b"HTTP/1.1 200 OK\r\n", piece=b"X", interval=0.02, count=1500)
+    app = _bounded_app(db_url, server.url + "/fhir", deadline=1.0, smart_max_concurrent=2)
+    barrier = threading.Barrier(6)
+    answers = []
+
+    def launch():
+        barrier.wait()
+        resp = app.test_client().get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
+        answers.append((resp.status_code, resp.headers.get("Retry-After")))
+
+    threads = [threading.Thread(target=launch) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(a[0] for a in answers) == [502, 502, 503, 503, 503, 503]
+    assert all(retry == "5" for status, retry in answers if status == 503)
+    assert len(server.connections) == 2
+    # the failure is remembered briefly: the next launch costs no outbound wait at all
+    resp = app.test_client().get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
+    assert resp.status_code == 502 and len(server.connections) == 2
+
+
+def test_a_flood_of_anonymous_launches_does_not_evict_a_real_sign_in(app, ehr, monkeypatch):
+    """The attack as reported, scaled down: the table bound is 30, one address sends 60 launches."""
+    monkeypatch.setattr(sessions, "MAX_ENTRIES", 30)
+    user = app.test_client()
+    _, params = _launch(user, ehr)  # a real user starts signing in ...
+    flood = app.test_client()
+    statuses = [flood.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "x"},
+                          environ_base={"REMOTE_ADDR": "203.0.113.66"}).status_code for _ in range(60)]
+    assert statuses.count(302) == sessions.MAX_LAUNCHES_PER_ADDRESS
+    assert set(statuses[sessions.MAX_LAUNCHES_PER_ADDRESS:]) == {429}
+    resp = user.get("/smart/callback", query_string={"code": "code-1", "state": params["state"]})  # ... and finishes
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/smart/app")
+
+
+def test_a_full_launch_table_refuses_new_launches_instead_of_evicting(app, ehr, monkeypatch):
+    monkeypatch.setattr(sessions, "MAX_ENTRIES", 3)
+    users = [app.test_client() for _ in range(4)]
+    params = []
+    for i, user in enumerate(users[:3]):
+        resp = user.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"},
+                        environ_base={"REMOTE_ADDR": f"198.51.100.{i}"})
+        params.append(ehr.remember_challenge(resp.headers["Location"]))
+    resp = users[3].get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"},
+                        environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    assert resp.status_code == 503 and "too many sign-ins" in resp.get_data(as_text=True)
+    for user, p in zip(users[:3], params):
+        ehr.challenge = p["code_challenge"]
+        assert user.get("/smart/callback", query_string={"code": "c", "state": p["state"]}).status_code == 302
+
+
+def test_launch_rows_hold_no_client_address(app, ehr):
+    client = app.test_client()
+    client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"}, environ_base={"REMOTE_ADDR": "192.0.2.55"})
+    [row] = _rows(app, "launch")
+    assert "192.0.2.55" not in json.dumps(row, default=str) and len(row["owner"]) == 64

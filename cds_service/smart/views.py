@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
+from contextlib import contextmanager
 from datetime import date
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
@@ -31,6 +33,7 @@ bp = Blueprint("smart", __name__, url_prefix="/smart")  # templates: cds_service
 
 CACHE_TTL = 60       # seconds a worker reuses the page it built (page → timeline.svg)
 CACHE_ENTRIES = 256  # the per-process page cache holds clinical data: keep it small
+CONFIG_FAILURE_TTL = 10  # seconds a failed discovery is remembered (a dripping issuer costs one wait per 10 s)
 
 
 @bp.record_once
@@ -53,6 +56,10 @@ def _init(state) -> None:
         "http": BoundedHttp(settings.smart_http_deadline, oauth.MAX_OAUTH_BYTES, issuers.networks),
         "fhir": fhir_client(settings),
         "issuers": issuers,
+        # per issuer: its checked SMART configuration, or the page its discovery failed with
+        "configurations": ExpiringStore(max_entries=max(16, len(issuers.allowed) * 2)),
+        # request threads that may wait on another server at once (the rest stay for hook calls)
+        "outbound": threading.BoundedSemaphore(settings.smart_max_concurrent),
     }
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     if settings.public_url.strip().lower().startswith("https://"):
@@ -106,14 +113,58 @@ def open_absolute():
     return _start_authorization(iss, None, patient_hint=hint)
 
 
+@contextmanager
+def _outbound():
+    """A slot for waiting on another server; none free → a 503 page at once, not a queued thread.
+
+    Why: each exchange may take up to ``smart_http_deadline``; 16 anonymous
+    launches against a dripping allowed issuer once held every worker thread,
+    and a hook call took 8.6 s instead of 10 ms.  At most
+    ``smart_max_concurrent`` request threads per worker wait for the SMART app.
+    """
+    slots = _part("outbound")
+    if not slots.acquire(blocking=False):
+        raise SmartError(503, "Service busy",
+                         "The service is waiting on the EHR's servers for other sign-ins right now. "
+                         "Try again in a moment.", detail="SMART outbound slots all in use")
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def _configuration(iss: str) -> dict:
+    """``iss``'s SMART configuration: from this worker's cache (``smart_config_ttl``), else discovered.
+
+    A failed discovery is remembered for ``CONFIG_FAILURE_TTL`` seconds, so a
+    flood of launches against a failing issuer costs one outbound wait, not one each.
+    """
+    cache = _part("configurations")
+    cached = cache.get(iss)
+    if isinstance(cached, SmartError):
+        raise cached
+    if cached is not None:
+        return cached
+    try:
+        with _outbound():
+            conf = oauth.discover(_part("http"), iss, _part("issuers"))
+    except SmartError as err:
+        if err.status == 502:
+            cache.put(iss, err, min(CONFIG_FAILURE_TTL, _settings().smart_config_ttl))
+        raise
+    if _settings().smart_config_ttl > 0:
+        cache.put(iss, conf, _settings().smart_config_ttl)
+    return conf
+
+
 def _start_authorization(iss: str, launch_token: str | None, patient_hint: str | None):
     """Discover the endpoints, remember state → PKCE verifier server-side, bind state to this browser."""
-    conf = oauth.discover(_part("http"), iss, _part("issuers"))
+    conf = _configuration(iss)
     verifier, challenge = oauth.pkce_pair()
     state = secrets.token_urlsafe(24)
     redirect_uri = _redirect_uri()
     _part("secrets").save_launch(state, PendingLaunch(iss, conf["token_endpoint"], verifier, redirect_uri,
-                                                      patient_hint))
+                                                      patient_hint), request.remote_addr)
     session["smart_state"] = state
     params = {
         "response_type": "code",
@@ -165,13 +216,14 @@ def callback():
     code = request.args.get("code")
     if not code:
         raise SmartError(400, "Missing code", "The authorization response has neither 'code' nor 'error'.")
-    token = oauth.exchange_code(_part("http"), pending.token_endpoint, {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": pending.redirect_uri,
-        "client_id": _settings().smart_client_id,
-        "code_verifier": pending.verifier,
-    }, _part("issuers"))
+    with _outbound():
+        token = oauth.exchange_code(_part("http"), pending.token_endpoint, {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": pending.redirect_uri,
+            "client_id": _settings().smart_client_id,
+            "code_verifier": pending.verifier,
+        }, _part("issuers"))
     sid = secrets.token_urlsafe(32)
     app_context = read_app_context(token.get("appContext"))
     entry = AppSession(pending.iss, token["patient"], token["access_token"], str(token.get("scope", "")),
@@ -238,8 +290,9 @@ def _page(entry: AppSession) -> Page:
     if page is not None:
         return page
     knowledge = current_app.extensions["her2cds.knowledge"]
-    record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget,
-                          prefetch_templates(knowledge.terminology), _part("issuers").networks)
+    with _outbound():
+        record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget,
+                              prefetch_templates(knowledge.terminology), _part("issuers").networks)
     if record.failures:
         log.warning("smart: FHIR reads incomplete", extra={
             "request_id": g.get("request_id"), "patient_id": entry.patient, "iss": entry.iss,
@@ -258,5 +311,8 @@ def _smart_error(err: SmartError):
     level = logging.WARNING if err.status >= 500 else logging.INFO
     log.log(level, "smart error", extra={"status": err.status, "title": err.title, "error": err.detail,
                                          "request_id": g.get("request_id", "")})
-    return render_template("smart_error.html", title=err.title, message=err.message,
-                           request_id=g.get("request_id", "")), err.status
+    resp = Response(render_template("smart_error.html", title=err.title, message=err.message,
+                                    request_id=g.get("request_id", "")), status=err.status, mimetype="text/html")
+    if err.status in (429, 503):
+        resp.headers["Retry-After"] = "60" if err.status == 429 else "5"
+    return resp
