@@ -84,6 +84,7 @@ class Settings:
     smart_fetch_budget: float = 20.0
     smart_max_concurrent: int = 2
     smart_config_ttl: float = 300.0
+    feedback_per_minute: int = 600
     secret_key: str = ""
     log_level: str = "INFO"
     cors_origins: str = "*"
@@ -166,6 +167,8 @@ SETTINGS_DOC: dict[str, str] = {
     "(discovery, token exchange, page reads); more get a 503 page at once, so a slow issuer cannot hold the "
     "threads hook calls need",
     "smart_config_ttl": "Seconds a worker reuses an issuer's SMART configuration (a failed discovery: 10 s at most)",
+    "feedback_per_minute": "Feedback entries one client (JWT issuer + tenant; the address with authentication "
+    "disabled) may send per minute to one worker process; more get 429 with `Retry-After`",
     "secret_key": "Flask session key for the SMART app; also encrypts its sessions in the database "
     "(Fernet key = HKDF-SHA256 of it). Random per start if unset, which is enough for one `serve` "
     "(its workers share the preloaded app); set it, identical everywhere, for several instances or "
@@ -179,7 +182,7 @@ SETTINGS_DOC: dict[str, str] = {
 }
 
 _INT = {"max_body_bytes", "max_json_depth", "fhir_max_pages", "fhir_max_workers", "jwt_leeway", "jwt_max_age",
-        "smart_max_concurrent"}
+        "smart_max_concurrent", "feedback_per_minute"}
 _FLOAT = {"fhir_connect_timeout", "fhir_read_timeout", "fhir_time_budget", "smart_http_deadline",
           "smart_fetch_budget", "order_sign_repeat_window_hours", "smart_config_ttl"}
 _BOOL = {"smart_dev_loopback"}
@@ -226,6 +229,8 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
     for name in ("smart_http_deadline", "smart_fetch_budget"):
         if not getattr(settings, name) > 0:
             raise ConfigError(f"HER2CDS_{name.upper()} must be a positive number of seconds")
+    if settings.feedback_per_minute < 1:
+        raise ConfigError("HER2CDS_FEEDBACK_PER_MINUTE must be 1 or more")
     if settings.smart_max_concurrent < 1:
         raise ConfigError("HER2CDS_SMART_MAX_CONCURRENT must be 1 or more")
     if not settings.smart_config_ttl >= 0:
