@@ -84,6 +84,7 @@ class Settings:
     smart_fetch_budget: float = 20.0
     smart_max_concurrent: int = 2
     smart_config_ttl: float = 300.0
+    smart_frame_ancestors: str = "'none'"
     feedback_per_minute: int = 600
     secret_key: str = ""
     log_level: str = "INFO"
@@ -166,6 +167,9 @@ SETTINGS_DOC: dict[str, str] = {
     "smart_max_concurrent": "SMART app requests per worker process that may wait on another server at once "
     "(discovery, token exchange, page reads); more get a 503 page at once, so a slow issuer cannot hold the "
     "threads hook calls need",
+    "smart_frame_ancestors": "CSP `frame-ancestors` of the SMART app's pages: `'none'` (default; also "
+    "`X-Frame-Options: DENY`) or the EHR origins that may show it in a frame, space-separated "
+    "(e.g. `https://ehr.example.org`)",
     "smart_config_ttl": "Seconds a worker reuses an issuer's SMART configuration (a failed discovery: 10 s at most)",
     "feedback_per_minute": "Feedback entries one client (JWT issuer + tenant; the address with authentication "
     "disabled) may send per minute to one worker process; more get 429 with `Retry-After`",

@@ -1291,3 +1291,39 @@ def test_launch_rows_hold_no_client_address(app, ehr):
     client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"}, environ_base={"REMOTE_ADDR": "192.0.2.55"})
     [row] = _rows(app, "launch")
     assert "192.0.2.55" not in json.dumps(row, default=str) and len(row["owner"]) == 64
+
+
+# -- /smart/* headers and the state bound to its browser (issue 21) -----------------------------------------
+
+@pytest.mark.parametrize("path", ["/smart/launch", "/smart/app", "/smart/callback", "/smart/timeline.svg"])
+def test_every_smart_response_forbids_scripts_framing_and_sniffing(client, path):
+    resp = client.get(path)
+    csp = resp.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp
+    assert "script-src" not in csp or "script-src 'none'" in csp
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_configured_ehr_origins_may_frame_the_app(migrated_db_url, httpserver):
+    app = create_app(auth="disabled", database_url=migrated_db_url, smart_frame_ancestors="https://ehr.example.org")
+    resp = app.test_client().get("/smart/app")
+    assert "frame-ancestors https://ehr.example.org" in resp.headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in resp.headers
+
+
+def test_a_foreign_browser_cannot_use_up_a_victims_state(app, ehr):
+    victim, attacker = app.test_client(), app.test_client()
+    _, params = _launch(victim, ehr)
+    assert attacker.get("/smart/callback", query_string={"code": "x", "state": params["state"]}).status_code == 400
+    resp = victim.get("/smart/callback", query_string={"code": "code-1", "state": params["state"]})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/smart/app")
+
+
+def test_smart_log_lines_carry_no_patient_id(client, ehr, smart_log):
+    ehr.failing_paths = {"/fhir/Condition"}
+    _full_flow(client, ehr)
+    assert client.get("/smart/app").status_code == 200
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in smart_log.records if r.name.startswith("her2cds"))
+    assert "smart session started" in logged and "FHIR reads incomplete" in logged
+    assert PATIENT_ID not in logged

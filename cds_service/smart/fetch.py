@@ -81,8 +81,8 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
             continue
         if not result.error and not result.resources:
             empty.append(key)
-        if result.error:
-            failures[key] = result.error
+        if result.error:  # the detail names the read's path: the patient id stays out of the log
+            failures[key] = result.error.replace(entry.patient, "{patient}")
             findings.append(_read_finding(key, partial=bool(result.resources)))
         for res in result.resources:
             ident = (res.get("resourceType"), res.get("id"))

@@ -195,22 +195,21 @@ def callback():
         raise _authorization_error()
     if not state:
         raise SmartError(400, "Missing state", "The authorization response has no 'state'; start the app again.")
-    browser_state = session.pop("smart_state", None)
+    browser_state = session.get("smart_state")
+    if browser_state != state:
+        # checked before the launch is consumed: a foreign browser presenting a victim's state must not
+        # use it up (the victim's own callback still works)
+        raise SmartError(400, "Unknown or expired launch",
+                         "This sign-in was not started in this browser (state mismatch), was already used, "
+                         "or took too long. Launch the app again from the EHR.")
+    session.pop("smart_state", None)
     pending = _part("secrets").pop_launch(state)
-    if pending is None and browser_state == state:
+    if pending is None:
         # this browser did start the launch, but the database has no live record of it
         raise SmartError(400, "Launch expired",
                          "This sign-in took too long, or the service lost it (its instances do not share "
                          "one database, or the database was reset; see docs/smart-app.md). "
                          "Launch the app again.")
-    if pending is None:
-        raise SmartError(400, "Unknown or expired launch",
-                         "This sign-in was not started here, was already used, or took too long. "
-                         "Launch the app again from the EHR.")
-    if browser_state != state:
-        raise SmartError(400, "Launch started in another browser",
-                         "The sign-in response does not belong to the launch this browser started "
-                         "(state mismatch). Launch the app again.")
     if request.args.get("error"):
         raise _authorization_error()
     code = request.args.get("code")
@@ -234,7 +233,7 @@ def callback():
         session.pop("smart_focus_rule", None)
     _part("secrets").save_session(sid, entry, token.get("expires_in"))
     session["smart_sid"] = sid
-    log.info("smart session started", extra={"iss": pending.iss, "patient_id": token["patient"]})
+    log.info("smart session started", extra={"iss": pending.iss})  # no patient id in the SMART app's log
     return redirect(url_for("smart.app_page"), code=302)
 
 
@@ -278,7 +277,7 @@ def timeline_svg():
     page = _page(_part("secrets").load_session(session.get("smart_sid")))
     resp = Response(render_svg(page.profile, page.resources, page.today), mimetype="image/svg+xml")
     # the SVG carries EHR text: no scripts, no external loads, even if opened directly
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
 
@@ -295,7 +294,7 @@ def _page(entry: AppSession) -> Page:
                               prefetch_templates(knowledge.terminology), _part("issuers").networks)
     if record.failures:
         log.warning("smart: FHIR reads incomplete", extra={
-            "request_id": g.get("request_id"), "patient_id": entry.patient, "iss": entry.iss,
+            "request_id": g.get("request_id"), "iss": entry.iss,
             "error": "; ".join(f"{k}: {v}" for k, v in record.failures.items())})
     page = build_page(record.resources, patient_id=entry.patient, iss=entry.iss,
                       knowledge=knowledge, today=date.today(),
@@ -304,6 +303,20 @@ def _page(entry: AppSession) -> Page:
     if entry.sid:
         cache.put(entry.sid, page, CACHE_TTL)
     return page
+
+
+@bp.after_request
+def _headers(resp):
+    """Every /smart/* response: no script, no framing except by the configured EHR origins, no sniffing."""
+    ancestors = _settings().smart_frame_ancestors.strip() or "'none'"
+    resp.headers.setdefault("Content-Security-Policy",
+                            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'none'; "
+                            f"base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}")
+    if ancestors == "'none'":
+        resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    return resp
 
 
 @bp.errorhandler(SmartError)
