@@ -82,6 +82,10 @@ class Settings:
     smart_dev_loopback: bool = False
     smart_http_deadline: float = 10.0
     smart_fetch_budget: float = 20.0
+    smart_max_concurrent: int = 2
+    smart_config_ttl: float = 300.0
+    smart_frame_ancestors: str = "'none'"
+    feedback_per_minute: int = 600
     secret_key: str = ""
     log_level: str = "INFO"
     cors_origins: str = "*"
@@ -160,6 +164,15 @@ SETTINGS_DOC: dict[str, str] = {
     "smart_http_deadline": "Longest total seconds one SMART app HTTP exchange may take, body included "
     "(SMART configuration, token request, each FHIR read), however slowly the server answers",
     "smart_fetch_budget": "Total seconds for all FHIR reads of one SMART app page",
+    "smart_max_concurrent": "SMART app requests per worker process that may wait on another server at once "
+    "(discovery, token exchange, page reads); more get a 503 page at once, so a slow issuer cannot hold the "
+    "threads hook calls need",
+    "smart_frame_ancestors": "CSP `frame-ancestors` of the SMART app's pages: `'none'` (default; also "
+    "`X-Frame-Options: DENY`) or the EHR origins that may show it in a frame, space-separated "
+    "(e.g. `https://ehr.example.org`)",
+    "smart_config_ttl": "Seconds a worker reuses an issuer's SMART configuration (a failed discovery: 10 s at most)",
+    "feedback_per_minute": "Feedback entries one client (JWT issuer + tenant; the address with authentication "
+    "disabled) may send per minute to one worker process; more get 429 with `Retry-After`",
     "secret_key": "Flask session key for the SMART app; also encrypts its sessions in the database "
     "(Fernet key = HKDF-SHA256 of it). Random per start if unset, which is enough for one `serve` "
     "(its workers share the preloaded app); set it, identical everywhere, for several instances or "
@@ -172,9 +185,10 @@ SETTINGS_DOC: dict[str, str] = {
     "`/metrics` off the public proxy route)",
 }
 
-_INT = {"max_body_bytes", "max_json_depth", "fhir_max_pages", "fhir_max_workers", "jwt_leeway", "jwt_max_age"}
+_INT = {"max_body_bytes", "max_json_depth", "fhir_max_pages", "fhir_max_workers", "jwt_leeway", "jwt_max_age",
+        "smart_max_concurrent", "feedback_per_minute"}
 _FLOAT = {"fhir_connect_timeout", "fhir_read_timeout", "fhir_time_budget", "smart_http_deadline",
-          "smart_fetch_budget", "order_sign_repeat_window_hours"}
+          "smart_fetch_budget", "order_sign_repeat_window_hours", "smart_config_ttl"}
 _BOOL = {"smart_dev_loopback"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -219,6 +233,12 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
     for name in ("smart_http_deadline", "smart_fetch_budget"):
         if not getattr(settings, name) > 0:
             raise ConfigError(f"HER2CDS_{name.upper()} must be a positive number of seconds")
+    if settings.feedback_per_minute < 1:
+        raise ConfigError("HER2CDS_FEEDBACK_PER_MINUTE must be 1 or more")
+    if settings.smart_max_concurrent < 1:
+        raise ConfigError("HER2CDS_SMART_MAX_CONCURRENT must be 1 or more")
+    if not settings.smart_config_ttl >= 0:
+        raise ConfigError("HER2CDS_SMART_CONFIG_TTL must be 0 or a positive number of seconds")
     if settings.metrics not in ("enabled", "disabled"):
         raise ConfigError(f"HER2CDS_METRICS must be 'enabled' or 'disabled', not {settings.metrics!r}")
     return settings

@@ -60,10 +60,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     create_engine,
     event,
     func,
     insert,
+    or_,
     select,
 )
 from sqlalchemy import exc as sa_exc
@@ -86,6 +88,9 @@ feedback = Table(
     Column("override_display", String(300)),
     Column("user_comment", Text),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # The JWT issuer of the client that sent it (None with authentication disabled): it must be the
+    # client the card was issued to (protocol/feedback.py), and the report joins on it.
+    Column("client_iss", String(300)),
     UniqueConstraint("service_id", "card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_once"),
 )
 
@@ -104,6 +109,11 @@ issued_cards = Table(
     # The hookInstance of the call that issued the card: a suppression at order-sign names the
     # order-select call that showed the card (log and audit trail, issue 21).
     Column("hook_instance", String(100)),
+    # Who received the card (the token's iss and tenant; None with authentication disabled) and the
+    # uuids of its suggestions: feedback is accepted only from that client, naming those suggestions.
+    Column("client_iss", String(300)),
+    Column("client_tenant", String(256)),
+    Column("suggestion_ids", Text),
     Index("ix_issued_cards_repeat", "repeat_key", "hook", "issued_at"),
 )
 
@@ -147,7 +157,11 @@ smart_session = Table(
     Column("kind", String(20), nullable=False),
     Column("expires_at", Integer, nullable=False, index=True),
     Column("payload", Text, nullable=False),
+    # Who started a pending launch: a keyed hash of the client address (never the address), so a
+    # flood from one address meets its own bound and cannot push out other browsers' launches.
+    Column("owner", String(64)),
     Index("ix_smart_session_kind_expires", "kind", "expires_at"),
+    Index("ix_smart_session_owner", "kind", "owner"),
 )
 
 
@@ -168,6 +182,14 @@ WRITE_FAILURE_MEMORY = 15.0
 
 # The readiness probe's rows in ``jwt_replay`` (inserted and deleted in one transaction).
 PROBE_ISSUER = "urn:her2cds:readiness-probe"
+
+
+class SecretsFull(RuntimeError):
+    """``put_secret`` refused a record: the live rows of its kind, or of its owner, are at their bound."""
+
+    def __init__(self, per_owner: bool):
+        super().__init__("owner bound reached" if per_owner else "table bound reached")
+        self.per_owner = per_owner
 
 
 class StoreUnavailable(RuntimeError):
@@ -404,7 +426,23 @@ class Store:
         return (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) * fs.f_frsize
 
     # -- feedback -----------------------------------------------------------
-    def record_feedback(self, service_id: str, item: dict) -> bool:
+    def issued_card(self, card_uuid: str) -> dict | None:
+        """What was recorded when a card was issued (service, hook, client, suggestion uuids), or None."""
+        q = select(issued_cards.c.card_uuid, issued_cards.c.service_id, issued_cards.c.hook,
+                   issued_cards.c.client_iss, issued_cards.c.client_tenant, issued_cards.c.suggestion_ids
+                   ).where(issued_cards.c.card_uuid == card_uuid)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        try:
+            out["suggestion_ids"] = json.loads(out["suggestion_ids"]) if out["suggestion_ids"] else []
+        except ValueError:
+            out["suggestion_ids"] = []
+        return out
+
+    def record_feedback(self, service_id: str, item: dict, client_iss: str | None = None) -> bool:
         """Store one feedback entry; False when the same entry was already stored."""
         reason = (item.get("overrideReason") or {}).get("reason") or {}
         row = {
@@ -420,6 +458,7 @@ class Store:
             "override_display": reason.get("display"),
             "user_comment": (item.get("overrideReason") or {}).get("userComment"),
             "received_at": _utcnow(),
+            "client_iss": client_iss,
         }
         try:
             with self.write() as conn:
@@ -469,7 +508,12 @@ class Store:
                     feedback.c.override_code,
                     func.count(func.distinct(feedback.c.card_uuid)).label("n"),
                 )
-                .select_from(feedback.join(issued_cards, feedback.c.card_uuid == issued_cards.c.card_uuid))
+                .select_from(feedback.join(issued_cards, and_(
+                    feedback.c.card_uuid == issued_cards.c.card_uuid,
+                    # only the client the card was issued to speaks for it (rows of either side without an
+                    # issuer predate issue 21, or come from an instance with authentication disabled)
+                    or_(feedback.c.client_iss == issued_cards.c.client_iss,
+                        and_(feedback.c.client_iss.is_(None), issued_cards.c.client_iss.is_(None))))))
                 .group_by(issued_cards.c.rule_id, issued_cards.c.rulebook_version, feedback.c.outcome,
                           feedback.c.override_display, feedback.c.override_code)
             ).all()
@@ -530,25 +574,40 @@ class Store:
 
     # -- SMART app secrets (ciphertext only) -----------------------------------
     def put_secret(self, kind: str, key: str, payload: bytes, ttl: int, now: int | None = None,
-                   max_live: int | None = None) -> None:
+                   max_live: int | None = None, owner: str | None = None, max_per_owner: int | None = None,
+                   evict: bool = True) -> None:
         """Store an encrypted record for ``ttl`` seconds; expired rows of every kind go first.
 
         Purging on write keeps the table small without a background job.
-        ``max_live`` bounds the live rows of this ``kind`` (a flood of launches
-        cannot fill the disk): when reached, the rows closest to expiry are dropped.
+        ``max_live`` bounds the live rows of this ``kind`` (a flood cannot fill
+        the disk): when reached, the rows closest to expiry are dropped
+        (``evict``), or the new record is refused with ``SecretsFull`` (pending
+        launches: a flood must not push out sign-ins in progress).
+        ``max_per_owner`` bounds the live rows of this kind with this ``owner``
+        (``SecretsFull(per_owner=True)``).  Counted and inserted in one write
+        transaction, so concurrent writers cannot pass a bound together on SQLite
+        (one writer at a time); on PostgreSQL a burst may overshoot by the number
+        of concurrent writers, which a bound against floods tolerates.
         """
         now = int(time.time()) if now is None else int(now)
         with self.write() as conn:
             conn.execute(smart_session.delete().where(smart_session.c.expires_at <= now))
+            if owner is not None and max_per_owner is not None:
+                mine = conn.execute(select(func.count()).select_from(smart_session).where(
+                    smart_session.c.kind == kind, smart_session.c.owner == owner)).scalar_one()
+                if mine >= max_per_owner:
+                    raise SecretsFull(per_owner=True)
             if max_live is not None:
                 live = conn.execute(select(func.count()).select_from(smart_session)
                                     .where(smart_session.c.kind == kind)).scalar_one()
+                if live >= max_live and not evict:
+                    raise SecretsFull(per_owner=False)
                 if live >= max_live:
                     oldest = (select(smart_session.c.key).where(smart_session.c.kind == kind)
                               .order_by(smart_session.c.expires_at).limit(live - max_live + 1))
                     conn.execute(smart_session.delete().where(smart_session.c.key.in_(oldest)))
             conn.execute(insert(smart_session).values(key=key, kind=kind, expires_at=now + int(ttl),
-                                                      payload=payload.decode("ascii")))
+                                                      payload=payload.decode("ascii"), owner=owner))
 
     def get_secret(self, kind: str, key: str, now: int | None = None) -> bytes | None:
         """The payload of a live record, or None (unknown, other kind, or expired)."""
@@ -601,7 +660,8 @@ class Store:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def record_invocation(self, audit_row: dict, service_id: str, hook: str,
-                          cards: list[tuple[str, str, str]], repeat_keys: dict[str, str] | None = None) -> None:
+                          cards: list[tuple[str, str, str]], repeat_keys: dict[str, str] | None = None,
+                          suggestions: dict[str, list[str]] | None = None, client_tenant: str | None = None) -> None:
         """The audit row and the issued cards of one hook call, in one transaction.
 
         The audit row describes the request as sent, rejected ones included, so
@@ -616,7 +676,9 @@ class Store:
                 conn.execute(insert(issued_cards), [
                     {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
                      "rulebook_version": v, "issued_at": now, "repeat_key": (repeat_keys or {}).get(u),
-                     "hook_instance": _storable(audit_row.get("hook_instance"), 100)}
+                     "hook_instance": _storable(audit_row.get("hook_instance"), 100),
+                     "client_iss": audit_row.get("client_iss"), "client_tenant": _storable(client_tenant, 256),
+                     "suggestion_ids": json.dumps((suggestions or {}).get(u, []))}
                     for u, r, v in cards])
             conn.execute(insert(audit), audit_row)
 

@@ -173,3 +173,19 @@ def hook_request(hook: str = "patient-view", patient_id: str = "p1", prefetch: d
         body["prefetch"] = prefetch
     body.update(extra)
     return body
+
+
+def issue_card(store, card_uuid: str, service_id: str = "her2-mbc-patient-view", suggestions=(),
+               iss: str | None = None, tenant: str | None = None, rule_id: str = "T1") -> str:
+    """Record ``card_uuid`` as issued to the client ``iss``/``tenant`` (None: authentication disabled), as a
+    hook call would: feedback is accepted only for such cards (issue 21)."""
+    from sqlalchemy import insert
+
+    from cds_service.storage import issued_cards
+
+    with store.write() as conn:
+        conn.execute(insert(issued_cards).values(
+            card_uuid=card_uuid, service_id=service_id, hook=service_id.removeprefix("her2-mbc-"), rule_id=rule_id,
+            rulebook_version="test", issued_at=dt.datetime.now(dt.timezone.utc), client_iss=iss,
+            client_tenant=tenant, suggestion_ids=json.dumps(list(suggestions))))
+    return card_uuid

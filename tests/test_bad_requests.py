@@ -173,3 +173,18 @@ def test_a_chunked_body_within_the_limit_is_read_whole(small_limit_server, size)
     status, body = post_chunked(small_limit_server, padded(size))
     assert status == 400, body  # read and parsed: the schema names what is missing
     assert "/hookInstance" in [e for i in body["issue"] for e in i.get("expression", [])]
+
+
+@pytest.mark.parametrize("patient_id", ["..", ".", "...", "../../admin", "x" * 65])
+def test_a_patient_id_that_would_walk_the_fhir_path_is_refused(client, patient_id):
+    """``Patient/..`` would read the FHIR base itself with the EHR's token (issue 21): not a usable id."""
+    resp = client.post("/cds-services/her2-mbc-patient-view", json=hook_request(patient_id=patient_id))
+    assert resp.status_code == 400
+    assert resp.get_json()["issue"][0]["expression"] == ["/context/patientId"]
+
+
+@pytest.mark.parametrize("patient_id", ["p1", "a.b", "..a", "-", "A" * 64])
+def test_ordinary_fhir_ids_are_still_accepted(client, patient_id):
+    resp = client.post("/cds-services/her2-mbc-patient-view",
+                       json=hook_request(patient_id=patient_id, prefetch=empty_prefetch(patient_id)))
+    assert resp.status_code == 200, resp.get_json()

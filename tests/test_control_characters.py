@@ -21,6 +21,8 @@ import pytest
 from cds_service import create_app
 from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 
+from conftest import issue_card
+
 FEEDBACK_URL = "/cds-services/her2-mbc-patient-view/feedback"
 HOOK_URL = "/cds-services/her2-mbc-patient-view"
 ISS = "urn:test:control-characters"
@@ -98,7 +100,7 @@ def test_control_characters_in_stored_feedback_fields_are_400_with_the_path(app,
 
 
 def test_a_comment_keeps_its_tabs_and_line_breaks(app, client):
-    card = f"cc-{uuid.uuid4().hex}"
+    card = issue_card(app.extensions["her2cds.store"], f"cc-{uuid.uuid4().hex}", suggestions=["s1"])
     comment = "line one\r\n\tline two\nzwei: Übelkeit, 恶心 😀"
     resp = client.post(FEEDBACK_URL, json={"feedback": [overridden(card, **{"overrideReason.userComment": comment})]})
     assert resp.status_code == 200, resp.get_data(as_text=True)
@@ -106,7 +108,7 @@ def test_a_comment_keeps_its_tabs_and_line_breaks(app, client):
 
 
 def test_a_lone_surrogate_is_400_with_the_path(app, client):
-    card = f"cc-{uuid.uuid4().hex}"
+    card = issue_card(app.extensions["her2cds.store"], f"cc-{uuid.uuid4().hex}", suggestions=["s1"])
     raw = json.dumps({"feedback": [overridden(card)]}).replace('"discussed"', '"dis\\ud800cussed"')
     resp = client.post(FEEDBACK_URL, data=raw, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400, resp.get_data(as_text=True)

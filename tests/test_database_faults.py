@@ -40,6 +40,7 @@ from cds_service import storage
 from cds_service.auth.jwt_tokens import mint_token
 from cds_service.logs import JsonFormatter
 
+from conftest import issue_card
 from trusted_client import ISS, KID, issuer_file, signing_key  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +102,7 @@ def test_read_only_sqlite_after_a_restart_is_not_ready_and_recovers_without_a_re
     url = f"sqlite:///{tmp_path / 'ro.db'}"
     first = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)
     assert call_hook(first.test_client(), pem).status_code == 200
+    issue_card(first.extensions["her2cds.store"], "card-1", SERVICE, iss=ISS)
     first.extensions["her2cds.store"].dispose()
 
     sqlite_fault["read_only"] = True
@@ -144,7 +146,10 @@ def test_full_disk_feedback_is_503_with_retry_after_and_readiness_sees_it(
         tmp_path, sqlite_fault, issuer_file, signing_key):
     pem = signing_key[0]
     url = f"sqlite:///{tmp_path / 'full.db'}"
-    create_app(auth="required", database_url=url, trusted_issuers=issuer_file).extensions["her2cds.store"].dispose()
+    store = create_app(auth="required", database_url=url, trusted_issuers=issuer_file).extensions["her2cds.store"]
+    for card in ("card-1", "card-2"):
+        issue_card(store, card, SERVICE, iss=ISS)
+    store.dispose()
     sqlite_fault["max_pages"] = True
     app = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)
     client = app.test_client()
@@ -195,7 +200,9 @@ def captured_log():
 
 def test_failing_writes_log_no_patient_id_hook_instance_or_comment(tmp_path, sqlite_fault, captured_log):
     url = f"sqlite:///{tmp_path / 'quiet.db'}"
-    create_app(auth="disabled", database_url=url).extensions["her2cds.store"].dispose()
+    store = create_app(auth="disabled", database_url=url).extensions["her2cds.store"]
+    issue_card(store, "card-SECRET-9", SERVICE)
+    store.dispose()
     sqlite_fault["read_only"] = True
     client = create_app(auth="disabled", database_url=url).test_client()
 

@@ -24,6 +24,7 @@ from cds_service.auth.jwt_tokens import mint_token
 from cds_service.storage import Store, issued_cards, jwt_replay
 from cds_service.storage import audit as audit_table
 
+from conftest import issue_card
 from trusted_client import ISS, KID, issuer_file, signing_key  # noqa: F401 (fixtures)
 
 POSTGRES_ENV = "HER2CDS_TEST_POSTGRES_URL"
@@ -113,6 +114,9 @@ def test_four_workers_lose_no_feedback(database_url, issuer_file, signing_key):
     run_id = uuid.uuid4().hex[:12]
     app = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
     stale_replay_records(app.extensions["her2cds.store"], run_id)
+    for card in ([f"{run_id}-w{w}-{i}" for w in range(WORKERS) for i in range(POSTS_PER_WORKER)]
+                 + [f"{run_id}-shared-{i}" for i in range(SHARED)]):  # feedback is taken only for issued cards
+        issue_card(app.extensions["her2cds.store"], card, SERVICE, suggestions=["s1"], iss=ISS)
     replies = run_workers(app, pem, run_id)
 
     assert len(replies) == WORKERS * POSTS_PER_WORKER
@@ -136,7 +140,7 @@ def test_issued_cards_feedback_and_replay_cache_survive_a_restart(database_url, 
     pem = signing_key[0]
     card = f"card-{uuid.uuid4().hex}"
     first = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
-    first.extensions["her2cds.store"].record_issued_cards(SERVICE, "order-select", [(card, "T1", "2026.1")])
+    issue_card(first.extensions["her2cds.store"], card, SERVICE, suggestions=["s1"], iss=ISS)
     token = mint_token(pem, KID, ISS, FEEDBACK_URL)
     resp = first.test_client().post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [feedback_item(card)]},
                                     headers={"Authorization": f"Bearer {token}"})

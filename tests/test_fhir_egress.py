@@ -402,3 +402,60 @@ def test_cookies_from_one_fhir_server_answer_are_never_sent_again(app):
             client.get_json(fhir.base + "/Condition", fhir.base, None, time.monotonic() + 5,
                             EgressPolicy(networks=(ipaddress.ip_network("127.0.0.0/8"),)))
     assert seen == [None, None]
+
+
+# -- one transport: the hooks' reads get the SMART app's watchdog too (issues 19, 21) -------------------
+
+def test_a_dripping_fhir_server_frees_the_hook_read_thread_at_the_deadline():
+    """A body dripped byte by byte is cut when the request's budget ends, so the query thread is free again:
+    with one FHIR thread, the next call's read is served at once instead of queueing behind the drip."""
+    from cds_service.config import Settings
+    from test_smart import DripServer
+
+    drip = DripServer(head=b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n\r\n", piece=b" ",
+                      interval=0.02, count=1500)  # 30 s of drip
+    policy = EgressPolicy(networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    client = FhirClient(Settings(fhir_max_workers=1))
+    try:
+        started = time.monotonic()
+        first = client.fetch_all(drip.url + "/fhir", TOKEN, {"patient": "Patient/p1"}, started + 0.3, policy)
+        assert first["patient"].error
+        [conn] = drip.connections
+        assert conn["done"].wait(2), "the drip went on: the read thread is still held"
+        assert conn["hung_up"] and conn["sent"] < 1500
+        with FakeFhir(lambda h, path, q: send_json(h, {"resourceType": "Patient", "id": "p1"})) as fhir:
+            second = client.fetch_all(fhir.base, TOKEN, {"patient": "Patient/p1"}, time.monotonic() + 1.0, policy)
+        assert second["patient"].ok, second["patient"].error
+        assert time.monotonic() - started < 3
+    finally:
+        drip.close()
+        client.pool.shutdown(wait=False)
+
+
+def test_a_kept_alive_connection_is_reused_only_while_its_deadline_did_not_cut_it():
+    """Pooled connections carry the watch of the exchange using them; one cut by the watchdog is not reused."""
+    served = []
+
+    def answer(h, path, q):
+        served.append(path)
+        send_json(h, empty_bundle())
+
+    with FakeFhir(answer, keep_alive=True) as fhir:
+        adapter = EgressAdapter()
+        for _ in range(3):
+            resp = _get(adapter, fhir.base + "/Condition", ["127.0.0.1/32"], ends=time.monotonic() + 0.2)
+            assert resp.status_code == 200
+            resp.close()
+        time.sleep(0.3)  # every watch has passed its deadline by now: none may shut a pooled socket
+        resp = _get(adapter, fhir.base + "/Condition", ["127.0.0.1/32"], ends=time.monotonic() + 2)
+        assert resp.status_code == 200 and resp.json()["resourceType"] == "Bundle"
+        assert len(served) == 4
+        adapter.close()
+
+
+def test_an_answer_declaring_more_than_the_cap_is_refused_unread():
+    with FakeFhir(lambda h, path, q: send_json(h, {"resourceType": "Bundle", "pad": "x" * 5000})) as fhir:
+        adapter = EgressAdapter(max_bytes=1000)
+        with pytest.raises(egress.ResponseTooLarge, match="1000-byte cap"):
+            _get(adapter, fhir.base + "/Condition", ["127.0.0.1/32"])
+        adapter.close()

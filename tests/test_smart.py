@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -30,6 +31,9 @@ from cds_service.smart.errors import SmartError
 
 PATIENT_ID = "smart-p1"
 ACCESS_TOKEN = "secret-access-token-4711"
+
+#: The fake EHR listens on loopback, which the SMART app (like the hooks) refuses unless allowed explicitly.
+LOOPBACK = {"fhir_allowed_networks": "127.0.0.0/8,::1/128"}
 
 
 def _patient():
@@ -131,7 +135,8 @@ def _allowed(httpserver) -> str:
 @pytest.fixture
 def app(migrated_db_url, httpserver):
     """The service allowing the fake EHR (the default, no allowed issuers, refuses every launch)."""
-    return create_app(auth="disabled", database_url=migrated_db_url, smart_allowed_issuers=_allowed(httpserver))
+    return create_app(auth="disabled", database_url=migrated_db_url, smart_allowed_issuers=_allowed(httpserver),
+                      **LOOPBACK)
 
 
 def _error_text(resp) -> str:
@@ -210,6 +215,7 @@ def test_standalone_launch_asks_for_launch_patient_scope(client, ehr):
 
 def test_configured_client_id_scopes_and_redirect_are_used(db_url, ehr):
     app = create_app(auth="disabled", database_url=db_url, smart_client_id="my-app", smart_allowed_issuers=ehr.iss,
+                     **LOOPBACK,
                      smart_scopes="launch patient/*.read", smart_redirect_url="https://cds.example.org/smart/callback")
     _, params = _launch(app.test_client(), ehr)
     assert params["client_id"] == "my-app"
@@ -249,7 +255,7 @@ def test_launch_against_server_without_s256_is_refused(client, httpserver, smart
 
 
 def test_allowed_issuers_setting_blocks_other_servers(db_url, ehr):
-    app = create_app(auth="disabled", database_url=db_url,
+    app = create_app(auth="disabled", database_url=db_url, **LOOPBACK,
                      smart_allowed_issuers=f"https://ehr.example.org/fhir, {ehr.iss}/")
     client = app.test_client()
     resp = client.get("/smart/launch", query_string={"iss": "http://10.0.0.1/fhir", "launch": "x"})
@@ -373,6 +379,9 @@ def test_wrong_pkce_verifier_is_refused_by_token_endpoint_and_reported(client, e
     ({"token_type": "Bearer", "patient": PATIENT_ID}, 502, "no access_token"),
     ({"access_token": "t", "token_type": "MAC", "patient": PATIENT_ID}, 502, "Unsupported token_type"),
     ({"access_token": "t", "token_type": "Bearer"}, 400, "without a patient in context"),
+    ({"access_token": "t", "token_type": "Bearer", "patient": ".."}, 502, "not a valid FHIR id"),
+    ({"access_token": "t", "token_type": "Bearer", "patient": "../../admin"}, 502, "not a valid FHIR id"),
+    ({"access_token": "t", "token_type": "Bearer", "patient": 5}, 502, "not a valid FHIR id"),
     (["not", "an", "object"], 502, "token endpoint could not be used"),
 ])
 def test_bad_token_responses_give_clear_pages(client, httpserver, token_response, status, text):
@@ -434,7 +443,7 @@ def test_expiring_store_bounds_its_size():
 def test_launch_lost_by_the_service_says_why(client, ehr, tmp_path):
     """As if the callback reached an instance on another database (misconfigured) or the database was reset."""
     _, params = _launch(client, ehr)
-    other = create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'other.db'}",
+    other = create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'other.db'}", **LOOPBACK,
                        secret_key=client.application.secret_key)
     stranger = other.test_client()
     _move_cookie(client, stranger)
@@ -476,7 +485,7 @@ SECRET = "test-secret-key-shared-by-all-workers"
 def _worker(ehr, db_url, secret_key=SECRET, **settings):
     """One gunicorn worker (or instance): its own app object on the shared database, allowing the fake EHR."""
     settings.setdefault("smart_allowed_issuers", ehr.iss)
-    return create_app(auth="disabled", database_url=db_url, secret_key=secret_key, **settings)
+    return create_app(auth="disabled", database_url=db_url, secret_key=secret_key, **{**LOOPBACK, **settings})
 
 
 def _move_cookie(src, dst, value=None):
@@ -875,7 +884,7 @@ JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: c
 
 def _bounded_app(db_url, *issuers, deadline=0.3, **settings):
     return create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=",".join(issuers),
-                      smart_http_deadline=deadline, **settings)
+                      smart_http_deadline=deadline, **{**LOOPBACK, **settings})
 
 
 @pytest.mark.parametrize("kind", ["status line", "headers", "body"])
@@ -926,7 +935,7 @@ def test_slow_drip_over_tls_is_cut_at_the_deadline(tmp_path, drip, head):
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     server = drip(head=head, piece=b" ", interval=0.02, count=1500, tls=tls)
-    http = BoundedHttp(deadline=0.3, max_bytes=oauth.MAX_OAUTH_BYTES)
+    http = BoundedHttp(deadline=0.3, max_bytes=oauth.MAX_OAUTH_BYTES, networks=[ipaddress.ip_network("127.0.0.1/32")])
     http.session.verify = cert
     with pytest.raises(TransportError, match="deadline"):
         http.get_json(server.url + "/fhir/.well-known/smart-configuration")
@@ -983,7 +992,7 @@ def test_error_page_does_not_tell_an_open_port_from_a_closed_one(db_url, httpser
 def test_slow_drip_token_endpoint_is_cut_at_the_deadline(db_url, httpserver, drip):
     server = drip(head=JSON_HEAD, piece=b" ", interval=0.02, count=1500)
     ehr = FakeEhr(httpserver, token_endpoint=server.url + "/token")
-    client = _bounded_app(db_url, ehr.iss).test_client()
+    client = _bounded_app(db_url, ehr.iss, server.url).test_client()  # its origin listed: plain http allowed
     _, params = _launch(client, ehr)
     resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
     assert resp.status_code == 502
@@ -1003,7 +1012,7 @@ def test_slow_drip_fhir_reads_are_cut_at_the_deadline(drip):
     client = fhir_client(Settings(smart_http_deadline=0.3))
     entry = sessions.AppSession(server.url + "/fhir", PATIENT_ID, ACCESS_TOKEN)
     with pytest.raises(SmartError) as err:
-        read_patient(client, entry, budget=5)
+        read_patient(client, entry, budget=5, networks=(ipaddress.ip_network("127.0.0.0/8"),))
     assert err.value.status == 502
     assert "Nothing could be read from the FHIR server" in err.value.message
     assert ACCESS_TOKEN not in (err.value.detail or "")
@@ -1017,7 +1026,7 @@ def test_slow_drip_launch_with_the_default_deadline_is_cut(db_url, drip):
     """The attack as reported (one byte per second), against the default 10 s deadline; ~10 s."""
     server = drip(head=b"HTTP/1.1 200 OK\r\n", piece=b"X", interval=1.0, count=60)
     client = create_app(auth="disabled", database_url=db_url,
-                        smart_allowed_issuers=server.url + "/fhir").test_client()
+                        smart_allowed_issuers=server.url + "/fhir", **LOOPBACK).test_client()
     resp = client.get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
     assert resp.status_code == 502
     server.wait(90)
@@ -1105,3 +1114,216 @@ def test_presenter_says_so_when_the_profile_cannot_be_built(app, monkeypatch):
 def test_presenter_reads_dates_and_labels_totally(resource, date, what):
     assert presenter.resource_date(resource) == date
     assert presenter.resource_label(resource) == what
+
+
+# -- the SMART app's outbound calls: the hooks' egress policy (issue 21) -------------------------------
+
+def _listener(host: str):
+    """A TCP listener on ``host`` that records every connection it accepts (it answers nothing)."""
+    sock = socket.create_server((host, 0))
+    accepted = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return sock, accepted
+
+
+@pytest.mark.parametrize("where", ["https://127.0.0.2:{port}/token", "https://169.254.169.254/token",
+                                   "http://127.0.0.2:{port}/token", "https://[::ffff:127.0.0.2]:{port}/token"])
+def test_a_token_endpoint_on_a_refused_address_never_receives_the_code(db_url, httpserver, where, smart_log):
+    """The allowed issuer's configuration names a token endpoint inside: the code and verifier stay here."""
+    sock, accepted = _listener("127.0.0.2")
+    try:
+        ehr = FakeEhr(httpserver, token_endpoint=where.format(port=sock.getsockname()[1]))
+        client = create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=ehr.iss,
+                            fhir_allowed_networks="127.0.0.1/32,::1/128").test_client()  # the EHR's address only
+        resp = client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
+        if resp.status_code == 302:  # refused at connect time rather than at discovery
+            params = ehr.remember_challenge(resp.headers["Location"])
+            resp = client.get("/smart/callback", query_string={"code": "the-code", "state": params["state"]})
+        assert resp.status_code == 502 and resp.mimetype == "text/html"
+        assert accepted == []
+        logged = _logged_errors(smart_log)
+        assert "refused" in logged or "metadata" in logged or "loopback" in logged, logged
+    finally:
+        sock.close()
+
+
+def test_an_allowed_issuer_resolving_to_loopback_is_not_contacted_without_an_allowed_network(db_url, ehr,
+                                                                                             httpserver):
+    """With the development mode off and no allowed network, a listed name that resolves to 127.0.0.1 is refused:
+    no discovery, and no FHIR read with a session's bearer token."""
+    app = create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=ehr.iss)
+    client = app.test_client()
+    resp = client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
+    assert resp.status_code == 502
+    sid = "sid-for-a-session-made-elsewhere"
+    app.extensions["her2cds.smart"]["secrets"].save_session(
+        sid, sessions.AppSession(ehr.iss, PATIENT_ID, ACCESS_TOKEN), None)
+    with client.session_transaction() as browser:
+        browser["smart_sid"] = sid
+    resp = client.get("/smart/app")
+    assert resp.status_code == 502 and "FHIR server unavailable" in resp.get_data(as_text=True)
+    assert httpserver.log == []  # neither the configuration nor a read reached the server
+    assert ehr.fhir_auth_headers == []
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "192.168.7.7", "169.254.169.254", "::1", "fd00:ec2::254"])
+def test_the_smart_reads_check_the_address_after_dns(db_url, monkeypatch, address):
+    """An allowed https issuer whose name resolves inside: the reads are refused after resolution, never connected."""
+    from test_fhir_egress import Resolver
+    from cds_service.fhir import egress
+
+    iss = "https://ehr.internal.test/fhir"
+    app = create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=iss)
+    resolver = Resolver({"ehr.internal.test": [address]})
+    app.extensions["her2cds.smart"]["fhir"].session.get_adapter(iss).resolver = resolver
+    connects = []
+    monkeypatch.setattr(egress._PinnedConnectionMixin, "_new_conn", lambda self: connects.append(self.host))
+    client = app.test_client()
+    app.extensions["her2cds.smart"]["secrets"].save_session(
+        "sid-1", sessions.AppSession(iss, PATIENT_ID, ACCESS_TOKEN), None)
+    with client.session_transaction() as browser:
+        browser["smart_sid"] = "sid-1"
+    resp = client.get("/smart/app")
+    assert resp.status_code == 502
+    assert resolver.calls and set(resolver.calls) == {"ehr.internal.test"}
+    assert connects == []
+
+
+@pytest.mark.parametrize("patient", ["..", ".", "../../admin", "a/b", ""])
+def test_a_session_patient_that_is_no_fhir_id_is_never_read(client, ehr, app, patient):
+    app.extensions["her2cds.smart"]["secrets"].save_session(
+        "sid-2", sessions.AppSession(ehr.iss, patient, ACCESS_TOKEN), None)
+    with client.session_transaction() as browser:
+        browser["smart_sid"] = "sid-2"
+    resp = client.get("/smart/app")
+    assert resp.status_code == 400 and "not a valid FHIR id" in resp.get_data(as_text=True)
+    assert ehr.fhir_auth_headers == []
+
+
+def test_plain_http_goes_only_to_origins_listed_with_http():
+    policy = oauth.IssuerPolicy(frozenset({"http://ehr.lan:8080/fhir", "https://ehr.example.org/fhir"}))
+    assert policy.endpoint_problem("http://ehr.lan:8080/auth/token") is None
+    assert policy.endpoint_problem("https://auth.example.org/token") is None
+    assert policy.endpoint_problem("http://auth.example.org/token") is not None
+    assert policy.endpoint_problem("http://ehr.lan:8081/token") is not None
+    assert policy.endpoint_problem("http://ehr.example.org/token") is not None
+    assert policy.endpoint_problem("ftp://ehr.lan/token") is not None
+    assert oauth.IssuerPolicy(frozenset(), dev_loopback=True).endpoint_problem("http://127.0.0.1:9/t") is None
+    assert oauth.IssuerPolicy(frozenset()).endpoint_problem("http://127.0.0.1:9/t") is not None
+
+
+# -- SMART launches do not take the hooks' capacity; floods cannot evict sign-ins (issue 21) ----------------
+
+def test_an_issuers_configuration_is_fetched_once_per_ttl(client, ehr, httpserver):
+    for _ in range(5):
+        _launch(client, ehr)
+    discoveries = [r for r, _ in httpserver.log if r.path.endswith("/.well-known/smart-configuration")]
+    assert len(discoveries) == 1
+
+
+def test_a_dripping_issuer_holds_at_most_the_configured_threads(db_url, drip):
+    """Six launches at once against a dripping allowed issuer: two wait (502 at the deadline), four get an
+    immediate 503 page, and only two connections are ever opened; the worker's other threads stay free."""
+    server = drip(head=b"HTTP/1.1 200 OK\r\n", piece=b"X", interval=0.02, count=1500)
+    app = _bounded_app(db_url, server.url + "/fhir", deadline=1.0, smart_max_concurrent=2)
+    barrier = threading.Barrier(6)
+    answers = []
+
+    def launch():
+        barrier.wait()
+        resp = app.test_client().get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
+        answers.append((resp.status_code, resp.headers.get("Retry-After")))
+
+    threads = [threading.Thread(target=launch) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(a[0] for a in answers) == [502, 502, 503, 503, 503, 503]
+    assert all(retry == "5" for status, retry in answers if status == 503)
+    assert len(server.connections) == 2
+    # the failure is remembered briefly: the next launch costs no outbound wait at all
+    resp = app.test_client().get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
+    assert resp.status_code == 502 and len(server.connections) == 2
+
+
+def test_a_flood_of_anonymous_launches_does_not_evict_a_real_sign_in(app, ehr, monkeypatch):
+    """The attack as reported, scaled down: the table bound is 30, one address sends 60 launches."""
+    monkeypatch.setattr(sessions, "MAX_ENTRIES", 30)
+    user = app.test_client()
+    _, params = _launch(user, ehr)  # a real user starts signing in ...
+    flood = app.test_client()
+    statuses = [flood.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "x"},
+                          environ_base={"REMOTE_ADDR": "203.0.113.66"}).status_code for _ in range(60)]
+    assert statuses.count(302) == sessions.MAX_LAUNCHES_PER_ADDRESS
+    assert set(statuses[sessions.MAX_LAUNCHES_PER_ADDRESS:]) == {429}
+    resp = user.get("/smart/callback", query_string={"code": "code-1", "state": params["state"]})  # ... and finishes
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/smart/app")
+
+
+def test_a_full_launch_table_refuses_new_launches_instead_of_evicting(app, ehr, monkeypatch):
+    monkeypatch.setattr(sessions, "MAX_ENTRIES", 3)
+    users = [app.test_client() for _ in range(4)]
+    params = []
+    for i, user in enumerate(users[:3]):
+        resp = user.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"},
+                        environ_base={"REMOTE_ADDR": f"198.51.100.{i}"})
+        params.append(ehr.remember_challenge(resp.headers["Location"]))
+    resp = users[3].get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"},
+                        environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    assert resp.status_code == 503 and "too many sign-ins" in resp.get_data(as_text=True)
+    for user, p in zip(users[:3], params):
+        ehr.challenge = p["code_challenge"]
+        assert user.get("/smart/callback", query_string={"code": "c", "state": p["state"]}).status_code == 302
+
+
+def test_launch_rows_hold_no_client_address(app, ehr):
+    client = app.test_client()
+    client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"}, environ_base={"REMOTE_ADDR": "192.0.2.55"})
+    [row] = _rows(app, "launch")
+    assert "192.0.2.55" not in json.dumps(row, default=str) and len(row["owner"]) == 64
+
+
+# -- /smart/* headers and the state bound to its browser (issue 21) -----------------------------------------
+
+@pytest.mark.parametrize("path", ["/smart/launch", "/smart/app", "/smart/callback", "/smart/timeline.svg"])
+def test_every_smart_response_forbids_scripts_framing_and_sniffing(client, path):
+    resp = client.get(path)
+    csp = resp.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp
+    assert "script-src" not in csp or "script-src 'none'" in csp
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_configured_ehr_origins_may_frame_the_app(migrated_db_url, httpserver):
+    app = create_app(auth="disabled", database_url=migrated_db_url, smart_frame_ancestors="https://ehr.example.org")
+    resp = app.test_client().get("/smart/app")
+    assert "frame-ancestors https://ehr.example.org" in resp.headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in resp.headers
+
+
+def test_a_foreign_browser_cannot_use_up_a_victims_state(app, ehr):
+    victim, attacker = app.test_client(), app.test_client()
+    _, params = _launch(victim, ehr)
+    assert attacker.get("/smart/callback", query_string={"code": "x", "state": params["state"]}).status_code == 400
+    resp = victim.get("/smart/callback", query_string={"code": "code-1", "state": params["state"]})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/smart/app")
+
+
+def test_smart_log_lines_carry_no_patient_id(client, ehr, smart_log):
+    ehr.failing_paths = {"/fhir/Condition"}
+    _full_flow(client, ehr)
+    assert client.get("/smart/app").status_code == 200
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in smart_log.records if r.name.startswith("her2cds"))
+    assert "smart session started" in logged and "FHIR reads incomplete" in logged
+    assert PATIENT_ID not in logged

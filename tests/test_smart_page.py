@@ -151,6 +151,7 @@ def test_hook_cards_offer_the_absolute_link_only_for_an_allowed_issuer(allowed, 
                        / "p01-de-novo-thp-order-select.json").read_text())
     body["fhirServer"] = "https://ehr.example/fhir"
     app = create_app(auth="disabled", database_url="sqlite://", smart_allowed_issuers=allowed,
+                     fhir_allowed_networks="127.0.0.0/8,::1/128",
                      public_url="https://cds.example.org")
     resp = app.test_client().post("/cds-services/her2-mbc-order-select", json=body)
     assert resp.status_code == 200, resp.get_data(as_text=True)

@@ -32,7 +32,7 @@ def read_capped(resp: requests.Response, max_bytes: int, ends: float, chunk_size
     """The whole body, or ``BodyNotRead`` once it passes ``max_bytes`` or the monotonic ``ends``.
 
     The deadline is checked after every chunk and once more at the end: a transport
-    that shuts the socket at the deadline (``smart.transport.DeadlineAdapter``) makes
+    that shuts the socket at the deadline (``egress.EgressAdapter``'s watchdog) makes
     the stream end quietly, and what arrived then is not all of it.
     """
     chunks, size = [], 0

@@ -9,7 +9,9 @@ with a size cap so a huge or never-ending response cannot hold a worker;
 bearer token is never sent anywhere else.  Every read goes through
 ``egress.EgressAdapter``: the host is resolved once, each address checked
 against the caller's ``EgressPolicy`` networks, and the socket opened to exactly
-those addresses.  The Session refuses every cookie (its jar would otherwise carry
+those addresses, and a watchdog ends each exchange at the request's deadline,
+body included, so a dripping server cannot hold a query thread past the
+budget.  The Session refuses every cookie (its jar would otherwise carry
 one caller's cookies to the next) and reads no proxy or netrc settings.
 
 Error texts in ``FetchResult.error`` / ``FhirError`` are *details for the log*
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import capped_read
-from .egress import ANY_ADDRESS_BUT_METADATA, EgressAdapter, EgressPolicy, EgressRefused
+from .egress import EgressAdapter, EgressPolicy, EgressRefused, ResponseTooLarge
 
 log = logging.getLogger("her2cds.fhir")
 
@@ -44,6 +47,15 @@ PUBLIC_ERROR = "it could not be read from fhirServer (the service log has the de
 
 MAX_RESPONSE_BYTES = 20_000_000
 CHUNK = 64 * 1024
+
+#: A FHIR id (R4 ``id``: 1-64 of ``[A-Za-z0-9\-.]``) that is also safe as a URL path segment:
+#: ``.`` and ``..`` (any run of dots) match the R4 pattern but would walk up the path.
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def is_fhir_id(value) -> bool:
+    """Whether ``value`` may be put into a FHIR URL path as a resource id (``Patient/{id}``)."""
+    return isinstance(value, str) and bool(_FHIR_ID.fullmatch(value)) and value.strip(".") != ""
 
 
 @dataclass
@@ -92,19 +104,19 @@ class FhirClient:
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or netrc credentials picked up from the host
         self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # no cookies kept
-        transport = transport or EgressAdapter(pool_maxsize=32)
+        transport = transport or EgressAdapter(pool_maxsize=32, max_bytes=MAX_RESPONSE_BYTES)
         self.session.mount("http://", transport)
         self.session.mount("https://", transport)
         self.pool = ThreadPoolExecutor(max_workers=settings.fhir_max_workers, thread_name_prefix="fhir")
 
     # -- public ---------------------------------------------------------------
     def fetch_all(self, base: str, token: str | None, queries: dict[str, str], deadline: float,
-                  policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> dict[str, FetchResult]:
+                  policy: EgressPolicy = EgressPolicy()) -> dict[str, FetchResult]:
         """Run every ``key -> relative query`` in parallel; never raises, never outlives ``deadline``.
 
-        ``policy`` is the caller's: its networks decide which resolved addresses may be contacted.
-        Hook calls always pass theirs (``prefetch.gather``); the default (any address but cloud
-        metadata) is for a caller that vets the server itself.
+        ``policy`` is the caller's: its networks decide which resolved addresses may be contacted
+        (hook calls pass theirs from ``prefetch.gather``, the SMART app its own); by default
+        public addresses only.
         """
         if not queries:
             return {}
@@ -125,7 +137,7 @@ class FhirClient:
         return results
 
     def continue_bundle(self, key: str, base: str, token: str | None, bundle: dict, deadline: float,
-                        policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> FetchResult:
+                        policy: EgressPolicy = EgressPolicy()) -> FetchResult:
         """Follow ``next`` links of a Bundle the client sent (a paginated prefetch)."""
         result = FetchResult(key, resources=bundle_resources(bundle), pages=1)
         next_url = next_link(bundle)
@@ -168,7 +180,7 @@ class FhirClient:
         return result
 
     def get_json(self, url: str, base: str, token: str | None, deadline: float,
-                 policy: EgressPolicy = ANY_ADDRESS_BUT_METADATA) -> dict:
+                 policy: EgressPolicy = EgressPolicy()) -> dict:
         """GET one FHIR URL on ``base``'s server; raise FhirError with a detail for the log."""
         if not same_server(url, base):
             message = "a paging link pointed to another server; not followed"
@@ -182,17 +194,20 @@ class FhirClient:
         path = urlsplit(url).path
         try:
             prepared = requests.Request("GET", url, headers=headers).prepare()
-            # A caller that mounts its own adapter (the SMART app's deadline transport) vets the server itself.
-            pinned = isinstance(self.session.get_adapter(url), EgressAdapter)
+            # the adapter checks the resolved addresses against the policy's networks and ends the
+            # exchange at the request's deadline, body included (egress.EgressAdapter)
             resp = self.session.send(
                 prepared,
                 stream=True,
                 timeout=(min(self.connect_timeout, remaining), min(self.read_timeout, remaining)),
                 allow_redirects=False,
-                **({"networks": policy.networks} if pinned else {}),
+                networks=policy.networks,
+                ends=deadline,
             )
         except EgressRefused as exc:
             raise FhirError(f"not contacted: {exc}") from None
+        except ResponseTooLarge:
+            raise FhirError(f"{path} declared more than {MAX_RESPONSE_BYTES} bytes") from None
         except requests.Timeout:
             raise FhirError(f"timed out reading {path}") from None
         except requests.ConnectionError:

@@ -25,6 +25,9 @@ The adapter keeps the requests API (timeouts, streaming, error classes) and
 only replaces how a socket is opened, the extension point urllib3 itself uses
 for SOCKS (``_new_conn``); TLS still verifies the certificate against the
 host *name*, because the pool keeps the name and only the socket is pinned.
+It is the one transport for every outbound call (issues 19, 21): the hooks'
+FHIR reads and the SMART app's discovery, token exchange and FHIR reads, each
+with a total deadline (``watchdog``) and a size cap.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +45,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+from . import watchdog
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -210,11 +216,6 @@ class EgressPolicy:
                    parse_networks(comma_list(settings.fhir_allowed_networks), "HER2CDS_FHIR_ALLOWED_NETWORKS"))
 
 
-#: For a caller that vets the server by other means (the SMART app checks its launch issuer
-#: against HER2CDS_SMART_ALLOWED_ISSUERS): any address except cloud metadata and odd numeric forms.
-ANY_ADDRESS_BUT_METADATA = EgressPolicy(networks=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
-
-
 # --------------------------------------------------------------------------
 # 2. Which addresses the service may connect to
 # --------------------------------------------------------------------------
@@ -291,12 +292,26 @@ def resolve_checked(host: str, port: int, networks: Sequence[IPNetwork],
     return tuple(checked)
 
 
+_current = threading.local()  # the watch of the exchange this thread is sending
+
+
+class ResponseTooLarge(Exception):
+    """The answer declared a body over the adapter's cap; it was not read."""
+
+
 class _PinnedConnectionMixin:
-    """A urllib3 connection that opens its socket to pre-checked addresses, never resolving again."""
+    """A urllib3 connection that opens its socket to pre-checked addresses, never resolving again,
+    and hands every socket it uses to the watch of the exchange (``watchdog``)."""
 
     def __init__(self, *args, addresses: tuple[AddrInfo, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self._addresses = addresses
+        self.her2cds_watch: watchdog.Watch | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        if self.her2cds_watch is not None:
+            self.her2cds_watch.attach(self.sock)  # after TLS: the socket the exchange reads
 
     def _new_conn(self) -> socket.socket:
         if not self._addresses:
@@ -328,34 +343,70 @@ class PinnedHTTPSConnection(_PinnedConnectionMixin, HTTPSConnection):
     pass
 
 
-class _PinnedHTTPPool(HTTPConnectionPool):
+class _WatchedPool:
+    """Connections carry the watch of the exchange using them; one whose watch expired is not reused."""
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        watch = getattr(_current, "watch", None)
+        conn.her2cds_watch = watch
+        if watch is not None and conn.sock is not None:  # a kept-alive connection: watch its socket too
+            watch.attach(conn.sock)
+        return conn
+
+    def _put_conn(self, conn) -> None:
+        if conn is not None:
+            watch, conn.her2cds_watch = getattr(conn, "her2cds_watch", None), None
+            if watch is not None and watch.finish():
+                conn.close()  # the deadline shut its socket: the next exchange gets a fresh one
+        super()._put_conn(conn)
+
+
+class _PinnedHTTPPool(_WatchedPool, HTTPConnectionPool):
     ConnectionCls = PinnedHTTPConnection
 
 
-class _PinnedHTTPSPool(HTTPSConnectionPool):
+class _PinnedHTTPSPool(_WatchedPool, HTTPSConnectionPool):
     ConnectionCls = PinnedHTTPSConnection
 
 
 class EgressAdapter(HTTPAdapter):
-    """A requests transport that connects only to addresses ``resolve_checked`` approved.
+    """The one transport for every outbound HTTP call to a FHIR or authorization server.
 
-    ``send(request, networks=…)`` resolves the URL's host, checks every
-    address and hands the connection pool exactly those addresses.  Pools are
-    keyed by host *and* checked addresses, so a keep-alive connection is only
-    ever reused for a caller whose policy allowed the same addresses.
+    Used by the hooks' ``FhirClient`` and by every SMART app exchange (SMART
+    configuration, token, FHIR reads), so they share one set of guarantees:
+
+    - **address check after DNS, pinned**: ``send(request, networks=…)``
+      resolves the URL's host once, checks every address (``resolve_checked``:
+      metadata always refused, non-public only inside ``networks``) and hands
+      the connection pool exactly those addresses.  Pools are keyed by host
+      *and* checked addresses, so a keep-alive connection is only ever reused
+      for a caller whose policy allowed the same addresses;
+    - **total deadline**: ``send(..., ends=…)`` (monotonic time), or
+      ``deadline`` seconds from the send when the adapter has one, whichever
+      is sooner; a watchdog shuts the socket down when it passes, in the
+      status line, the headers or the body (``watchdog``);
+    - **size cap**: an answer declaring a body over ``max_bytes`` is refused
+      unread (``ResponseTooLarge``); callers stream bodies through
+      ``capped_read`` with the same cap, for answers that do not declare it.
+
+    No redirects are followed (callers pass ``allow_redirects=False``), no
+    proxy from the environment is used.
     """
 
     def __init__(self, resolver: Resolver = socket.getaddrinfo, max_pools: int = 64,
-                 pool_maxsize: int = 32):
+                 pool_maxsize: int = 32, deadline: float | None = None, max_bytes: int | None = None):
         super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
         self.resolver = resolver
         self.max_pools = max_pools
+        self.deadline = None if deadline is None else float(deadline)
+        self.max_bytes = max_bytes
         self._pool_size = pool_maxsize
         self._pools: OrderedDict[tuple, HTTPConnectionPool] = OrderedDict()
         self._pools_lock = threading.Lock()
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None, *,
-             networks: Sequence[IPNetwork] = ()):
+             networks: Sequence[IPNetwork] = (), ends: float | None = None):
         parts = urlsplit(request.url)
         scheme = parts.scheme.lower()
         try:
@@ -366,7 +417,26 @@ class EgressAdapter(HTTPAdapter):
         if port is None or not host:
             raise EgressRefused("not a plain http(s) URL")
         request.checked_addresses = resolve_checked(host, port, networks, self.resolver)
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies={})
+        if self.deadline is not None:
+            own = time.monotonic() + self.deadline
+            ends = own if ends is None else min(ends, own)
+        watch = watchdog.watch(ends) if ends is not None else None
+        _current.watch = watch
+        try:
+            response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies={})
+        except BaseException:
+            if watch is not None:
+                watch.finish()
+            raise
+        finally:
+            _current.watch = None
+        if not stream and watch is not None:
+            watch.finish()  # the body is read already
+        declared = response.headers.get("Content-Length", "")
+        if self.max_bytes is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response.close()
+            raise ResponseTooLarge(f"Content-Length {declared} is over the {self.max_bytes}-byte cap")
+        return response
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)

@@ -115,7 +115,7 @@ def invoke(service_id: str):
         audit["duration_ms"] = int((time.perf_counter() - started) * 1000)
         events.hook_invocation(service_id, audit["outcome"], time.perf_counter() - started,
                                [i.rule_id for i in issued])
-        _record(store, audit, service, [i.row() for i in issued], repeat_keys)
+        _record(store, audit, service, [i.row() for i in issued], repeat_keys, _suggestions(issued))
 
 
 def _launchable(fhir_server):
@@ -183,8 +183,14 @@ def _once_per_event_cards(store, issued: list[IssuedCard], event_keys: dict[str,
     return kept, suppressed
 
 
+def _suggestions(issued: list[IssuedCard]) -> dict[str, list[str]]:
+    """card uuid → its suggestions' uuids: feedback may accept only those (protocol/feedback.py)."""
+    return {i.uuid: [s["uuid"] for s in i.card.get("suggestions") or () if isinstance(s.get("uuid"), str)]
+            for i in issued}
+
+
 def _record(store, row: dict, service, issued: list[tuple[str, str, str]],
-            repeat_keys: dict[str, str] | None = None) -> None:
+            repeat_keys: dict[str, str] | None = None, suggestions: dict[str, list[str]] | None = None) -> None:
     """Log the call and write its audit row and issued cards in one transaction.
 
     A database failure here is logged loudly but does not take the cards away
@@ -196,7 +202,8 @@ def _record(store, row: dict, service, issued: list[tuple[str, str, str]],
     try:
         with stage("db: audit + issued cards"):
             store.record_invocation(row, service.id if service else row["service_id"],
-                                    service.hook if service else "", issued, repeat_keys)
+                                    service.hook if service else "", issued, repeat_keys,
+                                    suggestions, client.get("tenant"))
     except Exception:
         log.exception("audit/issued-card record failed",
                       extra={"request_id": row["request_id"], "cards_not_recorded": len(issued)})

@@ -192,8 +192,10 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         if result.ok:
             continue
         if base:
-            log.warning("FHIR read failed", extra=_log_extra(key=key, detail=result.error,
-                                                             fhir_server=_origin(base)))
+            patient = context.get("patientId")
+            detail = result.error.replace(patient, "{patientId}") if isinstance(patient, str) and patient \
+                else result.error  # the read's path names the patient: not in the log (issue 21)
+            log.warning("FHIR read failed", extra=_log_extra(key=key, detail=detail, fhir_server=_origin(base)))
         public = result.public_error or result.error or "unknown error"
         if result.resources or key in to_continue:
             findings.append(Finding("data-partial", f"Only part of '{key}' could be read: {public}.",

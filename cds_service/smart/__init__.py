@@ -23,7 +23,8 @@ The modules, one job each:
 
 - ``oauth``: which FHIR servers, SMART configuration discovery, PKCE, the
   code exchange (decisions pure, exchanges through ``transport``);
-- ``transport``: HTTP with a total deadline and a byte cap per exchange;
+- ``transport``: JSON exchanges on the hooks' egress transport (address check
+  after DNS, pinned socket, total deadline, byte cap);
 - ``sessions``: launches and sessions, Fernet-encrypted in ``storage``'s
   ``smart_session`` table;
 - ``fetch``: the FHIR reads for the page (``fhir.client.FhirClient``);

@@ -1,10 +1,12 @@
 """Reading the launched patient from the FHIR server: exactly the hooks' prefetch queries.
 
 The reads go through ``fhir.client.FhirClient`` (parallel queries, a shared
-deadline, a byte cap per response, ``next`` links only on the same server)
-with a ``transport.DeadlineAdapter`` mounted on its Session, so that no single
-read outlives ``smart_http_deadline`` either, even when the server drips
-its answer byte by byte.
+deadline, a byte cap per response, ``next`` links only on the same server) on
+the hooks' transport, ``fhir.egress.EgressAdapter``, with the SMART egress
+networks: every address is checked after DNS and the socket pinned to it, and
+no single read outlives ``smart_http_deadline`` either, even when the server
+drips its answer byte by byte.  The patient id is checked before it is put
+into a path.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import time
 from dataclasses import dataclass, field
 
 from ..core.criteria import Finding
-from ..fhir.client import FhirClient
+from ..fhir.client import MAX_RESPONSE_BYTES, FhirClient, is_fhir_id
+from ..fhir.egress import EgressAdapter, EgressPolicy, IPNetwork
 from ..protocol.discovery import default_prefetch
 from ..protocol.prefetch import render_template as render_template_query
 from .errors import SmartError
 from .sessions import AppSession
-from .transport import CONNECT_TIMEOUT, DeadlineAdapter
+from .transport import CONNECT_TIMEOUT
 
 
 def fhir_client(settings) -> FhirClient:
@@ -28,11 +31,9 @@ def fhir_client(settings) -> FhirClient:
     so a slow FHIR server behind the app cannot delay hook calls.
     """
     relaxed = settings.replace(fhir_connect_timeout=CONNECT_TIMEOUT, fhir_read_timeout=settings.smart_http_deadline)
-    client = FhirClient(relaxed)
-    adapter = DeadlineAdapter(settings.smart_http_deadline, pool_maxsize=settings.fhir_max_workers)
-    client.session.mount("http://", adapter)
-    client.session.mount("https://", adapter)
-    return client
+    adapter = EgressAdapter(pool_maxsize=settings.fhir_max_workers, deadline=settings.smart_http_deadline,
+                            max_bytes=MAX_RESPONSE_BYTES)
+    return FhirClient(relaxed, transport=adapter)
 
 
 def prefetch_queries(patient_id: str, templates: dict[str, str]) -> dict[str, str]:
@@ -56,18 +57,23 @@ class PatientRecord:
 
 
 def read_patient(client: FhirClient, entry: AppSession, budget: float,
-                 templates: dict[str, str] | None = None) -> PatientRecord:
+                 templates: dict[str, str] | None = None, networks: tuple[IPNetwork, ...] = ()) -> PatientRecord:
     """Every prefetch query for the session's patient, within ``budget`` seconds in total.
 
     ``templates``: the app's prefetch templates (``discovery.prefetch_templates`` of its
-    knowledge); by default those of the shipped fhir_profiles/.
+    knowledge); by default those of the shipped fhir_profiles/.  ``networks``: the non-public
+    networks the reads may connect to (``oauth.IssuerPolicy.networks``); public addresses only
+    by default.
 
     Nothing readable at all is a page: 401 when the server no longer takes
     the token, else one generic 502 (the per-query reasons go to the log).
     """
+    if not is_fhir_id(entry.patient):
+        raise SmartError(400, "Invalid patient", "The session's patient id is not a valid FHIR id, so nothing "
+                         "was read. Launch the app again.", detail="session patient is not a FHIR id")
     templates = templates if templates is not None else default_prefetch()
     results = client.fetch_all(entry.iss, entry.access_token, prefetch_queries(entry.patient, templates),
-                               time.monotonic() + budget)
+                               time.monotonic() + budget, EgressPolicy(networks=tuple(networks)))
     resources, seen, failures, findings, empty = [], set(), {}, [], []
     for key in templates:
         result = results.get(key)
@@ -75,8 +81,8 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
             continue
         if not result.error and not result.resources:
             empty.append(key)
-        if result.error:
-            failures[key] = result.error
+        if result.error:  # the detail names the read's path: the patient id stays out of the log
+            failures[key] = result.error.replace(entry.patient, "{patient}")
             findings.append(_read_finding(key, partial=bool(result.resources)))
         for res in result.resources:
             ident = (res.get("resourceType"), res.get("id"))

@@ -3,9 +3,17 @@
 A *public* client with authorization code + PKCE (S256).  The decisions are
 pure functions (is this ``iss`` allowed, is this configuration usable, which
 scopes, what the authorize URL is, is this token response usable); the two
-network exchanges go through ``transport.BoundedHttp`` (total deadline, byte
-cap) and fail with one generic page each, so the pages never tell an open
-port from a closed one; what went wrong is logged, under the request id.
+network exchanges go through ``transport.BoundedHttp`` (the hooks' egress
+transport: address check after DNS, pinned socket, total deadline, byte cap)
+and fail with one generic page each, so the pages never tell an open port
+from a closed one; what went wrong is logged, under the request id.
+
+The egress policy is the hooks' one, applied to every URL the app contacts
+(``IssuerPolicy.endpoint_problem``, ``IssuerPolicy.networks``): https, or
+plain http only to the origin of an issuer listed with ``http://`` (or, in the
+development mode, a loopback host); the resolved addresses must be public or
+inside ``HER2CDS_FHIR_ALLOWED_NETWORKS`` (loopback also when
+``HER2CDS_SMART_DEV_LOOPBACK`` is on); cloud metadata never.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from ..fhir.client import is_fhir_id
+from ..fhir.egress import IPNetwork, comma_list, normalize, parse_networks
 from .errors import SmartError
 from .transport import BoundedHttp, TransportError
 
@@ -57,6 +67,9 @@ def normalize_base(url: str) -> str:
     return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
 
 
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
 def is_loopback_host(host: str | None) -> bool:
     """``localhost`` or a loopback IP literal; any other name or number form is not (no DNS asked)."""
     if not host:
@@ -83,11 +96,41 @@ class IssuerPolicy:
 
     allowed: frozenset[str]
     dev_loopback: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()  # HER2CDS_FHIR_ALLOWED_NETWORKS, as for the hooks
 
     @classmethod
     def from_settings(cls, settings) -> "IssuerPolicy":
+        """``ValueError`` when HER2CDS_FHIR_ALLOWED_NETWORKS is malformed (start-up checks it first)."""
         bases = {normalize_base(a) for a in settings.smart_allowed_issuers.split(",") if a.strip()}
-        return cls(frozenset(bases), bool(settings.smart_dev_loopback))
+        networks = parse_networks(comma_list(settings.fhir_allowed_networks), "HER2CDS_FHIR_ALLOWED_NETWORKS")
+        return cls(frozenset(bases), bool(settings.smart_dev_loopback), networks)
+
+    @property
+    def networks(self) -> tuple[IPNetwork, ...]:
+        """Non-public networks the app may connect to: the hooks' allowed networks, loopback in dev mode."""
+        return self.allowed_networks + (_LOOPBACK if self.dev_loopback else ())
+
+    def endpoint_problem(self, url) -> str | None:
+        """Why the app must not send anything to ``url`` (for the log), or None.
+
+        https always; plain http (which would carry the code, the verifier or
+        the access token in clear) only to the origin of an issuer the
+        administrator listed with ``http://``, or to a loopback host in the
+        development mode.  The address check follows at connect time.
+        """
+        target = normalize(url) if is_http_url(url) else None
+        if target is None:
+            return "not an http(s) URL"
+        scheme, host, port, _ = target
+        if scheme == "https":
+            return None
+        if self.dev_loopback and is_loopback_host(host):
+            return None
+        for base in self.allowed:
+            allowed = normalize(base)
+            if allowed is not None and allowed[:3] == (scheme, host, port):
+                return None
+        return "plain http to a server not listed with http:// in HER2CDS_SMART_ALLOWED_ISSUERS"
 
     def allows(self, iss: str | None) -> bool:
         """Whether a launch against ``iss`` would be accepted (cards offer ``/smart/open`` only then)."""
@@ -150,24 +193,35 @@ def authorize_url(endpoint: str, params: dict) -> str:
 
 # -- discovery --------------------------------------------------------------------------------
 
-def configuration_problem(conf) -> str | None:
-    """Why a SMART configuration cannot be used (for the log), or None."""
+def configuration_problem(conf, policy: IssuerPolicy | None = None) -> str | None:
+    """Why a SMART configuration cannot be used (for the log), or None.
+
+    With ``policy``, the token endpoint (which receives the code and the PKCE
+    verifier) must pass its ``endpoint_problem`` check too.
+    """
     if not isinstance(conf, dict):
         return "not a JSON object"
     for key in ("authorization_endpoint", "token_endpoint"):
         if not is_http_url(conf.get(key)):
             return f"no usable {key}"
+    why = policy.endpoint_problem(conf["token_endpoint"]) if policy is not None else None
+    if why:
+        return f"token_endpoint refused: {why}"
     methods = conf.get("code_challenge_methods_supported")
     if isinstance(methods, list) and methods and "S256" not in methods:
         return "PKCE S256 not supported"
     return None
 
 
-def discover(http: BoundedHttp, iss: str) -> dict:
+def discover(http: BoundedHttp, iss: str, policy: IssuerPolicy) -> dict:
     """Read and check ``{iss}/.well-known/smart-configuration``; any failure is the one generic page."""
+    url = iss + "/.well-known/smart-configuration"
     try:
-        answer = http.get_json(iss + "/.well-known/smart-configuration")
-        problem = f"HTTP {answer.status}" if answer.status != 200 else configuration_problem(answer.body)
+        problem = policy.endpoint_problem(url)
+        if problem is None:
+            answer = http.get_json(url)
+            problem = (f"HTTP {answer.status}" if answer.status != 200
+                       else configuration_problem(answer.body, policy))
     except TransportError as exc:
         problem = exc.detail
     if problem:
@@ -197,15 +251,23 @@ def token_problem(status: int, body) -> SmartError | None:
     if token_type != "bearer":
         return SmartError(502, "Bad token response", f"Unsupported token_type '{token_type[:20]}'.")
     patient = body.get("patient")
-    if not isinstance(patient, str) or not patient or len(patient) > 64:
+    if patient is None or patient == "":
         return SmartError(400, "No patient selected",
                           "The authorization server granted access without a patient in context. "
                           "Launch the app from a patient's chart (or pick a patient when asked).")
+    if not is_fhir_id(patient):  # it goes into the read's path: "..", "../../admin" would leave the FHIR base
+        return SmartError(502, "Bad token response",
+                          "The token response names a patient whose id is not a valid FHIR id, so nothing "
+                          "was read. Give the administrator the request id below.",
+                          detail="token response: patient is not a FHIR id")
     return None
 
 
-def exchange_code(http: BoundedHttp, token_endpoint: str, form: dict) -> dict:
+def exchange_code(http: BoundedHttp, token_endpoint: str, form: dict, policy: IssuerPolicy) -> dict:
     """POST the code and the PKCE verifier; return the checked token response."""
+    why = policy.endpoint_problem(token_endpoint)
+    if why:
+        raise token_unavailable(f"token request not sent: {why}")
     try:
         answer = http.post_form(token_endpoint, form)
     except TransportError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..storage import SecretsFull
 from .errors import SmartError
 
 log = logging.getLogger("her2cds.smart")
@@ -33,6 +35,7 @@ log = logging.getLogger("her2cds.smart")
 STATE_TTL = 600             # seconds a launch may take between /launch and /callback
 SESSION_TTL = 3600          # longest a server-side app session lives, whatever the token says
 MAX_ENTRIES = 10_000        # bound the live launches/sessions against floods of /launch calls
+MAX_LAUNCHES_PER_ADDRESS = 20  # pending launches one client address may have (a browser needs one or two)
 
 KIND_LAUNCH = "launch"      # smart_session.kind of a pending launch (state → PKCE verifier)
 KIND_SESSION = "session"    # smart_session.kind of an app session (sid → access token)
@@ -119,11 +122,20 @@ class SecretStore:
     def row_key(kind: str, ident: str) -> str:
         return hashlib.sha256(f"{kind}:{ident}".encode("utf-8")).hexdigest()
 
-    def put(self, kind: str, ident: str, value: dict, ttl: int) -> None:
+    def put(self, kind: str, ident: str, value: dict, ttl: int, owner: str | None = None) -> None:
+        """Encrypt and store; a pending launch (``owner`` set) is refused, never evicting another, when
+        its owner or the table is at its bound (``SecretsFull``)."""
         key = self.row_key(kind, ident)
         plain = json.dumps({"kind": kind, "key": key, "value": value}, separators=(",", ":"))
+        bounded = {"owner": owner, "max_per_owner": MAX_LAUNCHES_PER_ADDRESS, "evict": False} if owner else {}
         self.db.put_secret(kind, key, self.fernet().encrypt(plain.encode("utf-8")), int(ttl),
-                           now=_now(), max_live=MAX_ENTRIES)
+                           now=_now(), max_live=MAX_ENTRIES, **bounded)
+
+    def owner_of(self, address: str | None) -> str:
+        """The ``owner`` of a launch from ``address``: HMAC-SHA256 under the secret key (no address stored)."""
+        secret = self.app.config["SECRET_KEY"]
+        secret = secret.encode("utf-8") if isinstance(secret, str) else secret
+        return hmac.new(secret, f"smart-launch-owner:{address or '?'}".encode("utf-8"), hashlib.sha256).hexdigest()
 
     def get(self, kind: str, ident: str | None) -> dict | None:
         if not ident:
@@ -152,8 +164,23 @@ class SecretStore:
 
     # -- the app's use of it: launches and sessions, failures as pages ---------------------
 
-    def save_launch(self, state: str, pending: PendingLaunch) -> None:
-        self._write(KIND_LAUNCH, state, dataclasses.asdict(pending), STATE_TTL)
+    def save_launch(self, state: str, pending: PendingLaunch, address: str | None = None) -> None:
+        """Remember a pending launch for ``STATE_TTL``; bounded per client ``address`` and in total.
+
+        A flood meets the bound (429 for that address, 503 when the table is
+        full) instead of pushing out launches other browsers have in progress.
+        """
+        try:
+            self._write(KIND_LAUNCH, state, dataclasses.asdict(pending), STATE_TTL, owner=self.owner_of(address))
+        except SecretsFull as full:
+            if full.per_owner:
+                raise SmartError(429, "Too many sign-ins in progress",
+                                 "This address has started many sign-ins that have not finished. Finish one, "
+                                 f"or wait {STATE_TTL // 60} minutes, then launch the app again.",
+                                 detail="pending launches per address at their bound") from None
+            raise SmartError(503, "Service busy",
+                             "The service has too many sign-ins in progress right now. Try again in a few minutes.",
+                             detail="pending launches at their bound") from None
 
     def pop_launch(self, state: str) -> PendingLaunch | None:
         """The launch ``state`` names, consumed (single-use), or None; unreadable rows are a clear error."""
@@ -194,9 +221,9 @@ class SecretStore:
         except (UnreadableSecret, TypeError):
             raise unreadable from None
 
-    def _write(self, kind: str, ident: str, value: dict, ttl: int) -> None:
+    def _write(self, kind: str, ident: str, value: dict, ttl: int, owner: str | None = None) -> None:
         try:
-            self.put(kind, ident, value, ttl)
+            self.put(kind, ident, value, ttl, owner)
         except SQLAlchemyError as exc:
             raise _db_unavailable(exc) from None
 

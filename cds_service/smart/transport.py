@@ -1,19 +1,14 @@
-"""HTTP for the SMART app with a total deadline and a size cap per exchange.
+"""HTTP for the SMART app's OAuth exchanges (SMART configuration, token): JSON, a deadline, a byte cap.
 
-Why more than ``requests``' timeouts: ``timeout=(connect, read)`` bounds each
-wait for a byte, not the exchange.  A server that sends one byte every few
-seconds (in the status line, the headers or the body) holds the worker for as
-long as it likes; 16 such launches once starved every worker for 75 s.  So
-every exchange made through ``DeadlineAdapter`` has a watchdog that shuts its
-socket down when the deadline passes, whatever phase the exchange is in, and
-``BoundedHttp`` reads bodies with a byte cap, so a huge answer cannot grow the
-worker either.
-
-The adapter is a requests transport adapter (requests' split: the Session is
-policy, the adapter is transport), so it also serves the app's FHIR reads
-through ``fhir.client.FhirClient`` by being mounted on that client's Session.
-Connections are used for one exchange only: the watchdog may shut a socket
-down late, and that must never hit a connection another exchange reuses.
+The transport is the hooks' one, ``fhir.egress.EgressAdapter``: the host is
+resolved once and every address checked against the SMART egress policy
+(``oauth.IssuerPolicy.networks``: cloud metadata never, loopback and private
+addresses only where allowed), the socket pinned to the checked address, the
+whole exchange ended by a watchdog at ``deadline`` seconds, whatever phase it is
+in, and a declared body over the cap refused unread.  ``BoundedHttp`` reads
+bodies with the same cap, so a huge answer cannot grow the worker either.
+The app's FHIR reads go through ``fhir.client.FhirClient`` on the same adapter
+(``fetch.fhir_client``).
 
 Nothing here logs; errors carry a short *detail* for the caller to log (an
 exception type, a status, a size), never a header, a token or a body.
@@ -22,22 +17,17 @@ exception type, a status, a size), never a header, a token or a body.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..fhir import capped_read
+from ..fhir.egress import EgressAdapter, EgressRefused, IPNetwork, ResponseTooLarge
 
 CHUNK = 16 * 1024
 CONNECT_TIMEOUT = 3.0  # seconds to open the TCP connection; the deadline bounds the rest
-
-_current = threading.local()  # the watchdog of the exchange this thread is sending
 
 
 class TransportError(Exception):
@@ -48,116 +38,13 @@ class TransportError(Exception):
         self.detail = detail
 
 
-class _Watchdog:
-    """Shuts the exchange's socket down ``seconds`` after it started (one timer thread per exchange)."""
+def bounded_session(adapter: EgressAdapter) -> requests.Session:
+    """A Session on ``adapter`` only; no proxies, netrc or cookies from the host or between callers."""
+    from http.cookiejar import DefaultCookiePolicy
 
-    def __init__(self, seconds: float):
-        self.expired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def attach(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sock = sock
-            expired = self.expired
-        if expired:  # connected after the deadline: end it at once
-            _shutdown(sock)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sock = self._sock
-        if sock is not None:
-            _shutdown(sock)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    """Wake any thread blocked reading ``sock`` (it sees end-of-stream), from any thread.
-
-    The plain socket-level shutdown, also for TLS sockets: it leaves the TLS
-    object to the reading thread, which then fails with an ordinary error.
-    """
-    try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except (OSError, ValueError):
-        pass  # already closed: the exchange is over
-
-
-class _WatchedConnection:
-    def connect(self) -> None:
-        super().connect()
-        watch = getattr(_current, "watch", None)
-        self.her2cds_watch = watch
-        if watch is not None:
-            watch.attach(self.sock)
-
-
-class _WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
-    pass
-
-
-class _SingleUsePool:
-    def _put_conn(self, conn) -> None:
-        """One exchange per connection: close it instead of pooling it, and stop its watchdog."""
-        if conn is not None:
-            watch = getattr(conn, "her2cds_watch", None)
-            if watch is not None:
-                watch.cancel()
-            conn.close()
-        super()._put_conn(None)  # keep the pool's slot
-
-
-class _HTTPPool(_SingleUsePool, HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _HTTPSPool(_SingleUsePool, HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class DeadlineAdapter(HTTPAdapter):
-    """A transport adapter whose every exchange ends ``total`` seconds after it was sent, body included."""
-
-    def __init__(self, total: float, **kwargs):
-        self.total = float(total)
-        kwargs.setdefault("max_retries", 0)
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        watch = _Watchdog(self.total)
-        _current.watch = watch
-        try:
-            response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert,
-                                    proxies=proxies)
-        except BaseException:
-            watch.cancel()
-            raise
-        finally:
-            _current.watch = None
-        if not stream:
-            watch.cancel()  # the body is read already
-        return response
-
-
-def deadline_session(total: float, pool_maxsize: int = 10) -> requests.Session:
-    """A Session whose every exchange is bounded by ``total`` seconds; no proxies or netrc from the host."""
     session = requests.Session()
     session.trust_env = False
-    adapter = DeadlineAdapter(total, pool_maxsize=pool_maxsize)
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -172,12 +59,15 @@ class Answer:
 
 
 class BoundedHttp:
-    """Small JSON exchanges (SMART configuration, token): total deadline and byte cap on each."""
+    """Small JSON exchanges (SMART configuration, token): address check, total deadline and byte cap on each."""
 
-    def __init__(self, deadline: float, max_bytes: int):
+    def __init__(self, deadline: float, max_bytes: int, networks: Sequence[IPNetwork] = (),
+                 adapter: EgressAdapter | None = None):
         self.deadline = float(deadline)
         self.max_bytes = int(max_bytes)
-        self.session = deadline_session(self.deadline)
+        self.networks = tuple(networks)
+        self.adapter = adapter or EgressAdapter(pool_maxsize=10, deadline=self.deadline, max_bytes=self.max_bytes)
+        self.session = bounded_session(self.adapter)
 
     def get_json(self, url: str) -> Answer:
         return self._exchange("GET", url)
@@ -188,15 +78,19 @@ class BoundedHttp:
     def _exchange(self, method: str, url: str, **kwargs) -> Answer:
         ends = time.monotonic() + self.deadline
         try:
-            resp = self.session.request(method, url, headers={"Accept": "application/json"},
-                                        timeout=(min(CONNECT_TIMEOUT, self.deadline), self.deadline),
-                                        stream=True, allow_redirects=False, **kwargs)
+            prepared = self.session.prepare_request(
+                requests.Request(method, url, headers={"Accept": "application/json"}, **kwargs))
+            resp = self.session.send(prepared, timeout=(min(CONNECT_TIMEOUT, self.deadline), self.deadline),
+                                     stream=True, allow_redirects=False, networks=self.networks, ends=ends)
+        except EgressRefused as exc:
+            raise TransportError(f"not contacted: {exc}") from None
+        except ResponseTooLarge as exc:
+            raise TransportError(str(exc)) from None
         except requests.RequestException as exc:
             raise TransportError(_expired_or(ends, type(exc).__name__)) from None
+        except (OSError, ValueError) as exc:  # socket.gaierror from egress's one lookup; a malformed URL
+            raise TransportError(f"could not resolve or reach the host ({type(exc).__name__})") from None
         with resp:
-            declared = resp.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                raise TransportError(f"Content-Length {declared} is over the {self.max_bytes}-byte cap")
             raw = read_capped(resp, self.max_bytes, ends)
         try:
             body = json.loads(raw)

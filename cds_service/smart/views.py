@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
+from contextlib import contextmanager
 from datetime import date
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
@@ -31,6 +33,7 @@ bp = Blueprint("smart", __name__, url_prefix="/smart")  # templates: cds_service
 
 CACHE_TTL = 60       # seconds a worker reuses the page it built (page → timeline.svg)
 CACHE_ENTRIES = 256  # the per-process page cache holds clinical data: keep it small
+CONFIG_FAILURE_TTL = 10  # seconds a failed discovery is remembered (a dripping issuer costs one wait per 10 s)
 
 
 @bp.record_once
@@ -46,12 +49,17 @@ def _init(state) -> None:
     """
     app = state.app
     settings = app.config["SETTINGS"]
+    issuers = oauth.IssuerPolicy.from_settings(settings)
     app.extensions["her2cds.smart"] = {
         "secrets": SecretStore(app),
         "cache": ExpiringStore(max_entries=CACHE_ENTRIES),
-        "http": BoundedHttp(settings.smart_http_deadline, oauth.MAX_OAUTH_BYTES),
+        "http": BoundedHttp(settings.smart_http_deadline, oauth.MAX_OAUTH_BYTES, issuers.networks),
         "fhir": fhir_client(settings),
-        "issuers": oauth.IssuerPolicy.from_settings(settings),
+        "issuers": issuers,
+        # per issuer: its checked SMART configuration, or the page its discovery failed with
+        "configurations": ExpiringStore(max_entries=max(16, len(issuers.allowed) * 2)),
+        # request threads that may wait on another server at once (the rest stay for hook calls)
+        "outbound": threading.BoundedSemaphore(settings.smart_max_concurrent),
     }
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     if settings.public_url.strip().lower().startswith("https://"):
@@ -105,14 +113,58 @@ def open_absolute():
     return _start_authorization(iss, None, patient_hint=hint)
 
 
+@contextmanager
+def _outbound():
+    """A slot for waiting on another server; none free → a 503 page at once, not a queued thread.
+
+    Why: each exchange may take up to ``smart_http_deadline``; 16 anonymous
+    launches against a dripping allowed issuer once held every worker thread,
+    and a hook call took 8.6 s instead of 10 ms.  At most
+    ``smart_max_concurrent`` request threads per worker wait for the SMART app.
+    """
+    slots = _part("outbound")
+    if not slots.acquire(blocking=False):
+        raise SmartError(503, "Service busy",
+                         "The service is waiting on the EHR's servers for other sign-ins right now. "
+                         "Try again in a moment.", detail="SMART outbound slots all in use")
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def _configuration(iss: str) -> dict:
+    """``iss``'s SMART configuration: from this worker's cache (``smart_config_ttl``), else discovered.
+
+    A failed discovery is remembered for ``CONFIG_FAILURE_TTL`` seconds, so a
+    flood of launches against a failing issuer costs one outbound wait, not one each.
+    """
+    cache = _part("configurations")
+    cached = cache.get(iss)
+    if isinstance(cached, SmartError):
+        raise cached
+    if cached is not None:
+        return cached
+    try:
+        with _outbound():
+            conf = oauth.discover(_part("http"), iss, _part("issuers"))
+    except SmartError as err:
+        if err.status == 502:
+            cache.put(iss, err, min(CONFIG_FAILURE_TTL, _settings().smart_config_ttl))
+        raise
+    if _settings().smart_config_ttl > 0:
+        cache.put(iss, conf, _settings().smart_config_ttl)
+    return conf
+
+
 def _start_authorization(iss: str, launch_token: str | None, patient_hint: str | None):
     """Discover the endpoints, remember state → PKCE verifier server-side, bind state to this browser."""
-    conf = oauth.discover(_part("http"), iss)
+    conf = _configuration(iss)
     verifier, challenge = oauth.pkce_pair()
     state = secrets.token_urlsafe(24)
     redirect_uri = _redirect_uri()
     _part("secrets").save_launch(state, PendingLaunch(iss, conf["token_endpoint"], verifier, redirect_uri,
-                                                      patient_hint))
+                                                      patient_hint), request.remote_addr)
     session["smart_state"] = state
     params = {
         "response_type": "code",
@@ -143,34 +195,34 @@ def callback():
         raise _authorization_error()
     if not state:
         raise SmartError(400, "Missing state", "The authorization response has no 'state'; start the app again.")
-    browser_state = session.pop("smart_state", None)
+    browser_state = session.get("smart_state")
+    if browser_state != state:
+        # checked before the launch is consumed: a foreign browser presenting a victim's state must not
+        # use it up (the victim's own callback still works)
+        raise SmartError(400, "Unknown or expired launch",
+                         "This sign-in was not started in this browser (state mismatch), was already used, "
+                         "or took too long. Launch the app again from the EHR.")
+    session.pop("smart_state", None)
     pending = _part("secrets").pop_launch(state)
-    if pending is None and browser_state == state:
+    if pending is None:
         # this browser did start the launch, but the database has no live record of it
         raise SmartError(400, "Launch expired",
                          "This sign-in took too long, or the service lost it (its instances do not share "
                          "one database, or the database was reset; see docs/smart-app.md). "
                          "Launch the app again.")
-    if pending is None:
-        raise SmartError(400, "Unknown or expired launch",
-                         "This sign-in was not started here, was already used, or took too long. "
-                         "Launch the app again from the EHR.")
-    if browser_state != state:
-        raise SmartError(400, "Launch started in another browser",
-                         "The sign-in response does not belong to the launch this browser started "
-                         "(state mismatch). Launch the app again.")
     if request.args.get("error"):
         raise _authorization_error()
     code = request.args.get("code")
     if not code:
         raise SmartError(400, "Missing code", "The authorization response has neither 'code' nor 'error'.")
-    token = oauth.exchange_code(_part("http"), pending.token_endpoint, {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": pending.redirect_uri,
-        "client_id": _settings().smart_client_id,
-        "code_verifier": pending.verifier,
-    })
+    with _outbound():
+        token = oauth.exchange_code(_part("http"), pending.token_endpoint, {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": pending.redirect_uri,
+            "client_id": _settings().smart_client_id,
+            "code_verifier": pending.verifier,
+        }, _part("issuers"))
     sid = secrets.token_urlsafe(32)
     app_context = read_app_context(token.get("appContext"))
     entry = AppSession(pending.iss, token["patient"], token["access_token"], str(token.get("scope", "")),
@@ -181,7 +233,7 @@ def callback():
         session.pop("smart_focus_rule", None)
     _part("secrets").save_session(sid, entry, token.get("expires_in"))
     session["smart_sid"] = sid
-    log.info("smart session started", extra={"iss": pending.iss, "patient_id": token["patient"]})
+    log.info("smart session started", extra={"iss": pending.iss})  # no patient id in the SMART app's log
     return redirect(url_for("smart.app_page"), code=302)
 
 
@@ -225,7 +277,7 @@ def timeline_svg():
     page = _page(_part("secrets").load_session(session.get("smart_sid")))
     resp = Response(render_svg(page.profile, page.resources, page.today), mimetype="image/svg+xml")
     # the SVG carries EHR text: no scripts, no external loads, even if opened directly
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
 
@@ -237,11 +289,12 @@ def _page(entry: AppSession) -> Page:
     if page is not None:
         return page
     knowledge = current_app.extensions["her2cds.knowledge"]
-    record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget,
-                          prefetch_templates(knowledge.terminology))
+    with _outbound():
+        record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget,
+                              prefetch_templates(knowledge.terminology), _part("issuers").networks)
     if record.failures:
         log.warning("smart: FHIR reads incomplete", extra={
-            "request_id": g.get("request_id"), "patient_id": entry.patient, "iss": entry.iss,
+            "request_id": g.get("request_id"), "iss": entry.iss,
             "error": "; ".join(f"{k}: {v}" for k, v in record.failures.items())})
     page = build_page(record.resources, patient_id=entry.patient, iss=entry.iss,
                       knowledge=knowledge, today=date.today(),
@@ -252,10 +305,27 @@ def _page(entry: AppSession) -> Page:
     return page
 
 
+@bp.after_request
+def _headers(resp):
+    """Every /smart/* response: no script, no framing except by the configured EHR origins, no sniffing."""
+    ancestors = _settings().smart_frame_ancestors.strip() or "'none'"
+    resp.headers.setdefault("Content-Security-Policy",
+                            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'none'; "
+                            f"base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}")
+    if ancestors == "'none'":
+        resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    return resp
+
+
 @bp.errorhandler(SmartError)
 def _smart_error(err: SmartError):
     level = logging.WARNING if err.status >= 500 else logging.INFO
     log.log(level, "smart error", extra={"status": err.status, "title": err.title, "error": err.detail,
                                          "request_id": g.get("request_id", "")})
-    return render_template("smart_error.html", title=err.title, message=err.message,
-                           request_id=g.get("request_id", "")), err.status
+    resp = Response(render_template("smart_error.html", title=err.title, message=err.message,
+                                    request_id=g.get("request_id", "")), status=err.status, mimetype="text/html")
+    if err.status in (429, 503):
+        resp.headers["Retry-After"] = "60" if err.status == 429 else "5"
+    return resp

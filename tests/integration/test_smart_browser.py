@@ -47,7 +47,8 @@ def smart_service(auth_server, tmp_path):
     from cds_service import create_app
 
     app = create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'smart.db'}",
-                     smart_allowed_issuers=auth_server.url + "/fhir")
+                     smart_allowed_issuers=auth_server.url + "/fhir",
+                     fhir_allowed_networks="127.0.0.0/8,::1/128")  # the fake EHR is on loopback
     server = ServerThread(app)
     yield server
     server.stop()
