@@ -131,6 +131,7 @@ def test_stop_active_updates_only_active_records_and_labels_a_statement(rulebook
     from cds_service.core.criteria import MedEpisode
     facts = dict(MAINT, **{"draft.ingredients": ["fam-trastuzumab deruxtecan"], "draft.classes": ["her2-adc", "anti-her2"],
                            "draft.all.ingredients": ["fam-trastuzumab deruxtecan"],
+                           "meds.ordered.ingredients": MAINT["meds.active.ingredients"],
                            "draft.all.classes": ["her2-adc", "anti-her2"]})
     recs = [r for r in evaluate(rulebook, facts, "order-select") if r.rule.id == "S4-SWITCH"]
     assert recs

@@ -227,9 +227,13 @@ def test_s4_critical_only_for_agents_ordered_together_warning_at_a_line_switch(r
                 "draft.all.classes": ["her2-adc", "anti-her2", "anti-her2-antibody"]}
     assert "S4" in _ids(rulebook, **together) and "S4-SWITCH" not in _ids(rulebook, **together)
     switch = {**TDXD_DRAFT, "meds.active.ingredients": ["trastuzumab", "pertuzumab"],
+              "meds.ordered.ingredients": ["trastuzumab", "pertuzumab"],
               "meds.active.classes": ["anti-her2", "anti-her2-antibody"]}
     fired = _ids(rulebook, **switch)
     assert "S4-SWITCH" in fired and "S4" not in fired
+    # current only through clinic administrations: nothing to stop, no switch warning (S4-SWITCH v2)
+    given = {**switch, "meds.ordered.ingredients": []}
+    assert "S4-SWITCH" not in _ids(rulebook, **given)
     # T-DXd + pertuzumab first line (DESTINY-Breast09) continuing: not a switch
     db09 = {**TDXD_DRAFT, "meds.active.ingredients": ["fam-trastuzumab deruxtecan", "pertuzumab"]}
     assert "S4-SWITCH" not in _ids(rulebook, **db09)

@@ -41,3 +41,19 @@ def check(profiles_dir: Path | None) -> None:
         click.echo(f"  {hook:<13} {by_hook[hook]} rules")
     for item in rulebook.left_out:
         click.echo(f"  left out / partial: {item['id']}")
+
+
+@command.command("matrix")
+@click.option("--profiles-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory holding rulebook/ (default: HER2CDS_PROFILES_DIR or fhir_profiles/).")
+def matrix_cmd(profiles_dir: Path | None) -> None:
+    """Print the label safety matrix as Markdown (docs/label-safety-matrix.md is this output)."""
+    from ..core.rules.matrix import load_matrix, markdown
+    import yaml
+
+    base = Path(profiles_dir or from_env().profiles_dir) / RULEBOOK_DIRNAME
+    matrix = load_matrix(base)
+    if matrix is None:
+        raise click.ClickException(f"{base}: no label-matrix.yaml")
+    evidence = (yaml.safe_load((base / "rulebook.yaml").read_text(encoding="utf-8")) or {}).get("evidence") or {}
+    click.echo(markdown(matrix, evidence), nl=False)

@@ -32,7 +32,8 @@ OBSERVATION_QUERIES: dict[str, tuple[tuple[str, ...], str, int]] = {
     "her2": (("her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number", "her2-interpretation"), "code", 100),
     "hormoneReceptors": (("er-status", "er-percent", "pr-status", "pr-percent", "er-pr-combined"), "code", 100),
     "otherObservations": (("genetic-variant", "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin",
-                           "tnm-distant-metastases", "tnm-stage-group"), "code", 200),
+                           "tnm-distant-metastases", "tnm-stage-group", "alkaline-phosphatase", "neutrophils"),
+                          "code", 200),
     "menopausalStatus": (("menopausal-status-question",), "code", 20),
 }
 # Other coded searches: key → (resource type, ValueSets, _count).  A bilateral

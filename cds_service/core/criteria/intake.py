@@ -22,13 +22,13 @@ RELEVANT = frozenset({"Patient", "Observation", "Condition", "Procedure", "Medic
 OBS_KINDS = ("her2-interpretation", "her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number",
              "er-percent", "er-status", "pr-percent", "pr-status", "er-pr-combined", "genetic-variant",
              "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin", "tnm-distant-metastases",
-             "tnm-stage-group")
+             "tnm-stage-group", "alkaline-phosphatase", "neutrophils")
 CONDITION_SETS = ("primary-breast-cancer", "metastatic-disease", "ild", "pregnancy", "pregnancy-ended")
 # Kinds where only the newest final result is used.  They are validated when
 # read, newest first, so an older result that a newer readable one supersedes
 # costs no FHIR validation (about 0.1 ms each) and, if malformed, raises no
 # data-quality finding: it would not have changed the advice.
-NEWEST_WINS = frozenset({"ecog", "alt", "ast", "bilirubin"})
+NEWEST_WINS = frozenset({"ecog", "alt", "ast", "bilirubin", "alkaline-phosphatase", "neutrophils"})
 MEDICATION_RECORDS = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 
 

@@ -15,7 +15,16 @@ from .intake import Intake
 from .profile import Derived
 from .readings import answer, is_final, newest_final, newest_usable
 
-LIVER_LABS = (("alt", "liver.alt_x_uln"), ("ast", "liver.ast_x_uln"), ("bilirubin", "liver.bili_x_uln"))
+# kind → (fact, default ULN parameter, the unit that default is in): a result without
+# referenceRange.high is read against the stated default (knowledge file §2.6), and says so.
+LIVER_LABS = (("alt", "liver.alt_x_uln", "default_uln_alt_u_per_l", "U/L"),
+              ("ast", "liver.ast_x_uln", "default_uln_ast_u_per_l", "U/L"),
+              ("bilirubin", "liver.bili_x_uln", "default_uln_bilirubin_mg_per_dl", "mg/dL"),
+              ("alkaline-phosphatase", "liver.alp_x_uln", "default_uln_alkaline_phosphatase_u_per_l", "U/L"))
+# Units of a neutrophil count → factor to cells/mm³ (= cells/µL).  10*9/L equals 10*3/µL.
+_ANC_PER_MM3 = {"10*3/ul": 1000, "10^3/ul": 1000, "k/ul": 1000, "x10e3/ul": 1000, "10*3/mm3": 1000,
+                "10^3/mm3": 1000, "10*9/l": 1000, "10^9/l": 1000, "x10e9/l": 1000, "g/l": 1000,
+                "/ul": 1, "/mm3": 1, "cells/ul": 1, "cells/mm3": 1, "{cells}/ul": 1}
 
 
 def observation_facts(intake: Intake, t: Terminology, today: dt.date) -> tuple[Derived, list[tuple[dt.date, str]]]:
@@ -24,8 +33,9 @@ def observation_facts(intake: Intake, t: Terminology, today: dt.date) -> tuple[D
     _pik3ca(intake.of_kind("genetic-variant"), t, out)
     _ecog(intake.of_kind("ecog"), t, today, out)
     _lvef(intake.of_kind("lvef"), today, out, t.parameters.lvef_default_lln_percent)
-    for kind, name in LIVER_LABS:
-        _x_uln(intake.of_kind(kind), name, out)
+    for kind, name, default, unit in LIVER_LABS:
+        _x_uln(intake.of_kind(kind), name, out, (getattr(t.parameters, default), unit))
+    _anc(intake.of_kind("neutrophils"), out)
     progression = _disease_status(intake.of_kind("disease-status"), t, out)
     return out, progression
 
@@ -129,7 +139,23 @@ def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: f
         out.set("lvef.drop", None, (ref,))
 
 
-def _x_uln(observations: list[dict], name: str, out: Derived) -> None:
+def _anc(observations: list[dict], out: Derived) -> None:
+    """blood.anc_per_mm3: the newest readable absolute neutrophil count, in cells/mm³."""
+    for date, obs in newest_usable(observations, "neutrophils", out):
+        ref = fp.reference_of(obs)
+        q = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
+        value = fp.quantity_number(q)
+        unit = str(q.get("code") or q.get("unit") or "").replace("µ", "u").replace("μ", "u").replace(" ", "").lower()
+        factor = _ANC_PER_MM3.get(unit)
+        if value is None or factor is None:
+            out.finding("unparsed-value", f"{ref}: neutrophil count or its unit could not be read", (ref,))
+            continue
+        out.set("blood.anc_per_mm3", round(value * factor), (ref,), f"{value:g} {q.get('unit') or q.get('code')} on {date}")
+        return
+    out.set("blood.anc_per_mm3", None)
+
+
+def _x_uln(observations: list[dict], name: str, out: Derived, default: tuple[float, str] | None = None) -> None:
     for date, obs in newest_usable(observations, name, out):
         ref = fp.reference_of(obs)
         q = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
@@ -144,10 +170,16 @@ def _x_uln(observations: list[dict], name: str, out: Derived) -> None:
                     continue
                 high = h_value
                 break
+        note = f"{value:g} / ULN {high:g} on {date}" if value is not None and high is not None else None
+        if value is not None and high is None and default is not None and not obs.get("referenceRange"):
+            unit = str(q.get("code") or q.get("unit") or "")
+            if unit.lower() == default[1].lower():
+                high = default[0]
+                note = f"{value:g} / default ULN {high:g} {default[1]} on {date} (no reference range on the result)"
         if value is None or high is None:
             out.finding("unparsed-value", f"{ref}: value or reference-range high missing; ×ULN not computed", (ref,))
             continue
-        out.set(name, round(value / high, 2), (ref,), f"{value:g} / ULN {high:g} on {date}")
+        out.set(name, round(value / high, 2), (ref,), note)
         return
     out.set(name, None)
 

@@ -33,6 +33,10 @@ class CriteriaParameters:
     lvef_default_lln_percent: float
     periodic_administration_grace_days: int
     periodic_administration_max_interval_multiple: int
+    default_uln_alt_u_per_l: float
+    default_uln_ast_u_per_l: float
+    default_uln_bilirubin_mg_per_dl: float
+    default_uln_alkaline_phosphatase_u_per_l: float
 
 
 # parameter name → (value[x] keys accepted, minimum, maximum)
@@ -45,6 +49,10 @@ _SPEC = {
     "lvef-default-lln-percent": (("valueDecimal", "valueInteger"), 30, 70),
     "periodic-administration-grace-days": (("valueInteger",), 0, 60),
     "periodic-administration-max-interval-multiple": (("valueInteger",), 1, 12),
+    "default-uln-alt-u-per-l": (("valueDecimal", "valueInteger"), 10, 200),
+    "default-uln-ast-u-per-l": (("valueDecimal", "valueInteger"), 10, 200),
+    "default-uln-bilirubin-mg-per-dl": (("valueDecimal", "valueInteger"), 0.5, 3),
+    "default-uln-alkaline-phosphatase-u-per-l": (("valueDecimal", "valueInteger"), 50, 500),
 }
 
 

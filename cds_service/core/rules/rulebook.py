@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from ..errors import KnowledgeError
+from .matrix import MATRIX_FILE, load_matrix, rules_of
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "rulebook.schema.json"
 RULEBOOK_DIRNAME = "rulebook"
@@ -279,6 +280,12 @@ def load_rulebook_document(rulebook_dir: Path) -> tuple[dict, list[str]]:
         rules.extend(part["rules"])
         origin.extend([path.name] * len(part["rules"]))
         files.append(path.name)
+    matrix = load_matrix(rulebook_dir)
+    if matrix is not None:
+        generated = rules_of(matrix)
+        rules.extend(generated)
+        origin.extend([MATRIX_FILE] * len(generated))
+        files.append(MATRIX_FILE)
     doc["rules"] = rules
     doc["_origin"] = origin
     return doc, files
