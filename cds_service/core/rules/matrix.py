@@ -16,9 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import KnowledgeError
+from .source import read_part
 
 MATRIX_FILE = "label-matrix.yaml"
 ACTIONS = {
@@ -67,12 +66,7 @@ def load_matrix(rulebook_dir: Path) -> dict | None:
     path = Path(rulebook_dir) / MATRIX_FILE
     if not path.is_file():
         return None
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise KnowledgeError(f"rulebook: {path}: not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
-        raise KnowledgeError(f"rulebook: {path}: expected a mapping with a 'rows' list")
+    doc = read_part(path, "rows")
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(ROW_SCHEMA)

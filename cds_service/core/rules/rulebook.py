@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
 
 from ..errors import KnowledgeError
 from .matrix import MATRIX_FILE, load_matrix, rules_of
+from .source import read_part
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "rulebook.schema.json"
 RULEBOOK_DIRNAME = "rulebook"
@@ -261,22 +261,12 @@ def load_rulebook_document(rulebook_dir: Path) -> tuple[dict, list[str]]:
     meta_path = rulebook_dir / META_FILE
     if not meta_path.is_file():
         raise KnowledgeError(f"rulebook: {meta_path} is missing")
-    try:
-        doc = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise KnowledgeError(f"rulebook: {meta_path}: not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise KnowledgeError(f"rulebook: {meta_path}: top level must be a mapping")
+    doc = read_part(meta_path)
     rules: list = list(doc.get("rules") or [])
     origin = [META_FILE] * len(rules)
     files = [META_FILE]
     for path in sorted(rulebook_dir.glob("rules-*.yaml")):
-        try:
-            part = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise KnowledgeError(f"rulebook: {path}: not valid YAML: {exc}") from exc
-        if not isinstance(part, dict) or not isinstance(part.get("rules"), list):
-            raise KnowledgeError(f"rulebook: {path}: expected a mapping with a 'rules' list")
+        part = read_part(path, "rules")
         rules.extend(part["rules"])
         origin.extend([path.name] * len(part["rules"]))
         files.append(path.name)

@@ -1,0 +1,22 @@
+"""Reading one rulebook YAML file: the one place a YAML error becomes a KnowledgeError naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import KnowledgeError
+
+
+def read_part(path: Path, list_key: str | None = None) -> dict:
+    """The file's top-level mapping; with ``list_key``, it must hold a list under that key."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise KnowledgeError(f"rulebook: {path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise KnowledgeError(f"rulebook: {path}: top level must be a mapping")
+    if list_key is not None and not isinstance(doc.get(list_key), list):
+        raise KnowledgeError(f"rulebook: {path}: expected a mapping with a '{list_key}' list")
+    return doc
