@@ -29,6 +29,8 @@ _SCORE = re.compile(r"(?<![\d.])([0-3])\s*\+")
 _LONE_SCORE = re.compile(r"^\s*(?:score\s*)?([0-3])\s*$", re.IGNORECASE)
 # "0 (null)", "0 without membrane staining": the counterpart of "0 (ultralow)".
 _LEADING_ZERO = re.compile(r"^\s*(?:ihc\s*)?(?:score\s*)?0(?![\d.,/+])\s*(?:\(|without\b|no\b|null\b)", re.IGNORECASE)
+# "Negative (0)", "negative, score 0": a zero written after the answer word (independent review case 40).
+_TRAILING_ZERO = re.compile(r"\(\s*(?:score\s*)?0\s*\)|\bscore\s*(?:of\s*)?0(?![\d.,/+])", re.IGNORECASE)
 # HER2-ultralow (ASCO/CAP 2023 wording; T-DXd label "IHC 0 with membrane staining"): "0 (ultralow)",
 # "ultralow", "0+ (ultralow)", ">0 <1+", "0 with membrane staining". Read before the score, so that
 # ">0 <1+" is not read as 1+; "without membrane staining" and "no membrane staining" do not match.
@@ -88,7 +90,7 @@ def _ihc_value(obs: dict, t: Terminology) -> tuple[str, ...] | None:
         m = _SCORE.search(text) or _LONE_SCORE.match(text)
         if m:
             return ("score", "0" if m.group(1) == "0" else f"{m.group(1)}+")
-        if _LEADING_ZERO.match(text):
+        if _LEADING_ZERO.match(text) or _TRAILING_ZERO.search(text):
             return ("score", "0")
     n = None
     if "valueInteger" in obs or isinstance(obs.get("valueQuantity"), dict):
