@@ -233,6 +233,13 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
         refs = [draft_ref(d) for d in group]
         out.set(f"{prefix}.ingredients", sorted({i for d in group for i in d.ingredients}), refs)
         out.set(f"{prefix}.classes", sorted({k for d in group for k in d.classes}), refs)
+    # The same active drug in two drafts (Phesgo and IV trastuzumab; two trastuzumab orders).
+    seen: dict[str, list[str]] = {}
+    for d in drafts:
+        for m in set(d.moieties or d.ingredients):
+            seen.setdefault(m, []).append(draft_ref(d))
+    twice = {m: refs for m, refs in seen.items() if len(refs) > 1}
+    out.set("draft.all.duplicates", sorted(twice), [r for refs in twice.values() for r in refs])
     return out, drafts, chosen
 
 
