@@ -114,8 +114,10 @@ SERVICES: dict[str, Service] = {
             "patient-view",
             "HER2+ metastatic breast cancer: treatment plan review",
             "When a chart is opened, reviews the HER2-positive metastatic breast cancer plan: maintenance "
-            "options after induction (endocrine therapy, palbociclib, tucatinib), missing or conflicting "
-            "biomarkers, overdue cardiac monitoring, each with trial evidence.",
+            "options while that decision is open (endocrine therapy, palbociclib, tucatinib), the next line "
+            "once after a recorded progression, brain metastases, missing or conflicting biomarkers, "
+            "pregnancy, each with trial evidence. Overdue cardiac monitoring is checked when the next dose "
+            "is ordered.",
         ),
         Service(
             "her2-mbc-order-select",
