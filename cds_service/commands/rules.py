@@ -57,3 +57,14 @@ def matrix_cmd(profiles_dir: Path | None) -> None:
         raise click.ClickException(f"{base}: no label-matrix.yaml")
     evidence = (yaml.safe_load((base / "rulebook.yaml").read_text(encoding="utf-8")) or {}).get("evidence") or {}
     click.echo(markdown(matrix, evidence), nl=False)
+
+
+@command.command("pathway")
+@click.option("--profiles-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory holding rulebook/ (default: HER2CDS_PROFILES_DIR or fhir_profiles/).")
+def pathway_cmd(profiles_dir: Path | None) -> None:
+    """Print the pathway coverage table as Markdown (docs/pathway-coverage.md is this output)."""
+    from ..core.rules.pathway import load_pathway, markdown
+
+    base = Path(profiles_dir or from_env().profiles_dir) / RULEBOOK_DIRNAME
+    click.echo(markdown(load_pathway(base)), nl=False)

@@ -198,6 +198,7 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
     """
     out = Derived()
     drafts: list[DraftOrder] = []
+    unchecked: list[tuple[str, str]] = []
     for res in draft_entries(context):
         if res.get("resourceType") not in ("MedicationRequest",):
             continue
@@ -222,6 +223,9 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
             # business, logged by the shell; not a "could not be read" card above the clinician's advice.
             out.notice(problem[0], "draft order read leniently", (ref,))
         if e is None:
+            label = _unchecked_antineoplastic(res, medications)
+            if label and not unreadable:
+                unchecked.append((label, draft_ref_of(ref)))
             continue
         drafts.append(DraftOrder(ref, e.ingredients, e.classes, e.text, e.moieties))
     selections = context.get("selections")
@@ -240,12 +244,35 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
             seen.setdefault(m, []).append(draft_ref(d))
     twice = {m: refs for m, refs in seen.items() if len(refs) > 1}
     out.set("draft.all.duplicates", sorted(twice), [r for refs in twice.values() for r in refs])
+    # Knowledge file §2.6, unknown drafts: an antineoplastic order (ATC L01/L02) the catalogue does
+    # not know is never dropped in silence; the rules say which order was not checked.
+    out.set("draft.unchecked", [label for label, _ in unchecked], [r for _, r in unchecked])
     return out, drafts, chosen
 
 
 def draft_ref(d: DraftOrder) -> str:
     """How a fact cites a draft: it is in the hook context, not on the FHIR server."""
-    return f"context.draftOrders/{d.resource_ref.split('/', 1)[1]}"
+    return draft_ref_of(d.resource_ref)
+
+
+def draft_ref_of(resource_ref: str) -> str:
+    return f"context.draftOrders/{resource_ref.split('/', 1)[-1]}"
+
+
+_ANTINEOPLASTIC_ATC = ("L01", "L02")  # WHO ATC: antineoplastic agents; endocrine therapy
+
+
+def _unchecked_antineoplastic(res: dict, medications: dict[str, dict]) -> str | None:
+    """The display text of a draft coded as an antineoplastic (ATC L01/L02) that no catalogue entry matched."""
+    concept = res.get("medicationCodeableConcept")
+    if not isinstance(concept, dict):
+        ref = (res.get("medicationReference") or {}).get("reference") if isinstance(res.get("medicationReference"), dict) else None
+        concept = (medications.get(f"Medication/{str(ref).split('/')[-1]}") or {}).get("code") if ref else None
+    codings = fp.codings(concept) if isinstance(concept, dict) else []
+    if not any(str(c.get("system", "")).rstrip("/").endswith("whocc.no/atc") and
+               str(c.get("code", "")).upper().startswith(_ANTINEOPLASTIC_ATC) for c in codings):
+        return None
+    return next(iter(fp.texts(concept)), None) or next((str(c.get("code")) for c in codings), None)
 
 
 # -- cycles and courses -------------------------------------------------------------
