@@ -36,3 +36,11 @@ def test_every_declared_fact_has_a_clinical_label(knowledge):
     labels = knowledge.rulebook.fact_labels
     for name in knowledge.rulebook.facts:
         assert labels.get(name) and "." not in labels[name].split()[0], name
+
+
+def test_the_rules_table_of_docs_rules_md_lists_every_rule_with_its_summary(knowledge):
+    text = (ROOT / "docs" / "rules.md").read_text()
+    for rule in knowledge.rulebook.rules:
+        row = next((ln for ln in text.splitlines() if ln.startswith(f"| {rule.id} |")), None)
+        assert row is not None, f"docs/rules.md has no row for {rule.id}"
+        assert rule.card["summary"].replace("|", "/") in row, f"docs/rules.md row of {rule.id} is stale"
