@@ -244,7 +244,8 @@ def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[An
             out.append("**Results and findings involved**\n" + "\n".join(lines))
     out.append("**Evidence**\n" + "\n".join(_evidence_lines(rulebook, rule.evidence)))
     why = _why_lines(rec, rulebook, index, drafts)
-    why.append(f"- Rule {rule.id} v{rule.version} ({rule.title}), rulebook {rulebook.id} {rulebook.version}")
+    # The rule in words; its version and the rulebook's travel in the card's source and extension.
+    why.append(f"- Rule {rule.id}: {rule.title}")
     out.append("**Why this card**\n" + "\n".join(why))
     return "\n\n".join(out)
 
