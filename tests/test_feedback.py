@@ -134,7 +134,7 @@ def test_another_issuers_override_is_refused_and_not_counted(two_ehrs, db_url):
     app, call = two_ehrs
     card = _critical_card(call)
     resp = call("urn:ehr-b", SIGN + "/feedback", _override(card))
-    assert resp.status_code == 400
+    assert resp.status_code == 404
     assert resp.get_json()["issue"][0]["expression"] == ["/feedback/0/card"]
     assert app.extensions["her2cds.store"].feedback_rows() == []
     [row] = [r for r in _report(db_url) if r["rule_id"] == "S2-C"]
@@ -149,7 +149,7 @@ def test_another_issuers_override_is_refused_and_not_counted(two_ehrs, db_url):
 def test_another_tenant_of_the_same_issuer_is_refused(two_ehrs):
     app, call = two_ehrs
     card = _critical_card(call, tenant="t1")
-    assert call("urn:ehr-a", SIGN + "/feedback", _override(card), tenant="t2").status_code == 400
+    assert call("urn:ehr-a", SIGN + "/feedback", _override(card), tenant="t2").status_code == 404
     assert app.extensions["her2cds.store"].feedback_rows() == []
 
 
@@ -157,7 +157,7 @@ def test_feedback_through_another_service_is_refused(two_ehrs):
     _, call = two_ehrs
     card = _critical_card(call)
     assert call("urn:ehr-a", "/cds-services/her2-mbc-patient-view/feedback", _override(card),
-                tenant="t1").status_code == 400
+                tenant="t1").status_code == 404
 
 
 def test_a_made_up_suggestion_uuid_is_refused(app, client):
@@ -171,7 +171,7 @@ def test_a_made_up_suggestion_uuid_is_refused(app, client):
 
 def test_feedback_for_a_card_never_issued_is_refused(app, client):
     resp = client.post(URL, json={"feedback": [overridden(card="never-issued")]})
-    assert resp.status_code == 400 and resp.get_json()["resourceType"] == "OperationOutcome"
+    assert resp.status_code == 404 and resp.get_json()["resourceType"] == "OperationOutcome"
     assert app.extensions["her2cds.store"].feedback_rows() == []
 
 

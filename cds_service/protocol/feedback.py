@@ -13,7 +13,8 @@ and entries already stored by the failed attempt count as duplicates then.
 is accepted only for a card this service issued, through this service, to the
 same client — the token's issuer and tenant, as ``auth`` put them on
 ``g.client`` and the hook recorded them with the card — and an ``accepted``
-entry only for suggestion uuids that card had.  Anything else is a 400 naming
+entry only for suggestion uuids that card had.  A card not issued to this client is a 404 and a
+suggestion it did not have a 400, each naming
 the entry; "no such card" and "another client's card" read the same, so the
 answer does not reveal which card uuids exist.  The stored row records the
 issuer.  Each client (issuer + tenant; the address with authentication
@@ -81,14 +82,16 @@ def _client() -> tuple[str | None, str | None]:
 
 
 def check_owned(store, service_id: str, items: list[dict]) -> None:
-    """400 unless every entry names a card issued through ``service_id`` to this client, and accepts
-    only suggestions that card had."""
+    """404 unless every entry names a card issued through ``service_id`` to this client; 400 for a
+    suggestion that card did not have."""
     iss, tenant = _client()
     for i, item in enumerate(items):
         card = store.issued_card(item["card"])
         if card is None or card["service_id"] != service_id or card["client_iss"] != iss \
                 or card["client_tenant"] != tenant:
-            raise ApiError(400, f"{str(item['card'])[:100]!r} is not a card this service issued to this client through "
+            # 404, the same answer for a card never issued and another client's card: a client learns
+            # nothing about cards it did not receive.
+            raise ApiError(404, f"{str(item['card'])[:100]!r} is not a card this service issued to this client through "
                            f"{service_id!r}; feedback is accepted only from the client that received the card",
                            f"/feedback/{i}/card", "not-found")
         offered = set(card["suggestion_ids"])

@@ -99,7 +99,8 @@ _READY = {
 _ERRORS = {
     400: "The body is not JSON, too deep, or does not conform to the request schema (the hook must be this service's)",
     401: "No valid CDS client JWT (missing, expired, untrusted issuer, wrong `aud`, or a replayed `jti`)",
-    404: "No such CDS service",
+    404: "No such CDS service (feedback: a card this service did not issue to this client)",
+    429: "Too many requests from this client; send again after the time in `Retry-After`",
     412: "Required data is neither prefetched nor retrievable from `fhirServer`",
     413: "The body is larger than `HER2CDS_MAX_BODY_BYTES`",
     415: "The Content-Type is not `application/json` (or `application/fhir+json`)",
@@ -212,7 +213,7 @@ def _document() -> str:
             "security": secured,
             "requestBody": _request_body("CdsFeedback", example=_FEEDBACK_EXAMPLE),
             "responses": {"200": {"description": "Stored (idempotently)", "content": _json("FeedbackReceipt")},
-                          **_errors(400, 401, 413, 415, 500, 503)},
+                          **_errors(400, 401, 404, 413, 415, 429, 500, 503)},
         }}
     paths["/healthz"] = {"get": {
         "operationId": "healthz", "summary": "Liveness: the process answers", "tags": ["Operations"],

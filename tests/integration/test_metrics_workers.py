@@ -11,7 +11,6 @@ import pytest
 import requests
 from prometheus_client.mmap_dict import MmapedDict
 
-from conftest import empty_prefetch, hook_request
 from test_metrics import samples
 
 from .served import start
@@ -44,15 +43,22 @@ def test_two_workers_scrape_adds_up(tmp_path):
                                               "PROMETHEUS_MULTIPROC_DIR": str(prom)})
     path = f"/cds-services/{SERVICE}"
 
+    # A patient whose chart opening gets one card (D1: no HER2 result): feedback is accepted only for a
+    # card the service issued to this client (issue 21), so each call answers the card it received.
+    body = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "requests"
+                       / "p08-no-her2-patient-view.json").read_text())
+
     def call(_):
-        resp = requests.post(served.url + path, json=hook_request(prefetch=empty_prefetch()),
+        resp = requests.post(served.url + path, json=body,
                              headers={**served.headers(path), "Connection": "close"}, timeout=30)
         assert resp.status_code == 200, resp.text
+        card = resp.json()["cards"][0]["uuid"]
         feedback_path = path + "/feedback"
-        resp = requests.post(served.url + feedback_path, headers=served.headers(feedback_path), timeout=30,
-                             json={"feedback": [{"card": "c", "outcome": "overridden",
-                                                 "outcomeTimestamp": "2026-01-01T00:00:00Z"}]})
-        assert resp.status_code == 200, resp.text
+        entry = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-01-01T00:00:00Z"}
+        for _ in range(2):  # the second one is a duplicate: received, not stored
+            resp = requests.post(served.url + feedback_path, headers=served.headers(feedback_path), timeout=30,
+                                 json={"feedback": [entry]})
+            assert resp.status_code == 200, resp.text
 
     try:
         sent = 0
@@ -72,9 +78,9 @@ def test_two_workers_scrape_adds_up(tmp_path):
                                                                    "Connection": "close"}, timeout=10)
             assert resp.status_code == 200
             got = samples(resp.text)
-            assert got[("her2cds_hook_invocations_total", (("outcome", "no-cards"), ("service", SERVICE)))] == sent
-            assert got[("her2cds_hook_duration_seconds_count", (("outcome", "no-cards"), ("service", SERVICE)))] == sent
-            assert got[("her2cds_feedback_received_total", (("outcome", "overridden"), ("service", SERVICE)))] == sent
-            assert got[("her2cds_feedback_stored_total", (("service", SERVICE),))] == 1
+            assert got[("her2cds_hook_invocations_total", (("outcome", "cards"), ("service", SERVICE)))] == sent
+            assert got[("her2cds_hook_duration_seconds_count", (("outcome", "cards"), ("service", SERVICE)))] == sent
+            assert got[("her2cds_feedback_received_total", (("outcome", "overridden"), ("service", SERVICE)))] == 2 * sent
+            assert got[("her2cds_feedback_stored_total", (("service", SERVICE),))] == sent
     finally:
         served.stop()
