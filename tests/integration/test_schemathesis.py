@@ -72,6 +72,7 @@ def test_the_run_got_past_authentication(served):
     so the tokens the auth provider minted were accepted, not just refused uniformly."""
     with sqlite3.connect(served.data_dir / "her2cds.db") as db:
         answered = {service for (service,) in db.execute("select distinct service_id from audit where status = 200")}
-        feedback_rows = db.execute("select count(*) from feedback").fetchone()[0]
-    assert answered == set(SERVICES), answered  # the document's examples at least
-    assert feedback_rows > 0
+    # every service answered authenticated calls with 200 (the document's examples at least); generated
+    # feedback names cards nobody issued to this client, so it is answered 404 after authentication
+    # (issue 21) and stores nothing
+    assert answered == set(SERVICES), answered
