@@ -61,6 +61,7 @@ class Settings:
     fhir_max_pages: int = 5
     order_sign_cards: str = "order-warnings"
     order_sign_repeat_window_hours: float = 12.0
+    readyz_probe_cache_seconds: float = 1.0
     fhir_max_workers: int = 32
     auth: str = "required"
     trusted_issuers: str = ""
@@ -137,6 +138,8 @@ SETTINGS_DOC: dict[str, str] = {
     "order-sign; `critical-only`: order-sign shows critical cards only (sites calling both hooks)",
     "order_sign_repeat_window_hours": "A warning returned at order-select to the same client (issuer, tenant, user, encounter, FHIR server)"
     " for the same patient, rule and draft orders within this many hours is not repeated at order-sign; a critical card is, unless it was accepted or overridden with a reason (all workers/instances sharing the database); 0: always repeat",
+    "readyz_probe_cache_seconds": "How long one worker reuses the result of `/readyz`'s database write probe: "
+    "an anonymous flood of probes then costs at most one test write per worker per interval (0: probe every call)",
     "fhir_max_pages": "How many `next` links one prefetch query may follow",
     "fhir_max_workers": "FHIR query threads per worker process, shared by its request threads (8 queries per call)",
     "auth": "`required` (default): every call needs a CDS client JWT; `disabled`: local use only",
@@ -188,7 +191,8 @@ SETTINGS_DOC: dict[str, str] = {
 _INT = {"max_body_bytes", "max_json_depth", "fhir_max_pages", "fhir_max_workers", "jwt_leeway", "jwt_max_age",
         "smart_max_concurrent", "feedback_per_minute"}
 _FLOAT = {"fhir_connect_timeout", "fhir_read_timeout", "fhir_time_budget", "smart_http_deadline",
-          "smart_fetch_budget", "order_sign_repeat_window_hours", "smart_config_ttl"}
+          "smart_fetch_budget", "order_sign_repeat_window_hours", "smart_config_ttl",
+          "readyz_probe_cache_seconds"}
 _BOOL = {"smart_dev_loopback"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -228,6 +232,8 @@ def from_env(environ: dict | None = None, **overrides) -> Settings:
     if settings.order_sign_cards not in ("order-warnings", "critical-only"):
         raise ConfigError("HER2CDS_ORDER_SIGN_CARDS must be 'order-warnings' or 'critical-only', "
                           f"not {settings.order_sign_cards!r}")
+    if not settings.readyz_probe_cache_seconds >= 0:
+        raise ConfigError("HER2CDS_READYZ_PROBE_CACHE_SECONDS must be 0 or a positive number of seconds")
     if not settings.order_sign_repeat_window_hours >= 0:
         raise ConfigError("HER2CDS_ORDER_SIGN_REPEAT_WINDOW_HOURS must be 0 or a positive number of hours")
     for name in ("smart_http_deadline", "smart_fetch_budget"):

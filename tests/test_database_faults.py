@@ -100,13 +100,13 @@ def test_read_only_sqlite_after_a_restart_is_not_ready_and_recovers_without_a_re
         tmp_path, sqlite_fault, issuer_file, signing_key):
     pem = signing_key[0]
     url = f"sqlite:///{tmp_path / 'ro.db'}"
-    first = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)
+    first = create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file)
     assert call_hook(first.test_client(), pem).status_code == 200
     issue_card(first.extensions["her2cds.store"], "card-1", SERVICE, iss=ISS)
     first.extensions["her2cds.store"].dispose()
 
     sqlite_fault["read_only"] = True
-    app = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)  # the restart
+    app = create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file)  # the restart
     client = app.test_client()
     status, database = readiness(client)
     assert status == 503 and database.startswith("unavailable"), database
@@ -125,9 +125,9 @@ def test_read_only_sqlite_after_a_restart_is_not_ready_and_recovers_without_a_re
 def test_readiness_recovers_with_the_probe_alone(tmp_path, sqlite_fault, issuer_file):
     """No traffic needed: once the remembered failure expires, a good probe makes the instance ready."""
     url = f"sqlite:///{tmp_path / 'ro.db'}"
-    create_app(auth="required", database_url=url, trusted_issuers=issuer_file).extensions["her2cds.store"].dispose()
+    create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file).extensions["her2cds.store"].dispose()
     sqlite_fault["read_only"] = True
-    app = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)
+    app = create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file)
     store = app.extensions["her2cds.store"]
     with pytest.raises(Exception):
         store.remember_jti(ISS, "j1", 2**31, 0)
@@ -146,12 +146,12 @@ def test_full_disk_feedback_is_503_with_retry_after_and_readiness_sees_it(
         tmp_path, sqlite_fault, issuer_file, signing_key):
     pem = signing_key[0]
     url = f"sqlite:///{tmp_path / 'full.db'}"
-    store = create_app(auth="required", database_url=url, trusted_issuers=issuer_file).extensions["her2cds.store"]
+    store = create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file).extensions["her2cds.store"]
     for card in ("card-1", "card-2"):
         issue_card(store, card, SERVICE, iss=ISS)
     store.dispose()
     sqlite_fault["max_pages"] = True
-    app = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)
+    app = create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file)
     client = app.test_client()
     assert readiness(client) == (200, "ok")  # small writes still fit in the pages the file has
 
@@ -165,7 +165,8 @@ def test_full_disk_feedback_is_503_with_retry_after_and_readiness_sees_it(
     assert readiness(client) == (200, "ok")
 
 
-def test_readiness_fails_when_the_disk_beside_the_sqlite_file_is_full(app, client, monkeypatch):
+def test_readiness_fails_when_the_disk_beside_the_sqlite_file_is_full(migrated_db_url, monkeypatch):
+    client = create_app(readyz_probe_cache_seconds=0, auth="disabled", database_url=migrated_db_url).test_client()
     real = os.statvfs
     Fs = namedtuple("Fs", "f_bavail f_bfree f_frsize")
     monkeypatch.setattr(storage.os, "statvfs", lambda path: Fs(3, 3, 4096))
@@ -200,11 +201,11 @@ def captured_log():
 
 def test_failing_writes_log_no_patient_id_hook_instance_or_comment(tmp_path, sqlite_fault, captured_log):
     url = f"sqlite:///{tmp_path / 'quiet.db'}"
-    store = create_app(auth="disabled", database_url=url).extensions["her2cds.store"]
+    store = create_app(readyz_probe_cache_seconds=0, auth="disabled", database_url=url).extensions["her2cds.store"]
     issue_card(store, "card-SECRET-9", SERVICE)
     store.dispose()
     sqlite_fault["read_only"] = True
-    client = create_app(auth="disabled", database_url=url).test_client()
+    client = create_app(readyz_probe_cache_seconds=0, auth="disabled", database_url=url).test_client()
 
     body = copy.deepcopy(REQUEST)
     body["hookInstance"] = "hook-instance-SECRET-7c1f"
@@ -319,7 +320,7 @@ def postgres_forwarder():
 def test_postgres_down_is_not_ready_503_and_recovers_when_it_is_back(postgres_forwarder, issuer_file, signing_key):
     pem = signing_key[0]
     forwarder, url = postgres_forwarder
-    app = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)
+    app = create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file)
     client = app.test_client()
     assert call_hook(client, pem).status_code == 200
     assert readiness(client) == (200, "ok")
@@ -348,7 +349,7 @@ def test_read_only_postgres_is_not_ready_and_recovers(issuer_file, signing_key):
     try:
         with admin.engine.begin() as conn:
             conn.execute(text(alter + "on"))
-        app = create_app(auth="required", database_url=url, trusted_issuers=issuer_file)
+        app = create_app(readyz_probe_cache_seconds=0, auth="required", database_url=url, trusted_issuers=issuer_file)
         client = app.test_client()
         status, why = readiness(client)
         assert status == 503 and "InternalError" in why, why  # ReadOnlySqlTransaction
@@ -362,3 +363,22 @@ def test_read_only_postgres_is_not_ready_and_recovers(issuer_file, signing_key):
     assert call_hook(client, pem).status_code == 200  # pooled read-only sessions were dropped
     assert readiness(client) == (200, "ok")
     app.extensions["her2cds.store"].dispose()
+
+
+def test_a_flood_of_readiness_probes_costs_one_test_write_per_interval(db_url, monkeypatch):
+    """/readyz is anonymous (issue 21: 1,059 probes/s raised hook p50 fourfold): a worker reuses the verdict
+    of its write probe for ``readyz_probe_cache_seconds``; with 0 every call probes."""
+    app = create_app(auth="disabled", database_url=db_url, readyz_probe_cache_seconds=60)
+    store = app.extensions["her2cds.store"]
+    writes = []
+    real = store.check_writable
+    monkeypatch.setattr(store, "check_writable", lambda: writes.append(1) or real())
+    client = app.test_client()
+    assert all(client.get("/readyz").status_code == 200 for _ in range(50))
+    assert len(writes) == 1
+    eager = create_app(auth="disabled", database_url=db_url, readyz_probe_cache_seconds=0)
+    probes = []
+    monkeypatch.setattr(eager.extensions["her2cds.store"], "check_writable", lambda: probes.append(1))
+    for _ in range(3):
+        eager.test_client().get("/readyz")
+    assert len(probes) == 3
