@@ -135,6 +135,18 @@ def fixtures_today():
 
 
 @pytest.fixture(scope="session")
+def requests_today(fixtures_today):
+    """The session's fixture requests built for today (shared: a test copies what it changes)."""
+    return fixtures_today[1]
+
+
+def card_rules(resp) -> list[str]:
+    """The rule ids of a 200 hook response's cards, sorted (the rule travels in each card's extension)."""
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return sorted(c["extension"]["org.her2-cds.rule"]["id"] for c in resp.get_json()["cards"])
+
+
+@pytest.fixture(scope="session")
 def knowledge():
     """The shipped knowledge, loaded once per session (and shared with every ``create_app``)."""
     return load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles"))

@@ -19,7 +19,7 @@ import pytest
 from cds_service.app import create_app
 from cds_service.config import Settings
 
-from conftest import LOOPBACK_FHIR, fixture_generator
+from conftest import LOOPBACK_FHIR, card_rules, fixture_generator
 from fake_fhir import FakeFhir, PatientBehaviour, send_json
 
 EXT = "org.her2-cds.rule"
@@ -60,11 +60,6 @@ class Records(logging.Handler):
         self.logger.setLevel(self.level_before)
 
 
-def rules(resp):
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return sorted(c["extension"][EXT]["id"] for c in resp.get_json()["cards"])
-
-
 def patient_client(db_url):
     """Generous FHIR timeouts where a test is about data, not speed (the machine may be busy)."""
     return create_app(auth="disabled", database_url=db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
@@ -86,12 +81,12 @@ def test_defaults_give_the_prefetch_cards_from_a_fhir_server_at_600_ms_per_query
     gen, patients, requests = built
     pid = requests[name]["context"]["patientId"]
     client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
-    expected = rules(client.post(url, json=requests[name]))
+    expected = card_rules(client.post(url, json=requests[name]))
     behaviour = PatientBehaviour(resources_of(patients, pid), gen.searchset, delay=0.6)
     # transport of a real server: keep-alive, and a listen backlog that does not drop the
     # call's parallel connections (the fake's default of 5 makes the kernel retry a SYN after 1 s)
     with FakeFhir(behaviour, keep_alive=True, nodelay=True, backlog=64) as fhir:
-        got = rules(client.post(url, json=fallback(requests[name], fhir.base)))
+        got = card_rules(client.post(url, json=fallback(requests[name], fhir.base)))
     assert got == expected and got
     assert "D4" not in got
 
@@ -119,7 +114,7 @@ def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
     client = patient_client(db_url)
     with Records("her2cds.fhir") as records, FakeFhir(refuse_procedures) as fhir:
         resp = client.post(SELECT, json=fallback(requests[name], fhir.base))
-    got = rules(resp)
+    got = card_rules(resp)
     assert "D4" not in got and "S9-UNKNOWN" in got
     s9 = next(c for c in resp.get_json()["cards"] if c["extension"][EXT]["id"] == "S9-UNKNOWN")
     assert "did not return its menopausal-status or procedure records" in s9["detail"]
@@ -148,7 +143,7 @@ def test_a_leniently_read_draft_is_logged_not_a_could_not_be_read_card(db_url, b
     draft["category"] = {"coding": [{"code": "outpatient"}]}
     client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
     with Records("her2cds.hooks") as records:
-        got = rules(client.post(SIGN, json=req))
+        got = card_rules(client.post(SIGN, json=req))
     assert "D4" not in got and "S9" in got
     lenient = [r for r in records if r.getMessage() == "draft order read leniently"]
     assert lenient and lenient[0].resource.startswith("MedicationRequest/")  # logged by the shell, by id

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from cds_service.app import create_app
+from conftest import card_rules
 from cds_service.config import ConfigError, from_env
 from cds_service.protocol import repeats
 from cds_service.storage import issued_cards
@@ -25,17 +26,6 @@ SELECT = "/cds-services/her2-mbc-order-select"
 SIGN = "/cds-services/her2-mbc-order-sign"
 
 
-@pytest.fixture(scope="module")
-def requests_today(fixtures_today):
-    """The session's fixture requests built for today (shared: a test copies what it changes)."""
-    return fixtures_today[1]
-
-
-def rules(resp):
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return sorted(c["extension"][EXT]["id"] for c in resp.get_json()["cards"])
-
-
 def two_instances(db_url, **settings):
     return (create_app(auth="disabled", database_url=db_url, **settings).test_client(),
             create_app(auth="disabled", database_url=db_url, **settings).test_client())
@@ -44,7 +34,7 @@ def two_instances(db_url, **settings):
 def test_order_warnings_fire_at_order_sign_when_order_select_was_not_called(db_url, requests_today):
     """An EHR integrating only order-sign sees S9 for a man on letrozole alone."""
     one, _ = two_instances(db_url)
-    assert "S9" in rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
+    assert "S9" in card_rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 @pytest.fixture
@@ -60,47 +50,47 @@ def shared_database(backend_url, db_url):
 def test_a_card_shown_at_order_select_is_not_repeated_at_order_sign_by_another_instance(shared_database,
                                                                                         requests_today):
     one, two = two_instances(shared_database)
-    assert "S9" in rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
-    assert "S9" not in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
+    assert "S9" in card_rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
+    assert "S9" not in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 def test_other_drafts_or_another_patient_are_shown_again(db_url, requests_today):
     one, two = two_instances(db_url)
-    rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
+    card_rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
     other = copy.deepcopy(requests_today["p69-male-letrozole-order-sign"])
     other["context"]["draftOrders"]["entry"][0]["resource"]["medicationCodeableConcept"] = {
         "coding": [{"system": "http://www.whocc.no/atc", "code": "L02BG03", "display": "anastrozole"}]}
-    assert "S9" in rules(two.post(SIGN, json=other))
+    assert "S9" in card_rules(two.post(SIGN, json=other))
     # the 42-year-old's S9-UNKNOWN was never shown at order-select: shown at order-sign
-    assert "S9-UNKNOWN" in rules(two.post(SIGN, json=requests_today["p67-unknown-42-order-sign"]))
+    assert "S9-UNKNOWN" in card_rules(two.post(SIGN, json=requests_today["p67-unknown-42-order-sign"]))
 
 
 def test_the_window_bounds_the_memory(db_url, requests_today):
     one, two = two_instances(db_url, order_sign_repeat_window_hours=12)
-    rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
+    card_rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
     store = one.application.extensions["her2cds.store"]
     with store.engine.begin() as conn:  # the order-select card was 13 hours ago
         conn.execute(issued_cards.update().values(
             issued_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=13)))
-    assert "S9" in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
+    assert "S9" in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 def test_window_zero_always_repeats(db_url, requests_today):
     one, two = two_instances(db_url, order_sign_repeat_window_hours=0)
-    rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
-    assert "S9" in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
+    card_rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
+    assert "S9" in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 def test_critical_only_setting_restores_hard_stops_only_at_order_sign(db_url, requests_today):
     one, _ = two_instances(db_url, order_sign_cards="critical-only")
-    assert rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"])) == []
-    assert rules(one.post(SIGN, json=requests_today["p29-anthracycline-order-sign"])) == ["S3"]
+    assert card_rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"])) == []
+    assert card_rules(one.post(SIGN, json=requests_today["p29-anthracycline-order-sign"])) == ["S3"]
 
 
 def test_the_database_never_holds_the_patient_id_in_the_repeat_key(db_url, requests_today):
     one, _ = two_instances(db_url)
     req = requests_today["p69-male-letrozole-order-select"]
-    rules(one.post(SELECT, json=req))
+    card_rules(one.post(SELECT, json=req))
     store = one.application.extensions["her2cds.store"]
     with store.engine.connect() as conn:
         keys = [r.repeat_key for r in conn.execute(select(issued_cards.c.repeat_key))]
@@ -157,7 +147,7 @@ def test_an_unanswered_hard_stop_is_shown_again_at_order_sign(db_url, requests_t
     one, two = two_instances(db_url)
     sign = requests_today["p26-lvef35-order-sign"]
     critical_uuid(one.post(SELECT, json=as_order_select(sign)))
-    assert "S2-C" in rules(two.post(SIGN, json=sign))
+    assert "S2-C" in card_rules(two.post(SIGN, json=sign))
 
 
 @pytest.mark.parametrize("outcome, extra, repeated", [
@@ -172,7 +162,7 @@ def test_a_hard_stop_answered_at_order_select_is_not_repeated(db_url, requests_t
     sign = requests_today["p26-lvef35-order-sign"]
     uuid = critical_uuid(one.post(SELECT, json=as_order_select(sign)))
     feedback(one, uuid, outcome, **extra)
-    assert ("S2-C" in rules(two.post(SIGN, json=sign))) is repeated
+    assert ("S2-C" in card_rules(two.post(SIGN, json=sign))) is repeated
 
 
 def test_another_user_encounter_or_fhir_server_never_suppresses(db_url, requests_today):
@@ -182,8 +172,8 @@ def test_another_user_encounter_or_fhir_server_never_suppresses(db_url, requests
         one, two = two_instances(db_url)
         other = copy.deepcopy(requests_today["p69-male-letrozole-order-select"])
         other["context"][field] = value
-        assert "S9" in rules(one.post(SELECT, json=other))
-        assert "S9" in rules(two.post(SIGN, json=sign)), field
+        assert "S9" in card_rules(one.post(SELECT, json=other))
+        assert "S9" in card_rules(two.post(SIGN, json=sign)), field
 
 
 def test_the_audience_holds_issuer_tenant_and_subject():
@@ -227,14 +217,14 @@ def test_odd_codings_at_order_sign_still_return_the_hard_stop(db_url, requests_t
     extra["resource"]["medicationCodeableConcept"] = {"coding": 5}
     sign["context"]["draftOrders"]["entry"].append(extra)
     resp = one.post(SIGN, json=sign)
-    assert resp.status_code == 200 and "S2-C" in rules(resp)
+    assert resp.status_code == 200 and "S2-C" in card_rules(resp)
 
 
 def test_every_suppression_is_in_the_audit_trail(db_url, requests_today):
     one, two = two_instances(db_url)
     select_req = requests_today["p69-male-letrozole-order-select"]
-    rules(one.post(SELECT, json=select_req))
-    assert "S9" not in rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
+    card_rules(one.post(SELECT, json=select_req))
+    assert "S9" not in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
     store = one.application.extensions["her2cds.store"]
     from cds_service.storage import audit
     with store.engine.connect() as conn:

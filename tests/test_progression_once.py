@@ -13,52 +13,43 @@ import copy
 import pytest
 
 from cds_service.app import create_app
+from conftest import card_rules
 
-EXT = "org.her2-cds.rule"
 VIEW = "/cds-services/her2-mbc-patient-view"
-
 
 @pytest.fixture(scope="module")
 def requests_today(fixtures_today):
     return fixtures_today[1]
 
-
-def rules(resp):
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return sorted(c["extension"][EXT]["id"] for c in resp.get_json()["cards"])
-
-
 def test_the_next_line_card_opens_once_per_progression(db_url, requests_today):
     req = requests_today["p90-progression-on-hp-patient-view"]
     one = create_app(auth="disabled", database_url=db_url).test_client()
     other_instance = create_app(auth="disabled", database_url=db_url).test_client()
-    assert rules(one.post(VIEW, json=req)) == ["L4"]
-    assert rules(other_instance.post(VIEW, json=req)) == []  # the same clinician, the same progression
+    assert card_rules(one.post(VIEW, json=req)) == ["L4"]
+    assert card_rules(other_instance.post(VIEW, json=req)) == []  # the same clinician, the same progression
     store = one.application.extensions["her2cds.store"]
     assert store.audit_rows()[-1]["suppressed"].startswith("L4@")
-
 
 def test_another_clinician_or_a_new_progression_sees_it(db_url, requests_today):
     req = requests_today["p90-progression-on-hp-patient-view"]
     client = create_app(auth="disabled", database_url=db_url).test_client()
-    assert rules(client.post(VIEW, json=req)) in (["L4"], [])
+    assert card_rules(client.post(VIEW, json=req)) in (["L4"], [])
     colleague = copy.deepcopy(req)
     colleague["context"]["userId"] = "Practitioner/covering-oncologist"
-    assert rules(client.post(VIEW, json=colleague)) == ["L4"]
+    assert card_rules(client.post(VIEW, json=colleague)) == ["L4"]
     newer = copy.deepcopy(req)
     obs = next(e["resource"] for e in newer["prefetch"]["otherObservations"]["entry"]
                if e["resource"]["code"]["coding"][0]["code"] == "97509-4")
     obs["id"] = obs["id"] + "-rescan"  # a second CT showing progression: another event
-    assert rules(client.post(VIEW, json=newer)) == ["L4"]
-
+    assert card_rules(client.post(VIEW, json=newer)) == ["L4"]
 
 def test_a_database_that_cannot_answer_costs_the_memory_not_the_card(db_url, requests_today, monkeypatch):
     req = requests_today["p90-progression-on-hp-patient-view"]
     client = create_app(auth="disabled", database_url=db_url).test_client()
-    rules(client.post(VIEW, json=req))
+    card_rules(client.post(VIEW, json=req))
     store = client.application.extensions["her2cds.store"]
 
     def down(*a, **k):
         raise RuntimeError("database down")
     monkeypatch.setattr(store, "earlier_cards", down)
-    assert rules(client.post(VIEW, json=req)) == ["L4"]
+    assert card_rules(client.post(VIEW, json=req)) == ["L4"]

@@ -20,6 +20,7 @@ import datetime as dt
 import math
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
@@ -101,8 +102,9 @@ def current_by_administration(episodes: list[MedEpisode], t: Terminology, today:
     return [dataclasses.replace(e, state="active", end=None) if e.ref in current else e for e in episodes]
 
 
-def _med_concepts(r: dict, medications: dict[str, dict], t: Terminology) -> tuple[list[Drug], str]:
-    """Drugs of a medication[x] (CodeableConcept or a Medication, contained or referenced)."""
+def _medication_concept(r: dict, medications: dict[str, dict]) -> tuple[Any, dict | None]:
+    """(CodeableConcept, Medication) of a medication[x]: the concept itself, or a Medication's code
+    (contained or referenced), or the reference's display as text."""
     cc = r.get("medicationCodeableConcept")
     med = None
     if cc is None:
@@ -115,6 +117,12 @@ def _med_concepts(r: dict, medications: dict[str, dict], t: Terminology) -> tupl
         cc = (med or {}).get("code")
         if cc is None and isinstance((r.get("medicationReference") or {}).get("display"), str):
             cc = {"text": r["medicationReference"]["display"]}
+    return cc, med
+
+
+def _med_concepts(r: dict, medications: dict[str, dict], t: Terminology) -> tuple[list[Drug], str]:
+    """Drugs of a medication[x] (CodeableConcept or a Medication, contained or referenced)."""
+    cc, med = _medication_concept(r, medications)
     drugs = t.drugs_for_codeable(cc)
     if not drugs and med:
         for ing in med.get("ingredient") or ():
@@ -264,10 +272,7 @@ _ANTINEOPLASTIC_ATC = ("L01", "L02")  # WHO ATC: antineoplastic agents; endocrin
 
 def _unchecked_antineoplastic(res: dict, medications: dict[str, dict]) -> str | None:
     """The display text of a draft coded as an antineoplastic (ATC L01/L02) that no catalogue entry matched."""
-    concept = res.get("medicationCodeableConcept")
-    if not isinstance(concept, dict):
-        ref = (res.get("medicationReference") or {}).get("reference") if isinstance(res.get("medicationReference"), dict) else None
-        concept = (medications.get(f"Medication/{str(ref).split('/')[-1]}") or {}).get("code") if ref else None
+    concept, _ = _medication_concept(res, medications)
     codings = fp.codings(concept) if isinstance(concept, dict) else []
     if not any(str(c.get("system", "")).rstrip("/").endswith("whocc.no/atc") and
                str(c.get("code", "")).upper().startswith(_ANTINEOPLASTIC_ATC) for c in codings):
