@@ -148,11 +148,18 @@ def test_every_detail_is_short_and_names_no_profile_key(responses, rulebook):
 
 
 def test_f8_after_progression_does_not_offer_first_line_blockade(responses):
-    """p24: new brain metastases after THP, capecitabine drafted alone: F8 and L2, no 'add pertuzumab'."""
+    """p24: new brain metastases after THP, capecitabine drafted alone: one card (L2-CHEMO), HER2CLIMB first, no pertuzumab."""
     cards = next(c for n, _, c in responses if n == "p24-brain-order-select")
-    f8 = next(c for c in cards if c["extension"][EXT]["id"] == "F8")
-    labels = [s["label"] for s in f8.get("suggestions", [])]
-    assert labels == ["Add trastuzumab"]
+    assert [c["extension"][EXT]["id"] for c in cards] == ["L2-CHEMO"]
+    labels = [s["label"] for s in cards[0].get("suggestions", [])]
+    assert labels == ["Add tucatinib + trastuzumab (HER2CLIMB)", "Add trastuzumab"]
+    assert cards[0]["suggestions"][0].get("isRecommended") is True
+
+
+def test_accepted_her2climb_is_not_offered_again(responses):
+    """p24 after accepting HER2CLIMB (capecitabine + tucatinib + trastuzumab drafted): no brain card."""
+    cards = next(c for n, _, c in responses if n == "p24-brain-order-select-2")
+    assert not {"L2", "L2-CHEMO", "F8"} & {c["extension"][EXT]["id"] for c in cards}
 
 
 def test_l2_names_no_regimen_the_patient_progresses_on(responses):
