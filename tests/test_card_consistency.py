@@ -179,3 +179,14 @@ def test_line_switch_stops_the_active_therapy(responses):
     assert "Stop the active order" in by_type["MedicationRequest"]["description"]
     # a medication-list entry is labelled as such: the treatment must be stopped in the plan too
     assert "medication list" in by_type["MedicationStatement"]["description"]
+
+
+def test_maintenance_summary_names_only_the_additions_still_open(responses):
+    """p69: letrozole drafted on HP maintenance: M1 no longer offers endocrine therapy in its summary."""
+    cards = next(c for n, _, c in responses if n == "p69-male-letrozole-order-select")
+    m1 = next(c for c in cards if c["extension"][EXT]["id"] == "M1")
+    assert m1["summary"].startswith("Induction completed: palbociclib or tucatinib can be added")
+    assert not any("letrozole" in s["label"].lower() for s in m1.get("suggestions", []))
+    hr_negative = next(c for n, _, c in responses if n == "p15-hrneg-maint-patient-view")
+    m1 = next(c for c in hr_negative if c["extension"][EXT]["id"] == "M1")
+    assert "tucatinib can be added" in m1["summary"] and "palbociclib" not in m1["summary"]

@@ -53,7 +53,8 @@ def test_profile_json_shows_the_lines_and_courses(tmp_path):
 
     bundle = _bundle()
     bundle["entry"] += [{"resource": med_statement("trastuzumab", start="2024-07-01", id="t")},
-                        {"resource": med_statement("pertuzumab", start="2024-07-01", id="p")}]
+                        {"resource": med_statement("pertuzumab", start="2024-07-01", id="p")},
+                        {"resource": med_statement("docetaxel", start="2024-07-01", id="d")}]
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
     result = CliRunner().invoke(cli, ["profile", str(path), "--json", "--today", "2025-06-01"])
@@ -61,6 +62,7 @@ def test_profile_json_shows_the_lines_and_courses(tmp_path):
     data = json.loads(result.output)
     assert data["lines"] == [{"number": 1, "start": "2024-07-01", "end": None,
                               "ingredients": ["pertuzumab", "trastuzumab"],
+                              "regimen": ["docetaxel", "pertuzumab", "trastuzumab"],
                               "refs": ["MedicationStatement/t", "MedicationStatement/p"]}]
     assert [(c["ingredients"], c["line"], c["end"]) for c in data["courses"]] == [
-        (["pertuzumab"], 1, None), (["trastuzumab"], 1, None)]
+        (["docetaxel"], 1, None), (["pertuzumab"], 1, None), (["trastuzumab"], 1, None)]

@@ -374,7 +374,7 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
     labels = ", ".join(rulebook.evidence[e]["label"] for e in rule.evidence)
     card: dict[str, Any] = {
         "uuid": _new_uuid(),
-        "summary": rule.card["summary"][:SUMMARY_LIMIT],
+        "summary": (rec.summary or rule.card["summary"])[:SUMMARY_LIMIT],
         "indicator": rule.card["indicator"],
         "detail": render_detail(rec, rulebook, findings, index, drafts),
         "source": {

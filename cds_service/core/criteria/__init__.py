@@ -27,7 +27,7 @@ from ..knowledge.terminology import Terminology
 from .conditions import condition_facts, ild_on_tdxd
 from .her2 import her2_facts
 from .intake import read_resources
-from .lines import therapy_facts
+from .lines import therapy_facts, with_regimens
 from .medications import courses, draft_orders, medication_history
 from .observations import observation_facts
 from .patient import patient_facts
@@ -71,14 +71,15 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(progression_facts(progression, history.lines, intake, t, params))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
+    course_list = tuple(courses(episodes, list(history.lines), history.line_of, today, params))
     return PatientProfile(
         patient_id=context.get("patientId") or (intake.patient or {}).get("id"),
         facts=MappingProxyType(dict(derived.facts)),
         findings=tuple(derived.findings),
         draft_orders=tuple(drafts),
         medications=tuple(episodes),
-        lines=history.lines,
-        courses=tuple(courses(episodes, list(history.lines), history.line_of, today, params)),
+        lines=with_regimens(history.lines, course_list),
+        courses=course_list,
         kinds=MappingProxyType(dict(intake.kinds)),
         progression=tuple(progression),
         notices=tuple(derived.notices),

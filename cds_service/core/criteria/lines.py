@@ -13,12 +13,13 @@ record).  The timeline draws exactly these lines.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Iterable
 
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from .medications import DAYS_PER_MONTH, count_cycles, draft_ref
-from .profile import Derived, DraftOrder, Line, MedEpisode, iso_date
+from .profile import Course, Derived, DraftOrder, Line, MedEpisode, iso_date
 
 TAXANES = frozenset({"docetaxel", "paclitaxel"})
 ANTICANCER = frozenset({"anti-her2", "chemotherapy", "endocrine", "gnrh-agonist", "cdk46-inhibitor", "pi3k-inhibitor"})
@@ -98,6 +99,16 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     _taxane(episodes, regimens[-1].start if regimens else mdate, today, params, out)
     history = TherapyHistory(_as_lines(regimens), {e.ref: n for n, r in enumerate(regimens, 1) for e in r.episodes})
     return out, history
+
+
+def with_regimens(lines: tuple[Line, ...], course_list: Iterable[Course]) -> tuple[Line, ...]:
+    """Each line with its whole regimen: its anti-HER2 agents and the anticancer courses of that line."""
+    partners: dict[int, set[str]] = {}
+    for c in course_list:
+        if c.line is not None and set(c.classes) & ANTICANCER:
+            partners.setdefault(c.line, set()).update(c.ingredients)
+    return tuple(replace(ln, regimen=tuple(sorted(set(ln.ingredients) | partners.get(ln.number, set()))))
+                 for ln in lines)
 
 
 def _adjuvant_relapse(episodes: list[MedEpisode], mdate: dt.date | None, params: CriteriaParameters,

@@ -91,13 +91,21 @@ class Course:
 
 @dataclass(frozen=True)
 class Line:
-    """One metastatic-setting line of therapy on record (anti-HER2 regimens, see ``lines``)."""
+    """One metastatic-setting line of therapy on record (anti-HER2 regimens, see ``lines``).
+
+    ``ingredients`` are the anti-HER2 agents that define the line (what line
+    continuity compares); ``regimen`` adds their partners given in the same line
+    (the taxane of THP, capecitabine, endocrine therapy), as the courses assign
+    them, so a page names "docetaxel + pertuzumab + trastuzumab", not the
+    antibodies alone (issue 22).
+    """
 
     number: int
     start: dt.date
     end: dt.date | None  # the next line's start; None while the line is ongoing
     ingredients: tuple[str, ...]
     refs: tuple[str, ...]
+    regimen: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,7 @@ class PatientProfile:
                              "start": iso_date(m.start), "end": iso_date(m.end), "text": m.text}
                             for m in self.medications],
             "lines": [{"number": ln.number, "start": iso_date(ln.start), "end": iso_date(ln.end),
-                       "ingredients": list(ln.ingredients), "refs": list(ln.refs)} for ln in self.lines],
+                       "ingredients": list(ln.ingredients), "regimen": list(ln.regimen), "refs": list(ln.refs)} for ln in self.lines],
             "courses": [{"ingredients": list(c.ingredients), "state": c.state, "start": iso_date(c.start),
                          "end": iso_date(c.end), "line": c.line, "cycles": c.cycles,
                          "cyclesEstimated": c.cycles_estimated, "schedule": c.schedule, "weeks": c.weeks,

@@ -88,6 +88,7 @@ class Rule:
     suggestions: tuple[Suggestion, ...] = ()
     selection_behavior: str = "at-most-one"
     notes: tuple[Note, ...] = ()
+    summaries: tuple[Note, ...] = ()  # card.summaries: the first that holds replaces card.summary
     override_reasons: tuple[str, ...] = ()
     suppresses: tuple[str, ...] = ()
     show_findings: bool = False
@@ -138,6 +139,7 @@ class Recommendation:
     facts: tuple[tuple[str, Any, tuple[str, ...]], ...]
     suggestions: tuple[Suggestion, ...]
     notes: tuple[str, ...]
+    summary: str = ""  # the card's summary for this patient (card.summary or the first card.summaries that holds)
 
 
 # --------------------------------------------------------------------------
@@ -403,11 +405,13 @@ def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
         )
         notes = tuple(Note(n["text"], cc(n["when"], f"{base}/notes/{j}/when"))
                       for j, n in enumerate(r.get("notes") or []))
+        summaries = tuple(Note(n["text"], cc(n["when"], f"{base}/card/summaries/{j}/when"))
+                          for j, n in enumerate(r["card"].get("summaries") or []))
         rules.append(Rule(
             id=r["id"], version=int(r["version"]), title=r["title"], scope=r["scope"],
             hooks=tuple(r["hooks"]), when=cc(r["when"], f"{base}/when"), card=dict(r["card"]),
             evidence=tuple(r["evidence"]), suggestions=suggestions,
-            selection_behavior=r.get("selection_behavior", "at-most-one"), notes=notes,
+            selection_behavior=r.get("selection_behavior", "at-most-one"), notes=notes, summaries=summaries,
             override_reasons=tuple(r.get("override_reasons") or ()),
             suppresses=tuple(r.get("suppresses") or ()), show_findings=bool(r.get("show_findings")),
             enabled_by=r.get("enabled_by"), once_per=r.get("once_per"), file=origin[i] if i < len(origin) else "",
@@ -525,6 +529,7 @@ def evaluate(rulebook: Rulebook, facts: Mapping[str, Any], hook: str) -> list[Re
         snapshot = tuple((n, fact_value(facts, n), fact_refs(facts, n)) for n in names)
         suggestions = tuple(s for s in rule.suggestions if s.when is None or s.when(facts))
         notes = tuple(render_text(n.text, facts) for n in rule.notes if n.when(facts))
-        fired.append(Recommendation(rule, snapshot, suggestions, notes))
+        summary = next((n.text for n in rule.summaries if n.when(facts)), rule.card["summary"])
+        fired.append(Recommendation(rule, snapshot, suggestions, notes, summary))
     suppressed = {sid for rec in fired for sid in rec.rule.suppresses}
     return [rec for rec in fired if rec.rule.id not in suppressed]
