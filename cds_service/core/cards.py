@@ -87,11 +87,15 @@ def _evidence_key(ev: dict) -> str:
 
 def _evidence_lines(rulebook: Rulebook, ids: Iterable[str]) -> list[str]:
     lines = []
-    for eid in ids:
-        ev = rulebook.evidence[eid]
+    for ref in ids:
+        ev = rulebook.cited(ref)
         label = f"[{ev['label']}]({ev['url']})" if ev.get("url") else ev["label"]
-        cite = re.sub(r"\s*\([^)]*\)?", "", ev["citation"].split(";")[0]).strip()
-        lines.append(_shorten(f"- {label}: {_evidence_key(ev)} ({cite})", EVIDENCE_LINE_LIMIT + len(ev.get("url", ""))))
+        if ev.get("section"):  # a claim of a label: the label and its section are the citation
+            line = f"- {label}, {ev['section']}: {_evidence_key(ev)}"
+        else:
+            cite = re.sub(r"\s*\([^)]*\)?", "", ev["citation"].split(";")[0]).strip()
+            line = f"- {label}: {_evidence_key(ev)} ({cite})"
+        lines.append(_shorten(line, EVIDENCE_LINE_LIMIT + len(ev.get("url", ""))))
     return lines
 
 
@@ -370,8 +374,8 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
     rule = rec.rule
     draft_orders = list(draft_orders)
     drafts = {_delete_ref(d): d for d in draft_orders}
-    first_ev = rulebook.evidence[rule.evidence[0]]
-    labels = ", ".join(rulebook.evidence[e]["label"] for e in rule.evidence)
+    first_ev = rulebook.cited(rule.evidence[0])
+    labels = ", ".join(dict.fromkeys(rulebook.cited(e)["label"] for e in rule.evidence))
     card: dict[str, Any] = {
         "uuid": _new_uuid(),
         "summary": (rec.summary or rule.card["summary"])[:SUMMARY_LIMIT],

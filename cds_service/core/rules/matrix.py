@@ -131,7 +131,8 @@ def markdown(matrix: dict, evidence: dict) -> str:
            "| rule | drug(s) | finding (threshold) | action | card | label | fires | silent |",
            "|---|---|---|---|---|---|---|---|"]
     for row in matrix["rows"]:
-        label = evidence.get(row["evidence"], {}).get("label", row["evidence"])
+        eid = row["evidence"].partition("#")[0]
+        label = evidence.get(eid, {}).get("label", eid)
         out.append(f"| {row['id']} | {_cell(', '.join(row['drugs']))} | {_cell(row['finding'])} | "
                    f"{ACTIONS[row['action']]} | {row['indicator']} | {_cell(label)}, {_cell(row['section'])} | "
                    f"{_cell(', '.join(row['fires']))} | {_cell(', '.join(row['silent']))} |")

@@ -124,6 +124,21 @@ class Rulebook:
         """A rule with ``enabled_by: FLAG`` runs only while that rulebook flag is true."""
         return rule.enabled_by is None or bool((self.flags or {}).get(rule.enabled_by))
 
+    def cited(self, ref: str) -> dict:
+        """The evidence a rule cites as ``ID`` or ``ID#claim``, as the card shows it.
+
+        A label supports different claims in different sections (Enhertu: ILD in
+        the boxed warning, LVEF in 2.3, indications in 1): ``ID#claim`` gives the
+        source with that claim's ``key`` and ``section``, so an LVEF card quotes the
+        LVEF text, not the ILD warning (issue 22).
+        """
+        eid, _, claim = ref.partition("#")
+        source = dict(self.evidence[eid])
+        if claim:
+            source.update(source.get("claims", {})[claim])
+        source.pop("claims", None)
+        return source
+
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
             if r.id == rule_id:
@@ -342,8 +357,11 @@ def _semantic_problems(doc: dict) -> list[str]:
         if r.get("once_per") is not None and list(r.get("hooks") or []) != ["patient-view"]:
             out.append(f"{label}: {base}/once_per: only for patient-view rules (order hooks have their own repeats)")
         for j, ev in enumerate(r.get("evidence") or []):
-            if ev not in (doc.get("evidence") or {}):
+            eid, _, claim = ev.partition("#")
+            if eid not in (doc.get("evidence") or {}):
                 out.append(f"{label}: {base}/evidence/{j}: unknown evidence {ev!r}")
+            elif claim and claim not in (doc["evidence"][eid].get("claims") or {}):
+                out.append(f"{label}: {base}/evidence/{j}: evidence {eid!r} has no claim {claim!r}")
         for j, code in enumerate(r.get("override_reasons") or []):
             if code not in (doc.get("override_reasons") or {}):
                 out.append(f"{label}: {base}/override_reasons/{j}: unknown override reason {code!r}")
