@@ -16,6 +16,7 @@ and *keeps* X when it is an information card whose rule requires a drafted X
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,8 @@ from cds_service import create_app
 from cds_service.core.cards import DETAIL_LIMIT
 
 from test_fixtures_table import EXT, SERVICE_FOR_HOOK
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DRAFT_FACTS = {"draft.ingredients", "draft.all.ingredients"}
 DRAFT_CLASS_FACTS = {"draft.classes", "draft.all.classes"}
@@ -190,3 +193,26 @@ def test_maintenance_summary_names_only_the_additions_still_open(responses):
     hr_negative = next(c for n, _, c in responses if n == "p15-hrneg-maint-patient-view")
     m1 = next(c for c in hr_negative if c["extension"][EXT]["id"] == "M1")
     assert "tucatinib can be added" in m1["summary"] and "palbociclib" not in m1["summary"]
+
+
+def test_why_this_card_writes_values_in_words_not_tokens(responses, knowledge):
+    """No drug-class code ("anti-her2-antibody") or enum token ("equivocal_pending") in "Why this card"."""
+    import json as _json
+    classes = [c["code"] for c in _walk(_json.loads((ROOT / "fhir_profiles" / "terminology" /
+                                                     "CodeSystem-drug-class.json").read_text())["concept"])]
+    tokens = {v for t in knowledge.rulebook.facts.values() for v in t.split("|") if "_" in v}
+    assert "equivocal_pending" in tokens and "anti-her2-antibody" in classes
+    for name, _, cards in responses:
+        for card in cards:
+            why = card["detail"].split("**Why this card**\n", 1)[1]
+            for line in why.splitlines()[:-1]:  # the last line is the rule's own id and title
+                value = line.split(": ", 1)[1] if ": " in line else line
+                shown = value.split(" (", 1)[0]
+                assert not tokens & set(re.split(r",\s*", shown)), (name, line)
+                assert not set(classes) & set(re.split(r",\s*", shown)), (name, line)
+
+
+def _walk(concepts):
+    for c in concepts:
+        yield c
+        yield from _walk(c.get("concept") or ())

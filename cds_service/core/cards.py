@@ -221,7 +221,7 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
         elif described:
             more = len(described) - WHY_MAX_REFS
             where = " (" + "; ".join(described[:WHY_MAX_REFS]) + (f"; +{more} more" if more > 0 else "") + ")"
-        lines.append(f"- {label}: {format_value(value)}{where}")
+        lines.append(f"- {label}: {format_value(rulebook.word(name, value))}{where}")
         previous = described
     return lines
 

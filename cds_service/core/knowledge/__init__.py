@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import KnowledgeError
@@ -55,9 +55,22 @@ def load_knowledge(settings) -> Knowledge:
             return cached
     terminology = load_terminology(settings.profiles_dir)
     rulebook = load_rulebook(settings.profiles_dir)
-    knowledge = Knowledge(terminology=terminology, rulebook=rulebook)
+    knowledge = Knowledge(terminology=terminology, rulebook=_with_class_words(rulebook, terminology))
     with _cache_lock:
         _CACHE[key] = knowledge
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return knowledge
+
+
+DRUG_CLASS_SYSTEM = "http://her2-cds.example.org/fhir/CodeSystem/drug-class"
+
+
+def _with_class_words(rulebook: Rulebook, terminology: Terminology) -> Rulebook:
+    """Drug-class facts written with the CodeSystem's displays ("Taxane", not "taxane"); one source of words."""
+    words = dict(rulebook.value_words)
+    for name in rulebook.facts:
+        if name.endswith(".classes") and name not in words:
+            words[name] = {c: terminology.display(DRUG_CLASS_SYSTEM, c) for c in terminology.codes(DRUG_CLASS_SYSTEM)}
+    broader = {c: terminology.broader(DRUG_CLASS_SYSTEM, c) for c in terminology.codes(DRUG_CLASS_SYSTEM)}
+    return replace(rulebook, value_words=words, broader={c: b for c, b in broader.items() if b})

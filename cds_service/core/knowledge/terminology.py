@@ -79,7 +79,7 @@ class Terminology:
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
                  drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
-                 displays=None, titles=None, intervals=None):
+                 displays=None, titles=None, intervals=None, broader=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -97,10 +97,20 @@ class Terminology:
         self._titles: Mapping[str, str] = titles or {}
         # ingredient → labelled interval (days) of a drug given at intervals in clinic
         self._intervals: Mapping[str, int] = intervals or {}
+        self._broader: Mapping[str, Mapping[str, tuple[str, ...]]] = broader or {}
 
     def administration_interval(self, ingredient: str) -> int | None:
         """Days between clinic administrations of ``ingredient`` per its label (CodeSystem-ingredient), if periodic."""
         return self._intervals.get(ingredient)
+
+    def broader(self, system: str, code: str) -> tuple[str, ...]:
+        """The ancestors of ``code`` in a hierarchical CodeSystem (is-a), nearest last."""
+        return tuple(self._broader.get(canonical_system(system), {}).get(code, ()))
+
+    def codes(self, system: str) -> list[str]:
+        """Every code the artifacts give a display for in ``system``."""
+        system = canonical_system(system)
+        return [code for (s, code) in self._displays if s == system]
 
     def display(self, system: str | None, code: str | None) -> str | None:
         """The display name the artifacts give system|code (ValueSet or CodeSystem concept), if any."""
@@ -304,6 +314,7 @@ def load_terminology(profiles_dir) -> Terminology:
 
     # -- display names and titles (what people read; no logic depends on them)
     displays: dict[tuple[str, str], str] = {}
+    broader: dict[str, dict[str, tuple[str, ...]]] = {}  # CodeSystem url → code → its ancestors (is-a)
     titles: dict[str, str] = {}
     for key, (path, data) in docs.items():
         if data.get("title") and data["resourceType"] in ("ValueSet", "CodeSystem"):
@@ -314,9 +325,11 @@ def load_terminology(profiles_dir) -> Terminology:
                     if c.get("display"):
                         displays.setdefault((canonical_system(inc.get("system")), c["code"]), c["display"])
         elif data["resourceType"] == "CodeSystem":
-            for c, _ in _walk_concepts(data.get("concept") or ()):
+            for c, parents in _walk_concepts(data.get("concept") or ()):
                 if c.get("display"):
                     displays.setdefault((data["url"], c["code"]), c["display"])
+                if parents:
+                    broader.setdefault(data["url"], {})[c["code"]] = parents
 
     # -- drugs: ingredient CodeSystem + drug-class hierarchy + drug-ingredient map
     drugs_by_code, drugs_by_name, pattern, intervals = _build_drugs(docs, maps)
@@ -330,7 +343,7 @@ def load_terminology(profiles_dir) -> Terminology:
         name_pattern=pattern, artifacts=tuple(sorted(docs)),
         parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
         displays=MappingProxyType(displays), titles=MappingProxyType(titles),
-        intervals=MappingProxyType(intervals),
+        intervals=MappingProxyType(intervals), broader=MappingProxyType(broader),
     )
 
 

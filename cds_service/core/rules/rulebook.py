@@ -119,6 +119,22 @@ class Rulebook:
     rules: tuple[Rule, ...]
     files: tuple[str, ...] = ()
     flags: dict[str, bool] | None = None
+    # fact → value → the words a card writes for it (facts' `words`; drug classes get their
+    # CodeSystem display when the knowledge is loaded), so "Why this card" shows no tokens.
+    value_words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # code → broader codes, for list facts whose values form a hierarchy (drug classes): a list
+    # that holds "taxane" is written without its broader "chemotherapy".
+    broader: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def word(self, fact: str, value: Any) -> Any:
+        """``value`` of ``fact`` in clinical words (lists item by item); unknown values unchanged."""
+        words = self.value_words.get(fact)
+        if not words:
+            return value
+        if isinstance(value, (list, tuple)):
+            implied = {b for v in value for b in self.broader.get(v, ())}
+            return [words.get(v, v) if isinstance(v, str) else v for v in value if v not in implied]
+        return words.get(value, value) if isinstance(value, str) else value
 
     def enabled(self, rule: Rule) -> bool:
         """A rule with ``enabled_by: FLAG`` runs only while that rulebook flag is true."""
@@ -439,6 +455,7 @@ def build_rulebook(doc: dict, files: Iterable[str] = ()) -> Rulebook:
         id=doc["id"], version=str(doc["version"]), title=doc["title"], topic_system=doc["topic_system"],
         extension_key=doc["extension_key"],
         override_reason_system=doc["override_reason_system"], scopes=scopes, facts=facts, fact_labels=fact_labels,
+        value_words={name: dict(spec["words"]) for name, spec in doc["facts"].items() if spec.get("words")},
         evidence=dict(doc["evidence"]),
         medications=dict(doc["medications"]), service_requests=dict(doc.get("service_requests") or {}),
         override_reasons=dict(doc["override_reasons"]), left_out=tuple(doc.get("left_out") or ()),
