@@ -74,7 +74,8 @@ def test_lines_step_takes_its_inputs_explicitly():
     metastatic = Derived()
     metastatic.set("metastatic", True)
     metastatic.set("metastatic.date", "2024-06-01")
-    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology().parameters)
+    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology().parameters,
+                                 terminology().anticancer_classes)
     assert out.value("therapy.line") == 2
     assert [(ln.number, ln.start, ln.end) for ln in history.lines] == [
         (1, dt.date(2024, 7, 1), dt.date(2025, 2, 1)), (2, dt.date(2025, 2, 1), None)]

@@ -65,7 +65,8 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(med_facts)
     draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
     derived.merge(draft_facts)
-    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, params)
+    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, params,
+                                     t.anticancer_classes)
     derived.merge(therapy)
     derived.merge(ild_on_tdxd(ild_conditions, episodes, t))
     derived.merge(progression_facts(progression, history.lines, intake, t, params))
@@ -78,7 +79,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         findings=tuple(derived.findings),
         draft_orders=tuple(drafts),
         medications=tuple(episodes),
-        lines=with_regimens(history.lines, course_list),
+        lines=with_regimens(history.lines, course_list, t.anticancer_classes),
         courses=course_list,
         kinds=MappingProxyType(dict(intake.kinds)),
         progression=tuple(progression),

@@ -143,7 +143,7 @@ def her2_facts(intake: Intake, t: Terminology, params: CriteriaParameters) -> De
             if is_final(obs, "HER2", out):
                 items.extend(_her2_items(obs, kind, t, out))
     groups = _group_her2(items, params.reflex_ish_pairing_days)
-    results = [r for r in (_evaluate_her2_group(g) for g in groups) if r is not None]
+    results = [r for r in (_evaluate_her2_group(g, params) for g in groups) if r is not None]
     for r in results:
         if r.status == "unknown":
             out.finding("unparsed-value", f"HER2 result could not be interpreted: {r.label}", r.refs)
@@ -210,20 +210,24 @@ def _group_her2(items: list[_Her2Item], pairing_days: int) -> list[_Her2Group]:
     return list(groups.values())
 
 
-def _ish_group(ratio: float | None, copies: float | None) -> int | None:
-    """ASCO/CAP 2018 dual-probe ISH groups 1–5 from HER2/CEP17 ratio and HER2 copies per cell."""
+def _ish_group(ratio: float | None, copies: float | None, params: CriteriaParameters) -> int | None:
+    """ASCO/CAP 2018 dual-probe ISH groups 1–5 from HER2/CEP17 ratio and HER2 copies per cell.
+
+    The cut-offs (ratio 2.0, 4 and 6 copies) are the Parameters' ``ish-*``.
+    """
     if ratio is None or copies is None:
         return None
-    if ratio >= 2.0:
-        return 1 if copies >= 4.0 else 2
-    if copies >= 6.0:
+    low, high = params.ish_copies_low_cutoff, params.ish_copies_high_cutoff
+    if ratio >= params.ish_ratio_cutoff:
+        return 1 if copies >= low else 2
+    if copies >= high:
         return 3
-    if copies >= 4.0:
+    if copies >= low:
         return 4
     return 5
 
 
-def _evaluate_her2_group(g: _Her2Group) -> _Her2Result | None:
+def _evaluate_her2_group(g: _Her2Group, params: CriteriaParameters) -> _Her2Result | None:
     """Status of one specimen per ASCO/CAP 2018/2023; an explicit 48676-1 interpretation wins."""
     def newest(kind):
         xs = [i for i in g.items if i.kind == kind]
@@ -235,7 +239,7 @@ def _evaluate_her2_group(g: _Her2Group) -> _Her2Result | None:
     ultralow = bool(ihc_v and ihc_v[0] == "score" and len(ihc_v) > 2)
     ihc_answer = ihc_v[1] if ihc_v and ihc_v[0] == "answer" else None
     ratio, copies = newest("her2-ish-ratio"), newest("her2-copy-number")
-    group = _ish_group(ratio, copies)
+    group = _ish_group(ratio, copies, params)
     ish_answer = newest("her2-ish")
     interp = newest("her2-interpretation")
     parts = [(f"IHC {ihc}" + (" (ultralow)" if ultralow else "")) if ihc

@@ -21,9 +21,6 @@ from ..knowledge.parameters import CriteriaParameters
 from .medications import DAYS_PER_MONTH, count_cycles, draft_ref
 from .profile import Course, Derived, DraftOrder, Line, MedEpisode, iso_date
 
-TAXANES = frozenset({"docetaxel", "paclitaxel"})
-ANTICANCER = frozenset({"anti-her2", "chemotherapy", "endocrine", "gnrh-agonist", "cdk46-inhibitor", "pi3k-inhibitor"})
-
 
 @dataclass
 class _Regimen:
@@ -41,18 +38,20 @@ class TherapyHistory:
 
 
 def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], progression: list[dt.date],
-                  metastatic: Derived, today: dt.date, params: CriteriaParameters) -> tuple[Derived, TherapyHistory]:
+                  metastatic: Derived, today: dt.date, params: CriteriaParameters,
+                  anticancer: frozenset[str]) -> tuple[Derived, TherapyHistory]:
     """therapy.regimen.ingredients, therapy.prior_metastatic_*, therapy.line and taxane.*.
 
     ``metastatic`` holds the ``metastatic`` and ``metastatic.date`` facts of
-    the conditions step; ``progression`` the dates of "worsened" results.
+    the conditions step; ``progression`` the dates of "worsened" results;
+    ``anticancer`` the drug classes that make up a regimen (CodeSystem-drug-class).
     """
     out = Derived()
     window = params.line_of_therapy_window_days
     met = metastatic.value("metastatic")
     mdate = fp.parse_date(metastatic.value("metastatic.date"))
     anti = [e for e in episodes if "anti-her2" in e.classes]
-    regimen = [e for e in episodes if e.state == "active" and set(e.classes) & ANTICANCER]
+    regimen = [e for e in episodes if e.state == "active" and set(e.classes) & anticancer]
     out.set("therapy.regimen.ingredients", sorted({i for e in regimen for i in e.ingredients}), [e.ref for e in regimen])
     draft_anti = {i for d in chosen_drafts if "anti-her2" in d.classes for i in (d.moieties or d.ingredients)}
     regimens: list[_Regimen] = []
@@ -101,11 +100,11 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     return out, history
 
 
-def with_regimens(lines: tuple[Line, ...], course_list: Iterable[Course]) -> tuple[Line, ...]:
+def with_regimens(lines: tuple[Line, ...], course_list: Iterable[Course], anticancer: frozenset[str]) -> tuple[Line, ...]:
     """Each line with its whole regimen: its anti-HER2 agents and the anticancer courses of that line."""
     partners: dict[int, set[str]] = {}
     for c in course_list:
-        if c.line is not None and set(c.classes) & ANTICANCER:
+        if c.line is not None and set(c.classes) & anticancer:
             partners.setdefault(c.line, set()).update(c.ingredients)
     return tuple(replace(ln, regimen=tuple(sorted(set(ln.ingredients) | partners.get(ln.number, set()))))
                  for ln in lines)
@@ -195,8 +194,7 @@ def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, 
     out.set("taxane.schedule", count.schedule, refs)
     out.set("taxane.weeks", count.weeks, refs, count.note if count.weeks is not None else None)
     out.set("taxane.days", count.days, refs)
-    out.set("taxane.drug", "/".join(sorted({i for e in tax for i in e.ingredients if i in TAXANES}
-                                           or {i for e in tax for i in e.ingredients})), refs)
+    out.set("taxane.drug", "/".join(sorted({i for e in tax for i in e.ingredients})), refs)
     out.set("taxane.start", iso_date(count.start), refs)
     out.set("taxane.end", iso_date(count.end), refs)
     ended = not any(e.state == "active" for e in tax) and count.end is not None

@@ -287,7 +287,6 @@ def _unchecked_antineoplastic(res: dict, medications: dict[str, dict]) -> str | 
 # at 3-weekly dosing (and said to be an estimate).  Paclitaxel is given weekly
 # or 3-weekly: without timing or administrations its schedule is unknown.
 _DEFAULT_SCHEDULE = {"docetaxel": "3-weekly"}
-THREE_WEEKS = 21
 
 
 @dataclass(frozen=True)
@@ -316,7 +315,8 @@ class CycleCount:
 def _schedule_of_period(days: float, params: CriteriaParameters) -> str:
     if days < params.min_cycle_gap_days:
         return "weekly"
-    return "3-weekly" if abs(days - THREE_WEEKS) <= 2 else "other"
+    cycle = params.three_weekly_cycle_days
+    return "3-weekly" if abs(days - cycle) <= params.schedule_tolerance_days else "other"
 
 
 def _schedule(episodes: list[MedEpisode], admin: list[dt.date], params: CriteriaParameters) -> tuple[str, str]:
@@ -396,7 +396,7 @@ def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaPar
         n = math.floor(days / period) + (1 if last_dose_known or not active else 0)
         return CycleCount(n, f"every {period:g} days from {start} to {end} (dosage timing)", True, **base)
     if schedule == "3-weekly":
-        n = math.floor(days / THREE_WEEKS) + (1 if last_dose_known else 0)
+        n = math.floor(days / params.three_weekly_cycle_days) + (1 if last_dose_known else 0)
         return CycleCount(n, f"estimated from the course {start} to {end} at 3-weekly dosing ({basis})", True, **base)
     return CycleCount(None, f"schedule unknown ({basis}): cycles not derivable", **base)
 

@@ -34,7 +34,6 @@ def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, 
 # Status values a Procedure/Condition can have and still mean "it was done / it is so".
 _DONE_PROCEDURE = {"completed"}
 _NOT_A_CONDITION = {"entered-in-error", "refuted"}
-POSTMENOPAUSAL_AGE = 60  # NCCN definition of menopause: age >= 60
 
 
 def menopausal_status(gender, age: int | None, observations: list[dict], oophorectomy: list[dict],
@@ -62,12 +61,13 @@ def menopausal_status(gender, age: int | None, observations: list[dict], oophore
             value = value or t.translate_codeable("menopausal-status", cc)
         if value and (best is None or (fp.observation_date(obs) or dt.date.min) >= best[0]):
             best = (fp.observation_date(obs) or dt.date.min, value, fp.reference_of(obs))
-    if age is not None and age >= POSTMENOPAUSAL_AGE:
+    by_age = t.parameters.postmenopausal_age_years if t.parameters else None
+    if age is not None and by_age is not None and age >= by_age:
         refs = (best[2],) if best and best[1] == "post" else ()
-        return "post", refs, f"age {age} (NCCN: postmenopausal from age {POSTMENOPAUSAL_AGE})"
+        return "post", refs, f"age {age} (NCCN: postmenopausal from age {by_age})"
     if best and best[1] in ("pre", "post"):
         return best[1], (best[2],), "recorded"
-    return "unknown", (), "no coded menopausal status, bilateral oophorectomy or age >= 60 on record"
+    return "unknown", (), f"no coded menopausal status, bilateral oophorectomy or age >= {by_age} on record"
 
 
 def _counts(r: dict) -> bool:

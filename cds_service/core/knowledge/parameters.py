@@ -37,6 +37,12 @@ class CriteriaParameters:
     default_uln_ast_u_per_l: float
     default_uln_bilirubin_mg_per_dl: float
     default_uln_alkaline_phosphatase_u_per_l: float
+    postmenopausal_age_years: int
+    three_weekly_cycle_days: int
+    schedule_tolerance_days: int
+    ish_ratio_cutoff: float
+    ish_copies_low_cutoff: float
+    ish_copies_high_cutoff: float
 
 
 # parameter name → (value[x] keys accepted, minimum, maximum)
@@ -53,6 +59,12 @@ _SPEC = {
     "default-uln-ast-u-per-l": (("valueDecimal", "valueInteger"), 10, 200),
     "default-uln-bilirubin-mg-per-dl": (("valueDecimal", "valueInteger"), 0.5, 3),
     "default-uln-alkaline-phosphatase-u-per-l": (("valueDecimal", "valueInteger"), 50, 500),
+    "postmenopausal-age-years": (("valueInteger",), 40, 70),
+    "three-weekly-cycle-days": (("valueInteger",), 14, 28),
+    "schedule-tolerance-days": (("valueInteger",), 0, 7),
+    "ish-ratio-cutoff": (("valueDecimal", "valueInteger"), 1, 4),
+    "ish-copies-low-cutoff": (("valueDecimal", "valueInteger"), 1, 10),
+    "ish-copies-high-cutoff": (("valueDecimal", "valueInteger"), 1, 12),
 }
 
 

@@ -79,7 +79,7 @@ class Terminology:
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
                  drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
-                 displays=None, titles=None, intervals=None, broader=None):
+                 displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset()):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -98,6 +98,9 @@ class Terminology:
         # ingredient → labelled interval (days) of a drug given at intervals in clinic
         self._intervals: Mapping[str, int] = intervals or {}
         self._broader: Mapping[str, Mapping[str, tuple[str, ...]]] = broader or {}
+        # drug classes of anticancer therapy (CodeSystem-drug-class property ``anticancer``): what a
+        # line's regimen and the current anticancer regimen are made of
+        self.anticancer_classes: frozenset[str] = anticancer_classes
 
     def administration_interval(self, ingredient: str) -> int | None:
         """Days between clinic administrations of ``ingredient`` per its label (CodeSystem-ingredient), if periodic."""
@@ -315,6 +318,7 @@ def load_terminology(profiles_dir) -> Terminology:
     # -- display names and titles (what people read; no logic depends on them)
     displays: dict[tuple[str, str], str] = {}
     broader: dict[str, dict[str, tuple[str, ...]]] = {}  # CodeSystem url → code → its ancestors (is-a)
+    anticancer: set[str] = set()  # drug classes marked anticancer (CodeSystem-drug-class property)
     titles: dict[str, str] = {}
     for key, (path, data) in docs.items():
         if data.get("title") and data["resourceType"] in ("ValueSet", "CodeSystem"):
@@ -330,6 +334,8 @@ def load_terminology(profiles_dir) -> Terminology:
                     displays.setdefault((data["url"], c["code"]), c["display"])
                 if parents:
                     broader.setdefault(data["url"], {})[c["code"]] = parents
+                if any(x.get("code") == "anticancer" and x.get("valueBoolean") for x in c.get("property") or ()):
+                    anticancer.add(c["code"])
 
     # -- drugs: ingredient CodeSystem + drug-class hierarchy + drug-ingredient map
     drugs_by_code, drugs_by_name, pattern, intervals = _build_drugs(docs, maps)
@@ -344,6 +350,7 @@ def load_terminology(profiles_dir) -> Terminology:
         parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
         displays=MappingProxyType(displays), titles=MappingProxyType(titles),
         intervals=MappingProxyType(intervals), broader=MappingProxyType(broader),
+        anticancer_classes=frozenset(anticancer),
     )
 
 
