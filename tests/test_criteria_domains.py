@@ -74,8 +74,7 @@ def test_lines_step_takes_its_inputs_explicitly():
     metastatic = Derived()
     metastatic.set("metastatic", True)
     metastatic.set("metastatic.date", "2024-06-01")
-    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology().parameters,
-                                 terminology().anticancer_classes)
+    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology())
     assert out.value("therapy.line") == 2
     assert [(ln.number, ln.start, ln.end) for ln in history.lines] == [
         (1, dt.date(2024, 7, 1), dt.date(2025, 2, 1)), (2, dt.date(2025, 2, 1), None)]
@@ -137,3 +136,15 @@ def test_stage_words_that_mean_metastatic_disease(text, metastatic):
     """Staging recorded only as text (issue 20): stage IV and M1 categories, nothing lower."""
     from cds_service.core.criteria.conditions import metastatic_stage
     assert metastatic_stage({"text": text}, terminology()) is metastatic
+
+
+def test_trastuzumab_based_and_ild_label_drugs_are_value_sets():
+    """Which drugs make a regimen 'trastuzumab-based' and which label governs ILD by grade are data."""
+    t = terminology()
+    assert [i for i in ("trastuzumab", "pertuzumab/trastuzumab/hyaluronidase", "ado-trastuzumab emtansine",
+                        "fam-trastuzumab deruxtecan", "pertuzumab", "lapatinib") if t.ingredient_in("trastuzumab-based", i)] \
+        == ["trastuzumab", "pertuzumab/trastuzumab/hyaluronidase", "ado-trastuzumab emtansine", "fam-trastuzumab deruxtecan"]
+    assert t.ingredient_in("ild-label-adc", "fam-trastuzumab deruxtecan")
+    assert not t.ingredient_in("ild-label-adc", "ado-trastuzumab emtansine")
+    assert {"anti-her2", "chemotherapy", "endocrine"} <= t.anticancer_classes
+    assert "supportive-care" not in t.anticancer_classes

@@ -65,8 +65,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(med_facts)
     draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
     derived.merge(draft_facts)
-    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, params,
-                                     t.anticancer_classes)
+    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t)
     derived.merge(therapy)
     derived.merge(ild_on_tdxd(ild_conditions, episodes, t))
     derived.merge(progression_facts(progression, history.lines, intake, t, params))

@@ -151,7 +151,7 @@ def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode], t: Termi
     them resolved (clinicalStatus resolved/inactive/remission, or an abatement).
     """
     out = Derived()
-    tdxd = [e.start for e in episodes if "fam-trastuzumab deruxtecan" in e.ingredients and e.start]
+    tdxd = [e.start for e in episodes if e.start and any(t.ingredient_in("ild-label-adc", i) for i in e.ingredients)]
     hits = []
     for c in ild_conditions:
         onset = fp.condition_onset(c)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
+from ..knowledge.terminology import Terminology
 from .medications import DAYS_PER_MONTH, count_cycles, draft_ref
 from .profile import Course, Derived, DraftOrder, Line, MedEpisode, iso_date
 
@@ -38,14 +39,16 @@ class TherapyHistory:
 
 
 def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], progression: list[dt.date],
-                  metastatic: Derived, today: dt.date, params: CriteriaParameters,
-                  anticancer: frozenset[str]) -> tuple[Derived, TherapyHistory]:
+                  metastatic: Derived, today: dt.date, t: Terminology) -> tuple[Derived, TherapyHistory]:
     """therapy.regimen.ingredients, therapy.prior_metastatic_*, therapy.line and taxane.*.
 
     ``metastatic`` holds the ``metastatic`` and ``metastatic.date`` facts of
     the conditions step; ``progression`` the dates of "worsened" results;
-    ``anticancer`` the drug classes that make up a regimen (CodeSystem-drug-class).
+    ``t`` gives the criteria parameters, the anticancer drug classes a regimen
+    is made of (CodeSystem-drug-class) and the trastuzumab-based ValueSet.
     """
+    params = t.parameters
+    anticancer = t.anticancer_classes
     out = Derived()
     window = params.line_of_therapy_window_days
     met = metastatic.value("metastatic")
@@ -76,7 +79,7 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     out.set("therapy.prior_metastatic_chemo", bool(chemo), [e.ref for e in chemo])
     endocrine = [e for e in episodes if "endocrine" in e.classes and mdate and e.start and e.start >= mdate]
     out.set("therapy.prior_metastatic_endocrine", bool(endocrine), [e.ref for e in endocrine])
-    _adjuvant_relapse(episodes, mdate, params, out)
+    _adjuvant_relapse(episodes, mdate, params, lambda i: t.ingredient_in("trastuzumab-based", i), out)
     undated_anti = [e for e in anti if e.start is None]
     line: int | None
     note = None
@@ -111,11 +114,11 @@ def with_regimens(lines: tuple[Line, ...], course_list: Iterable[Course], antica
 
 
 def _adjuvant_relapse(episodes: list[MedEpisode], mdate: dt.date | None, params: CriteriaParameters,
-                      out: Derived) -> None:
+                      trastuzumab_based: Callable[[str], bool], out: Derived) -> None:
     """therapy.adjuvant_relapse_months: from the end of (neo)adjuvant trastuzumab-based therapy to relapse.
 
-    Trastuzumab-based = any ingredient containing trastuzumab (trastuzumab and
-    its biosimilars, Phesgo, T-DM1, T-DXd) in an episode that started more than
+    Trastuzumab-based = an ingredient of ValueSet-trastuzumab-based (trastuzumab
+    and its biosimilars, Phesgo, T-DM1, T-DXd) in an episode that started more than
     ``line-of-therapy-window-days`` before the metastatic date (a first-line
     regimen started a little before the metastasis was coded is not adjuvant).
     Still active at the metastatic date = relapse during therapy (0 months).
@@ -128,7 +131,7 @@ def _adjuvant_relapse(episodes: list[MedEpisode], mdate: dt.date | None, params:
         return
     cutoff = mdate - dt.timedelta(days=params.line_of_therapy_window_days)
     adjuvant = [e for e in episodes if e.start and e.start < cutoff
-                and any("trastuzumab" in i for i in e.ingredients)]
+                and any(trastuzumab_based(i) for i in e.ingredients)]
     ends = [min(e.end, mdate) if e.end else mdate for e in adjuvant if e.end or e.state == "active"]
     refs = [e.ref for e in adjuvant]
     if not ends:

@@ -27,6 +27,7 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 HGNC = "http://www.genenames.org"
+INGREDIENT_SYSTEM = "http://her2-cds.example.org/fhir/CodeSystem/ingredient"  # CodeSystem-ingredient.json
 
 # Systems that real EHRs spell differently; all are folded to the canonical URI.
 _SYSTEM_ALIASES = {
@@ -153,6 +154,10 @@ class Terminology:
 
     def in_valueset(self, valueset_id: str, system: str | None, code: str | None) -> bool:
         return valueset_id in self.valuesets_of(system, code)
+
+    def ingredient_in(self, valueset_id: str, ingredient: str) -> bool:
+        """True if an ingredient (CodeSystem-ingredient code) is in the ValueSet, e.g. ``trastuzumab-based``."""
+        return self.in_valueset(valueset_id, INGREDIENT_SYSTEM, ingredient)
 
     def codings_in(self, valueset_id: str, codeable: dict | None) -> bool:
         """True if any coding of a CodeableConcept dict is in the ValueSet."""
