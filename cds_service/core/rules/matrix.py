@@ -50,6 +50,9 @@ ROW_SCHEMA = {
         "hooks": {"type": "array", "items": {"enum": ["order-select", "order-sign"]}},
         "suppresses": {"type": "array", "items": {"type": "string"}},
         "remove": {"type": "boolean"},
+        # ingredients whose drafts the Remove suggestion deletes, when the label holds more than the
+        # row's drugs (Perjeta: "withhold PERJETA and trastuzumab"); default: the row's drugs
+        "remove_drugs": {"type": "array", "minItems": 1, "items": {"type": "string"}},
         "add": {"type": "object", "required": ["label", "medications"], "additionalProperties": False,
                 "properties": {"label": {"type": "string"},
                                "medications": {"type": "array", "minItems": 1, "items": {"type": "string"}}}},
@@ -92,7 +95,8 @@ def _rule(row: dict) -> dict[str, Any]:
     if row.get("remove", row["action"] in ("do-not-give", "discontinue", "withhold", "interrupt")):
         suggestions.append({"label": f"Remove the {row['drug_label']} order ({ACTIONS[row['action']].split(' until')[0]})",
                             "recommended": critical or not suggestions,
-                            "actions": [{"delete_drafts": {"ingredients_any": list(row["drugs"])}}]})
+                            "actions": [{"delete_drafts": {"ingredients_any": list(row.get("remove_drugs")
+                                                                                     or row["drugs"])}}]})
     detail = row["detail"].rstrip() + f"\nUS label: {row['section']}."
     rule: dict[str, Any] = {
         "id": row["id"], "version": row.get("version", 1),
