@@ -170,3 +170,26 @@ def test_per_dose_administrations_are_named_once_per_drug():
     described = _describe_refs(sorted(index), index, {})
     assert described == ["docetaxel, completed, 10 Jan 2025 to 1 Jul 2025",
                          "docetaxel: 6 doses given, 10 Jan 2025 to 10 Jun 2025"]
+
+
+def test_stop_targets_are_the_profiles_active_medications(knowledge):
+    """One owner of "active": an on-hold statement is current therapy in the profile, so it is also what a
+    stop suggestion updates; a given dose (MedicationAdministration) is never a stop target."""
+    import datetime as dt
+
+    from cds_service.core.cards import active_medications
+    from cds_service.core.criteria import build_profile
+
+    def statement(rid, status, text):
+        return {"resourceType": "MedicationStatement", "id": rid, "status": status, "subject": {"reference": "Patient/p"},
+                "medicationCodeableConcept": {"text": text}, "effectivePeriod": {"start": "2026-03-01"}}
+    dose = {"resourceType": "MedicationAdministration", "id": "a1", "status": "completed",
+            "subject": {"reference": "Patient/p"}, "medicationCodeableConcept": {"text": "Perjeta"},
+            "effectiveDateTime": "2026-05-20"}
+    resources = [{"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1970-01-01"},
+                 statement("held", "on-hold", "Herceptin"), statement("done", "completed", "Tukysa"), dose]
+    profile = build_profile(resources, {"patientId": "p"}, knowledge.terminology, today=dt.date(2026, 6, 1))
+    states = {m.ref: m.state for m in profile.medications}
+    assert states["MedicationStatement/held"] == "active" and states["MedicationAdministration/a1"] == "active"
+    index = {f"{r['resourceType']}/{r['id']}": r for r in resources}
+    assert [res["id"] for _, res in active_medications(profile.medications, index)] == ["held"]

@@ -45,7 +45,8 @@ DETAIL_LIMIT = 2600
 EVIDENCE_LINE_LIMIT = 230
 WHY_MAX_FACTS = 8
 WHY_MAX_REFS = 2
-_ACTIVE_STATUSES = {"MedicationRequest": {"active", "on-hold"}, "MedicationStatement": {"active", "intended"}}
+# Records a CDS Hooks ``update`` can stop; a MedicationAdministration is one given dose, not a plan.
+_STOPPABLE = frozenset({"MedicationRequest", "MedicationStatement"})
 
 
 def _new_uuid() -> str:
@@ -311,12 +312,15 @@ def _stop_action(episode: Any, resource: dict) -> dict:
 
 
 def active_medications(medications: Iterable[Any], index: Mapping[str, dict]) -> list[tuple[Any, dict]]:
-    """(episode, resource) for each active MedicationRequest/MedicationStatement on record."""
+    """(episode, resource) for each active MedicationRequest/MedicationStatement on record.
+
+    "Active" is the profile's episode state (criteria/medications.py owns which statuses are
+    current therapy, on-hold included); this only keeps the records an ``update`` can stop.
+    """
     out = []
     for m in medications or ():
         res = index.get(getattr(m, "ref", ""))
-        if res and getattr(m, "state", None) == "active" \
-                and res.get("status") in _ACTIVE_STATUSES.get(res.get("resourceType"), ()):
+        if res and getattr(m, "state", None) == "active" and res.get("resourceType") in _STOPPABLE:
             out.append((m, res))
     # One order whatever the order the FHIR server or the prefetch listed them in.
     return sorted(out, key=lambda pair: (pair[1]["resourceType"], pair[1]["id"]))
