@@ -2,6 +2,8 @@
 
 import json
 import re
+
+import pytest
 from pathlib import Path
 
 from cds_service import create_app
@@ -61,12 +63,12 @@ def test_generated_document_is_the_reviewed_one():
     that changes a query must update the file too, so the change is reviewed as an API change."""
     knowledge = load_knowledge(Settings())
     expected = json.loads((ROOT / "tests" / "data" / "discovery-document.json").read_text())
-    assert discovery_document(Settings(), knowledge.terminology) == expected
+    assert discovery_document(Settings(), knowledge) == expected
 
 
 def test_every_observation_valueset_is_queried():
     """A LOINC ValueSet the criteria classify results with must be fetched, or its results never arrive."""
-    queried = {vs for valuesets, _, _ in OBSERVATION_QUERIES.values() for vs in valuesets}
+    queried = {vs for valuesets in OBSERVATION_QUERIES.values() for vs in valuesets}
     loinc_sets = set()
     for path in TERMINOLOGY.glob("ValueSet-*.json"):
         vs = json.loads(path.read_text())
@@ -123,3 +125,60 @@ def test_cors_preflight_allows_browser_clients(client):
 def test_cors_on_actual_response(client):
     resp = client.get("/cds-services", headers={"Origin": "http://localhost:3000"})
     assert resp.headers.get("Access-Control-Allow-Origin") in ("*", "http://localhost:3000")
+
+
+def _services_copy(tmp_path):
+    import shutil
+    dest = tmp_path / "profiles"
+    shutil.copytree(ROOT / "fhir_profiles", dest)
+    return dest
+
+
+def test_services_are_data_and_a_broken_service_file_is_named(tmp_path):
+    """One JSON per CDS service (fhir_profiles/services/), as CQL Services keeps one per hook: a service
+    naming a key the prefetch does not define, or a query naming an unknown ValueSet, stops the load
+    with the file and the place."""
+    from cds_service.core.knowledge import KnowledgeError
+    from cds_service.core.knowledge.services import load_services
+
+    terminology = load_knowledge(Settings()).terminology
+    services = load_services(ROOT / "fhir_profiles", terminology)
+    assert sorted(s.hook for s in services.by_id.values()) == ["order-select", "order-sign", "patient-view"]
+    assert services.required == {"patient", "her2", "conditions", "medicationStatements", "medicationRequests"}
+    assert all(q.why for q in services.queries.values())
+
+    broken = _services_copy(tmp_path)
+    path = broken / "services" / "her2-mbc-order-sign.json"
+    doc = json.loads(path.read_text())
+    doc["prefetch"].append("labs")
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KnowledgeError, match=r"her2-mbc-order-sign.json: \$.prefetch: keys not in prefetch.json: labs"):
+        load_services(broken, terminology)
+
+    doc["prefetch"] = [k for k in doc["prefetch"] if k not in ("labs", "her2")]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KnowledgeError, match="required keys missing: her2"):
+        load_services(broken, terminology)
+
+    path.write_text(json.dumps(dict(doc, prefetch=list(services.queries))))
+    pre = broken / "services" / "prefetch.json"
+    pdoc = json.loads(pre.read_text())
+    pdoc["queries"][1]["valuesets"].append("her2-fish")
+    pre.write_text(json.dumps(pdoc))
+    with pytest.raises(KnowledgeError, match=r"prefetch.json: \$.queries\[1\].valuesets: no ValueSet with id 'her2-fish'"):
+        load_services(broken, terminology)
+
+
+def test_a_required_key_is_data(tmp_path, monkeypatch):
+    """Marking a query optional in prefetch.json is all it takes: the loaded services say so."""
+    from cds_service.core.knowledge.services import load_services
+
+    profiles = _services_copy(tmp_path)
+    pre = profiles / "services" / "prefetch.json"
+    pdoc = json.loads(pre.read_text())
+    for q in pdoc["queries"]:
+        if q["key"] == "medicationRequests":
+            q["required"] = False
+    pre.write_text(json.dumps(pdoc))
+    services = load_services(profiles, load_knowledge(Settings()).terminology)
+    assert "medicationRequests" not in services.required and "medicationStatements" in services.required

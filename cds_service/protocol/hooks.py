@@ -20,7 +20,7 @@ from ..core import advice
 from ..core.cards import IssuedCard
 from ..auth import fhir_egress
 from . import prefetch, repeats
-from .discovery import SERVICES, prefetch_templates
+from .discovery import prefetch_templates
 from ..errors import ApiError
 from ..fhir.client import FhirClient
 from ..core.instrumentation import stage
@@ -47,7 +47,7 @@ def fhir_client() -> FhirClient:
 
 
 def find_service(service_id: str):
-    service = SERVICES.get(service_id)
+    service = current_app.extensions["her2cds.knowledge"].services.by_id.get(service_id)
     if service is None:
         raise ApiError(404, f"No CDS service with id {service_id!r}; see GET /cds-services",
                        f"path:/cds-services/{service_id}", "not-found")
@@ -84,8 +84,9 @@ def invoke(service_id: str):
 
         knowledge = current_app.extensions["her2cds.knowledge"]
         with stage("prefetch"):
-            gathered = prefetch.gather(body, prefetch_templates(knowledge.terminology), fhir_client(),
-                                       settings.fhir_time_budget, egress=fhir_egress())
+            gathered = prefetch.gather(body, prefetch_templates(knowledge, service), fhir_client(),
+                                       settings.fhir_time_budget, egress=fhir_egress(),
+                                       required=knowledge.services.required)
         result = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                                gathered.findings, knowledge, base_url=public_base_url(settings),
                                fhir_server=_launchable(body.get("fhirServer")))

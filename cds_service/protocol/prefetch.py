@@ -36,9 +36,8 @@ log = logging.getLogger("her2cds.fhir")
 NOT_TRUSTED = ("not prefetched, and fhirServer is not a FHIR server this client may name "
                "(not contacted; see the issuer's fhir_servers)")
 
-# Without these the service cannot judge HER2 status, disease extent or what
-# the patient already takes (and could suggest a drug already given).
-REQUIRED_KEYS = ("patient", "her2", "conditions", "medicationStatements", "medicationRequests")
+# Which keys are *required* (no advice without them: 412) is data: the
+# ``required`` flags of fhir_profiles/services/prefetch.json, passed in by the caller.
 # A server that *refuses* an optional query (it does not support a parameter or a
 # resource type, or the token's scopes do not cover it) costs that data only: it
 # is logged for the integrator and recorded as ``data-refused`` (so rules that
@@ -127,8 +126,11 @@ def _origin(url: str) -> str:
 
 
 def gather(request_body: dict, templates: dict[str, str], client: FhirClient | None, budget_s: float,
-           egress: EgressPolicy | None = None) -> Gathered:
-    """``egress`` is the caller's policy; without one no server is trusted (prefetch only)."""
+           egress: EgressPolicy | None = None, required: frozenset[str] = frozenset()) -> Gathered:
+    """``egress`` is the caller's policy; without one no server is trusted (prefetch only).
+
+    ``required``: the keys without which there is no advice (``Services.required``).
+    """
     deadline = time.monotonic() + budget_s
     context = request_body.get("context") or {}
     prefetch = request_body.get("prefetch") or {}
@@ -200,7 +202,7 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         if result.resources or key in to_continue:
             findings.append(Finding("data-partial", f"Only part of '{key}' could be read: {public}.",
                                     (f"prefetch:{key}",)))
-        elif key not in REQUIRED_KEYS and result.status in REFUSED_STATUSES:
+        elif key not in required and result.status in REFUSED_STATUSES:
             log.warning("the FHIR server refused an optional query; its data is left out",
                         extra=_log_extra(prefetch_key=key, status=result.status, fhir_server=_origin(base)))
             sources[key] = "none"
@@ -209,7 +211,7 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         else:
             unobtainable[key] = public
 
-    missing_required = {k: v for k, v in unobtainable.items() if k in REQUIRED_KEYS}
+    missing_required = {k: v for k, v in unobtainable.items() if k in required}
     if missing_required:
         issues = [Issue(f"Required data '{k}' could not be obtained: {why}", f"/prefetch/{k}", "incomplete")
                   for k, why in missing_required.items()]

@@ -291,7 +291,7 @@ def _page(entry: AppSession) -> Page:
     knowledge = current_app.extensions["her2cds.knowledge"]
     with _outbound():
         record = read_patient(_part("fhir"), entry, _settings().smart_fetch_budget,
-                              prefetch_templates(knowledge.terminology), _part("issuers").networks)
+                              prefetch_templates(knowledge), _part("issuers").networks)
     if record.failures:
         log.warning("smart: FHIR reads incomplete", extra={
             "request_id": g.get("request_id"), "iss": entry.iss,

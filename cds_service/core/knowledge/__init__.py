@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import KnowledgeError
 from ..rules.rulebook import Rulebook, load_rulebook
+from .services import Services, load_services
 from .terminology import Terminology, load_terminology
 
 __all__ = ["Knowledge", "KnowledgeError", "load_knowledge"]
@@ -23,6 +24,7 @@ __all__ = ["Knowledge", "KnowledgeError", "load_knowledge"]
 class Knowledge:
     terminology: Terminology
     rulebook: Rulebook
+    services: Services  # the CDS services and their prefetch (fhir_profiles/services)
 
 
 # Loading parses and schema-checks every artifact (~0.3 s, most of it YAML).
@@ -55,7 +57,8 @@ def load_knowledge(settings) -> Knowledge:
             return cached
     terminology = load_terminology(settings.profiles_dir)
     rulebook = load_rulebook(settings.profiles_dir)
-    knowledge = Knowledge(terminology=terminology, rulebook=_with_class_words(rulebook, terminology))
+    knowledge = Knowledge(terminology=terminology, rulebook=_with_class_words(rulebook, terminology),
+                          services=load_services(settings.profiles_dir, terminology))
     with _cache_lock:
         _CACHE[key] = knowledge
         while len(_CACHE) > _CACHE_SIZE:

@@ -1,0 +1,162 @@
+"""The CDS services as data: one JSON file per service, one for the prefetch queries they share.
+
+``fhir_profiles/services/<service-id>.json`` holds what discovery publishes
+for a service (hook, title, description) and the prefetch keys it asks for;
+``prefetch.json`` holds each key's query as ValueSets, never as codes, and
+whether the key is *required* (no advice without it: 412 when it cannot be
+got).  This is the shape of AHRQ CDS Connect's CQL Services (one JSON per
+hook): a service is described where the knowledge is, and adding a query
+key, a ValueSet to a query or a fourth service is an edit of data.
+
+The templates are rendered here, once at load, from the loaded terminology:
+the codes a query asks for are exactly the codes the criteria classify.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from ..errors import KnowledgeError
+from .terminology import Terminology
+
+SERVICES_DIR = "services"
+PREFETCH_FILE = "prefetch.json"
+HOOKS = ("patient-view", "order-select", "order-sign")
+# The query parameters a template may use: what HAPI and the major EHR FHIR APIs support.
+PORTABLE_PARAMETERS = frozenset({"patient", "code", "category", "status", "_count"})
+
+
+@dataclass(frozen=True)
+class PrefetchQuery:
+    key: str
+    resource_type: str
+    valuesets: tuple[str, ...]  # empty: the resource type is fetched whole (or read, for Patient)
+    param: str | None
+    count: int | None
+    required: bool
+    read: bool  # an instance read (Patient/{{context.patientId}}), not a search
+    why: str
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: tuple[str, ...]  # prefetch keys, in published order
+
+
+@dataclass(frozen=True)
+class Services:
+    by_id: Mapping[str, Service]
+    queries: Mapping[str, PrefetchQuery]  # key → query, in file order
+    templates: Mapping[str, str]  # key → FHIR query template (CDS Hooks prefetch)
+    required: frozenset[str]
+
+    def codes(self, terminology: Terminology, key: str) -> list[tuple[str, str]]:
+        """``(system, code)`` tokens of one coded query, in ValueSet order, without repeats."""
+        out: list[tuple[str, str]] = []
+        for valueset_id in self.queries[key].valuesets:
+            for token in terminology.valueset_codes(valueset_id):
+                if token not in out:
+                    out.append(token)
+        return out
+
+    def templates_of(self, service: Service) -> dict[str, str]:
+        return {k: self.templates[k] for k in service.prefetch}
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise _fail(path, "$", "must be a JSON object")
+    return data
+
+
+def _fail(path: Path, where: str, why: str) -> KnowledgeError:
+    return KnowledgeError(f"fhir_profiles/{SERVICES_DIR}/{path.name}: {where}: {why}")
+
+
+def _query(path: Path, i: int, q: object, terminology: Terminology) -> PrefetchQuery:
+    where = f"$.queries[{i}]"
+    if not isinstance(q, dict) or not isinstance(q.get("key"), str) or not isinstance(q.get("resourceType"), str):
+        raise _fail(path, where, "each query needs a string key and resourceType")
+    valuesets = q.get("valuesets") or []
+    if not isinstance(valuesets, list) or not all(isinstance(v, str) for v in valuesets):
+        raise _fail(path, f"{where}.valuesets", "a list of ValueSet ids")
+    for v in valuesets:
+        try:
+            terminology.valueset_codes(v)
+        except KeyError:
+            raise _fail(path, f"{where}.valuesets", f"no ValueSet with id {v!r} in fhir_profiles/terminology") from None
+    param = q.get("param")
+    if valuesets and param not in PORTABLE_PARAMETERS:
+        raise _fail(path, f"{where}.param", f"a coded query needs a portable search parameter, not {param!r}")
+    count = q.get("count")
+    if not q.get("read") and not (isinstance(count, int) and count > 0):
+        raise _fail(path, f"{where}.count", "a search needs a positive _count")
+    if not isinstance(q.get("required"), bool) or not isinstance(q.get("why"), str) or not q["why"].strip():
+        raise _fail(path, where, "say whether the key is required, and why it is fetched")
+    return PrefetchQuery(q["key"], q["resourceType"], tuple(valuesets), param, count, q["required"],
+                         bool(q.get("read")), q["why"])
+
+
+def _template(q: PrefetchQuery, services_codes) -> str:
+    if q.read:
+        return f"{q.resource_type}/{{{{context.patientId}}}}"
+    base = f"{q.resource_type}?patient={{{{context.patientId}}}}"
+    if q.valuesets:
+        tokens = ",".join(f"{system}|{code}" for system, code in services_codes(q.key))
+        return f"{base}&{q.param}={tokens}&_count={q.count}"
+    return f"{base}&_count={q.count}"
+
+
+def load_services(profiles_dir, terminology: Terminology) -> Services:
+    """The services and their prefetch, checked against the terminology (every ValueSet must exist)."""
+    folder = Path(profiles_dir) / SERVICES_DIR
+    path = folder / PREFETCH_FILE
+    if not path.is_file():
+        raise KnowledgeError(f"fhir_profiles/{SERVICES_DIR}/{PREFETCH_FILE} is required (the prefetch queries)")
+    doc = _read(path)
+    queries: dict[str, PrefetchQuery] = {}
+    for i, q in enumerate(doc.get("queries") or ()):
+        query = _query(path, i, q, terminology)
+        if query.key in queries:
+            raise _fail(path, f"$.queries[{i}].key", f"duplicate key {query.key!r}")
+        queries[query.key] = query
+    by_id: dict[str, Service] = {}
+    for spath in sorted(folder.glob("*.json")):
+        if spath.name == PREFETCH_FILE:
+            continue
+        s = _read(spath)
+        if not isinstance(s, dict) or not all(isinstance(s.get(k), str) and s[k] for k in
+                                               ("id", "hook", "title", "description")):
+            raise _fail(spath, "$", "a service needs id, hook, title and description")
+        if s["id"] != spath.stem:
+            raise _fail(spath, "$.id", f"the id {s['id']!r} must be the file name {spath.stem!r}")
+        if s["hook"] not in HOOKS:
+            raise _fail(spath, "$.hook", f"{s['hook']!r} is not a hook this service answers ({', '.join(HOOKS)})")
+        keys = s.get("prefetch") or []
+        unknown = [k for k in keys if k not in queries]
+        if unknown:
+            raise _fail(spath, "$.prefetch", f"keys not in {PREFETCH_FILE}: {', '.join(unknown)}")
+        missing = [k for k, q in queries.items() if q.required and k not in keys]
+        if missing:
+            raise _fail(spath, "$.prefetch", f"required keys missing: {', '.join(missing)}")
+        by_id[s["id"]] = Service(s["id"], s["hook"], s["title"], s["description"], tuple(keys))
+    if not by_id:
+        raise KnowledgeError(f"fhir_profiles/{SERVICES_DIR}/ has no service file")
+    # published in the order a chart is used: opened, orders selected, orders signed
+    by_id = dict(sorted(by_id.items(), key=lambda kv: (HOOKS.index(kv[1].hook), kv[0])))
+    partial = Services(MappingProxyType(by_id), MappingProxyType(queries), MappingProxyType({}), frozenset())
+    templates = {k: _template(q, lambda key: partial.codes(terminology, key)) for k, q in queries.items()}
+    return Services(MappingProxyType(by_id), MappingProxyType(queries), MappingProxyType(templates),
+                    frozenset(k for k, q in queries.items() if q.required))
