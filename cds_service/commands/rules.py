@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..config import from_env
-from ..core.rules.rulebook import RULEBOOK_DIRNAME, check_rulebook_dir
+from ..core.rules.loading import RULEBOOK_DIRNAME, check_rulebook_dir
 
 
 @click.group("rules")

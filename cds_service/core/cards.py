@@ -36,7 +36,9 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
 from . import parse as fp
-from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value, format_value, human_date
+from .rules.conditions import fact_value
+from .rules.model import Recommendation, Rulebook, Suggestion
+from .rules.wording import format_value, human_date
 
 SUMMARY_LIMIT = 139
 # Longest a card's detail may be: advice (<= 500 characters in the rulebook), notes, the

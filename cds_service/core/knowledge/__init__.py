@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import KnowledgeError
-from ..rules.rulebook import Rulebook, load_rulebook
+from ..rules.loading import load_rulebook
+from ..rules.model import Rulebook
 from .services import Services, load_services
 from .terminology import Terminology, load_terminology
 
