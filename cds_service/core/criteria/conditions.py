@@ -60,9 +60,10 @@ def staged_metastatic(intake: Intake, t: Terminology) -> list[tuple[dt.date | No
 
 
 def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]]:
-    """breast_cancer, metastatic(.sites/.date), brain_mets(.activity), ild; also the ILD Conditions."""
+    """breast_cancer, metastatic(.sites/.date), brain_mets(.activity), ild, pregnancy,
+    renal.severe_impairment; also the ILD Conditions."""
     out = Derived()
-    breast, mets, ild = [], [], []
+    breast, mets, ild, renal = [], [], [], []
     pregnant: list[tuple[dt.date | None, str]] = []
     ended: list[dt.date] = []
     sites: dict[str, list[str]] = {}
@@ -80,6 +81,8 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
             breast.append(ref)
         if "ild" in sets:
             ild.append(ref)
+        if "severe-renal-impairment" in sets and not resolved(c):
+            renal.append(ref)
         if "pregnancy" in sets and not resolved(c):
             pregnant.append((fp.condition_onset(c), ref))
         if "pregnancy-ended" in sets:
@@ -117,6 +120,7 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
     out.set("brain_mets.leptomeningeal", bool(lepto), lepto)
     _brain_activity(brain, intake.of_kind("disease-status"), t, out)
     out.set("ild", bool(ild), ild)
+    out.set("renal.severe_impairment", bool(renal), renal)
     _pregnancy(pregnant, ended, out)
     return out, [c for c in intake.conditions if fp.reference_of(c) in ild]
 

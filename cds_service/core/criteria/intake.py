@@ -23,7 +23,8 @@ OBS_KINDS = ("her2-interpretation", "her2-ihc", "her2-ish", "her2-ish-ratio", "h
              "er-percent", "er-status", "pr-percent", "pr-status", "er-pr-combined", "genetic-variant",
              "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin", "tnm-distant-metastases",
              "tnm-stage-group", "alkaline-phosphatase", "neutrophils")
-CONDITION_SETS = ("primary-breast-cancer", "metastatic-disease", "ild", "pregnancy", "pregnancy-ended")
+CONDITION_SETS = ("primary-breast-cancer", "metastatic-disease", "ild", "pregnancy", "pregnancy-ended",
+                  "severe-renal-impairment")
 # Kinds where only the newest final result is used.  They are validated when
 # read, newest first, so an older result that a newer readable one supersedes
 # costs no FHIR validation (about 0.1 ms each) and, if malformed, raises no
