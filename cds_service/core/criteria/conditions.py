@@ -220,6 +220,21 @@ def _brain_activity(brain: list[dict], disease_status: list[dict], t: Terminolog
         return
     statuses = {code_of(c.get("clinicalStatus")) for c in brain}
     if statuses & {"active", "recurrence", "relapse"}:
+        # clinicalStatus "active" says the lesions exist, not that they grow. A newer overall
+        # disease status (not focused on the brain) of stable or improved, dated after the brain
+        # metastasis was found, leaves the activity unknown rather than "active": no CNS regimen
+        # switch is proposed for treated, stable brain metastases (ASCO 2018/2022; third
+        # independent review, case 18). A worsened one keeps it active.
+        onsets = [d for d in (fp.condition_onset(c) for c in brain) if d]
+        overall = newest_final([o for o in disease_status if not o.get("focus")], "disease status", Derived())
+        if overall and onsets and overall[0][0] and overall[0][0] > max(onsets):
+            date, obs = overall[0]
+            a = t.translate_codeable("result-answer", obs.get("valueCodeableConcept"))
+            if a in ("stable", "improved"):
+                out.set("brain_mets.activity", "unknown", (fp.reference_of(obs), *sorted(ids)),
+                        f"brain metastasis recorded as active, overall disease status {a} on {date} "
+                        "(not assessed for the brain)")
+                return
         activity = "active"
     elif statuses and statuses <= {"inactive", "remission", "resolved"}:
         activity = "stable"

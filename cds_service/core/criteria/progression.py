@@ -7,6 +7,12 @@ resolved — whose onset comes after the line's first month), with no new line s
 is an open decision.  The fact names the event (its FHIR reference) so the
 patient-view card can be shown once per progression, not at every chart
 opening (``once_per`` in the rulebook; the shell keeps the memory).
+
+One exception, from the guideline: new brain metastases while the disease
+outside the brain is not progressing are treated locally and the systemic
+therapy is not switched (ASCO 2018 HER2+ brain metastases guideline,
+reaffirmed 2022).  A new CNS site followed by an overall disease status of
+stable or improved (not focused on one lesion) opens no next-line decision.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .conditions import resolved
 from .intake import Intake
+from .readings import newest_final
 from .profile import Derived, Line
 
 
@@ -37,6 +44,9 @@ def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ..
             continue  # a metastasis recorded as resolved/inactive is no open decision
         onset = fp.condition_onset(c)
         if onset and onset > baseline:
+            if t.translate_codeable("metastatic-site", c.get("code")) == "brain" \
+                    and _systemic_control_after(onset, intake, t, out):
+                continue
             events.append((onset, fp.reference_of(c), "new metastatic site"))
     if not events:
         out.set("progression.event", None, (), f"no progression recorded since line {current.number} began")
@@ -47,3 +57,13 @@ def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ..
     out.set("progression.event", ref, (ref,), note)
     out.set("progression.date", date.isoformat(), (ref,), note)
     return out
+
+
+def _systemic_control_after(onset: dt.date, intake: Intake, t: Terminology, out: Derived) -> bool:
+    """True when the newest overall disease status, dated after ``onset``, is stable or improved."""
+    # a scratch Derived: the disease-status results' own findings are raised where they are read
+    overall = newest_final([o for o in intake.of_kind("disease-status") if not o.get("focus")], "disease status",
+                           Derived())
+    if not overall or overall[0][0] is None or overall[0][0] <= onset:
+        return False
+    return t.translate_codeable("result-answer", overall[0][1].get("valueCodeableConcept")) in ("stable", "improved")
