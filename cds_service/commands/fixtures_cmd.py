@@ -8,11 +8,22 @@ makes a re-run update the same resources instead of duplicating them.  A
 written either way load idempotently.  A ``POST`` without an id is kept only
 if it carries ``ifNoneExist`` (conditional create); otherwise it is reported
 as not idempotent.
+
+Why the dates move: the fixtures are written for an anchor day (each patient
+Bundle names it in a ``meta.tag`` of ``ANCHOR_TAG_SYSTEM``); loaded unchanged
+months later, "LVEF two weeks ago" has become half a year and the cards are
+artefacts of the demo's age.  So loading moves every FHIR date, dateTime,
+instant and period in the Bundle by the whole days between the anchor and the
+loading day (``cds_service.core.date_shift``): every interval and every age is
+as written, on the day of loading.  ``--keep-dates`` loads them as they are,
+``--today`` picks another day.  A Bundle without the tag has no known anchor
+and is loaded as it is.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import sys
 from collections import Counter
@@ -23,8 +34,12 @@ import click
 import requests
 
 from ..config import REPO_DIR
+from ..core.date_shift import days_between, shift_resource
 
 TIMEOUT = (5.0, 60.0)
+
+#: ``Bundle.meta.tag`` system whose code is the day (YYYY-MM-DD) a fixture Bundle's dates were written for.
+ANCHOR_TAG_SYSTEM = "urn:her2-cds:fixture-anchor"
 
 
 class LoadError(click.ClickException):
@@ -38,6 +53,8 @@ class LoadSummary:
     updated: Counter = field(default_factory=Counter)
     other: Counter = field(default_factory=Counter)
     not_idempotent: int = 0
+    #: (anchor, days moved) -> Bundles; Bundles without an anchor tag counted under None
+    shifted: Counter = field(default_factory=Counter)
 
     def lines(self) -> list[str]:
         types = sorted(set(self.created) | set(self.updated) | set(self.other))
@@ -50,6 +67,14 @@ class LoadSummary:
         if self.not_idempotent:
             out.append(f"Warning: {self.not_idempotent} entr(y/ies) were plain POSTs without an id or "
                        "ifNoneExist; a re-run will create duplicates of those.")
+        for key, n in sorted(self.shifted.items(), key=lambda kv: str(kv[0])):
+            if key is None:
+                out.append(f"{n} Bundle(s) name no anchor day ({ANCHOR_TAG_SYSTEM}): their dates are as written.")
+            else:
+                anchor, days = key
+                out.append(f"Dates in {n} Bundle(s) moved by {days:+d} day(s): their {anchor.isoformat()} is "
+                           f"{(anchor + dt.timedelta(days=days)).isoformat()}." if days else
+                           f"Dates in {n} Bundle(s) kept: written for {anchor.isoformat()}.")
         return out
 
 
@@ -80,6 +105,36 @@ def find_bundles(paths: list[Path]) -> list[tuple[Path, dict]]:
         if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") in ("transaction", "batch"):
             bundles.append((f, data))
     return bundles
+
+
+def bundle_anchor(bundle: dict) -> dt.date | None:
+    """The day the Bundle's dates were written for (its ``ANCHOR_TAG_SYSTEM`` tag), or None."""
+    for tag in ((bundle.get("meta") or {}).get("tag") or []):
+        if isinstance(tag, dict) and tag.get("system") == ANCHOR_TAG_SYSTEM:
+            try:
+                return dt.date.fromisoformat(str(tag.get("code")))
+            except ValueError:
+                raise click.ClickException(f"the anchor tag {tag.get('code')!r} is not a YYYY-MM-DD day") from None
+    return None
+
+
+def move_dates(bundle: dict, today: dt.date | None) -> tuple[dict, tuple[dt.date, int] | None]:
+    """The Bundle with its dates moved so its anchor day is ``today`` (None: as written).
+
+    Returns the Bundle (a copy when moved, its anchor tag now naming ``today``)
+    and (anchor, days moved), or None when the Bundle names no anchor.
+    """
+    anchor = bundle_anchor(bundle)
+    if anchor is None:
+        return bundle, None
+    if today is None:
+        return bundle, (anchor, 0)
+    days = days_between(anchor, today)
+    moved = shift_resource(bundle, days)
+    for tag in moved["meta"]["tag"]:
+        if tag.get("system") == ANCHOR_TAG_SYSTEM:
+            tag["code"] = today.isoformat()
+    return moved, (anchor, days)
 
 
 def make_idempotent(bundle: dict) -> tuple[dict, int]:
@@ -164,8 +219,9 @@ def count_response(summary: LoadSummary, sent: dict, response: dict) -> None:
             summary.other[rtype] += 1
 
 
-def load(base: str, token: str | None, bundles: list[tuple[Path, dict]], progress: bool = True) -> LoadSummary:
-    """Post every Bundle in order; stops at the first refusal (LoadError)."""
+def load(base: str, token: str | None, bundles: list[tuple[Path, dict]], progress: bool = True,
+         today: dt.date | None = None) -> LoadSummary:
+    """Post every Bundle in order, dates moved to ``today`` (None: as written); stops at the first refusal."""
     session = requests.Session()
     session.trust_env = False
     if token:
@@ -176,6 +232,8 @@ def load(base: str, token: str | None, bundles: list[tuple[Path, dict]], progres
                            show_pos=True, item_show_func=lambda b: b[0].stem if b else "",
                            hidden=not progress) as bar:
         for path, bundle in bar:
+            bundle, moved = move_dates(bundle, today)
+            summary.shifted[moved] += 1
             sent, unsafe = make_idempotent(bundle)
             summary.not_idempotent += unsafe
             response = post_bundle(session, base, sent, path.name)
@@ -195,19 +253,29 @@ def command() -> None:
 @click.option("--token", envvar="HER2CDS_FHIR_TOKEN", default=None, metavar="T",
               help="Bearer token for the FHIR server (env HER2CDS_FHIR_TOKEN).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="Move the dates so the fixtures' anchor day is this day (default: the day of loading).")
+@click.option("--keep-dates", is_flag=True, help="Load the dates as written (anchored at the fixtures' day).")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-def load_command(fhir_server: str, token: str | None, quiet: bool, paths: tuple[Path, ...]) -> None:
+def load_command(fhir_server: str, token: str | None, quiet: bool, today, keep_dates: bool,
+                 paths: tuple[Path, ...]) -> None:
     """Post the fixture patients (transaction Bundles) to a FHIR server.
 
     PATHS are files or folders of Bundles (default: the repository's fixture
     patients).  Re-running is safe: resources keep their ids and are updated.
+    Every date is moved by the days between the Bundle's anchor day and the
+    loading day (or --today), so "two weeks ago" is two weeks before today;
+    --keep-dates loads them as written.
     """
     if not fhir_server.startswith(("http://", "https://")):
         raise click.BadParameter("must be an http(s) URL", param_hint="--fhir-server")
+    if keep_dates and today is not None:
+        raise click.UsageError("--keep-dates and --today contradict each other: choose one")
+    target = None if keep_dates else (today.date() if today else dt.date.today())
     bundles = find_bundles(list(paths) or [default_fixtures_dir()])
     if not bundles:
         raise click.ClickException("no transaction Bundles found in " + ", ".join(str(p) for p in paths or
                                                                                   [default_fixtures_dir()]))
-    summary = load(fhir_server, token, bundles, progress=not quiet)
+    summary = load(fhir_server, token, bundles, progress=not quiet, today=target)
     for line in summary.lines():
         click.echo(line)

@@ -7,6 +7,8 @@ import json
 import pytest
 import requests
 
+from cds_service.commands.fixtures_cmd import default_fixtures_dir
+
 from .conftest import DATA, fixture_paths, free_port, run_cli
 
 pytestmark = pytest.mark.integration
@@ -86,3 +88,25 @@ def test_folder_without_bundles_is_an_error(tmp_path):
     result = run_cli("fixtures", "load", "--fhir-server", "http://127.0.0.1:9/fhir", str(tmp_path))
     assert result.exit_code == 1
     assert "no transaction Bundles found" in result.stderr
+
+
+def test_loaded_dates_are_moved_to_the_loading_day(loaded):
+    """sekmet (strict validation) stores the fixtures with every date moved from their anchor to today."""
+    import datetime as dt
+
+    from cds_service.commands.fixtures_cmd import bundle_anchor
+    from cds_service.core.date_shift import shift_resource
+
+    committed = json.loads((default_fixtures_dir() / "p24-brain.json").read_text())
+    days = (dt.date.today() - bundle_anchor(committed)).days
+    headers = {"Authorization": f"Bearer {loaded.token}"}
+    for entry in committed["entry"]:
+        res = entry["resource"]
+        if res["resourceType"] not in ("Patient", "Observation", "Condition"):
+            continue
+        stored = requests.get(f"{loaded.base}/{res['resourceType']}/{res['id']}", headers=headers, timeout=30).json()
+        want = shift_resource(res, days)
+        for key in ("birthDate", "effectiveDateTime", "onsetDateTime", "recordedDate"):
+            if key in res:
+                assert stored[key] == want[key], (res["id"], key)
+                assert days == 0 or stored[key] != res[key]

@@ -4,6 +4,8 @@
 # Needs Node 20 + npm (npm ci fetches the tools' npm packages, nothing else is fetched), Debian's Chromium,
 # the repo venv (.venv, with the [test] extra) and sekmet-fhir (.fhir-venv or HER2CDS_SEKMET_BIN).
 # Not part of the default CI run (it needs npm and two front-end builds). Screenshots go to --out.
+# Each step asserts what a user must see (drive.py); exit status 1 when any does not hold.
+# PYTHON=... picks the interpreter (default .venv/bin/python); the service is this checkout's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$(cd "$here/../.." && pwd)"
 launcher="" sandbox="" out="$repo/test-artifacts/real-tools" rebuild=0
@@ -16,7 +18,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ -n "$launcher" ] && [ -n "$sandbox" ] || { sed -n 2,6p "$0" >&2; exit 2; }
+[ -n "$launcher" ] && [ -n "$sandbox" ] || { sed -n 2,8p "$0" >&2; exit 2; }
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "Node 20 or later needed" >&2; exit 2; }
 mkdir -p "$out"
 
