@@ -158,7 +158,7 @@ def test_loaded_fixtures_give_on_the_loading_day_the_cards_of_the_anchor_day(pat
     service_id = SERVICE_FOR_HOOK[committed["hook"]]
     # The anchor day's cards by the service's own steps (prefetch read with its findings, then the
     # advice), with the day given: the HTTP service always answers for the real today.
-    gathered = service_prefetch.gather(committed, prefetch_templates(knowledge.terminology), None, 5.0)
+    gathered = service_prefetch.gather(committed, prefetch_templates(knowledge), None, 5.0)
     then = advice.advise(committed["hook"], service_id, committed["context"], gathered.resources,
                          gathered.findings, knowledge, today=gen.ANCHOR).cards
     context = dict(committed["context"])
