@@ -36,7 +36,8 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
 from . import parse as fp
-from .rules.rulebook import Recommendation, Rulebook, Suggestion, fact_value, format_value, human_date
+from .rules.rulebook import (Recommendation, Rulebook, Suggestion, fact_value, format_value, human_date,
+                             human_dates_in)
 
 SUMMARY_LIMIT = 139
 # Longest a card's detail may be: advice (<= 500 characters in the rulebook), notes, the
@@ -232,7 +233,7 @@ def _finding_lines(findings: Iterable[Any]) -> list[str]:
         message = getattr(f, "message", None) or str(f)
         refs = tuple(getattr(f, "refs", ()) or ())
         where = f" ({', '.join(refs)})" if refs else ""
-        lines.append(f"- {md_text(message)}{md_text(where)}")
+        lines.append(f"- {md_text(human_dates_in(message))}{md_text(where)}")
     return lines
 
 
