@@ -58,13 +58,14 @@ def page_of(knowledge, *resources, **kw):
                                 knowledge=knowledge, today=TODAY, **kw)
 
 
-def test_her2_status_names_the_result_by_the_terminologys_test_name(knowledge):
+def test_her2_status_names_the_result_by_its_clinical_short_name(knowledge):
+    """Issue 22: "HER2 IHC 3+", not the LOINC long name; the short name is a ValueSet designation."""
     page = page_of(knowledge, patient(), her2(specimen={"display": "Liver core biopsy"}), bone_mets())
     status = page.summary["her2"]
     assert status["value"] == "positive"
     [result] = status["results"]
-    assert result == {"test": "HER2 [Presence] in Breast cancer specimen by Immune stain", "value": "3+",
-                      "date": "2026-01-10", "specimen": "Liver core biopsy", "ref": "Observation/her2"}
+    assert result == {"test": "HER2 IHC", "value": "3+",
+                      "date": "10 Jan 2026", "specimen": "Liver core biopsy", "ref": "Observation/her2"}
     assert page.summary["sites"] == ["bone"]
     assert page.summary["metastatic"] == "yes"
 
