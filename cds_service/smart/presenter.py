@@ -17,6 +17,7 @@ from ..core.advice import advise, standing_checks
 from ..core.cards import format_value
 from ..core.rules.rulebook import human_date, human_dates_in
 from ..core.criteria import Finding, PatientProfile, build_profile
+from ..core.criteria.observations import lvef_readings
 from ..core import parse as fp
 from . import rich_text
 from .timeline import COMPACT_WIDTH, render_svg, value_text
@@ -353,8 +354,8 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
     lines = list(profile.lines)
     current = next((ln for ln in reversed(lines) if ln.end is None), None)
     courses = [present_course(c) for c in profile.courses]
-    lvef = sorted((r for r in resources if isinstance(r, dict) and profile.kinds.get(fp.reference_of(r)) == "lvef"
-                   and fp.observation_date(r)), key=fp.observation_date)
+    lvef = [obs for when, _, _, obs in reversed(lvef_readings(
+        [r for r in resources if isinstance(r, dict) and profile.kinds.get(fp.reference_of(r)) == "lvef"])) if when]
     gaps = []
     if not status("her2.status", "")["known"]:
         gaps.append("No readable HER2 result on record.")
