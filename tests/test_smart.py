@@ -296,7 +296,7 @@ def test_timeline_svg_is_served_for_the_session(client, ehr):
     root = ET.fromstring(resp.get_data())
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     text = resp.get_data(as_text=True)
-    assert "trastuzumab" in text and "HER2 3+" in text
+    assert "trastuzumab" in text and "HER2 IHC 3+" in text  # the clinical short name (issue 22)
 
 
 def test_access_token_is_not_in_the_cookie_nor_the_logs(client, ehr, app, smart_log):
@@ -742,7 +742,8 @@ def test_without_allowed_issuers_every_launch_is_refused_and_nothing_is_fetched(
     resp = client.get(path, query_string={"iss": ehr.iss, "launch": "l", "patient": PATIENT_ID})
     assert resp.status_code == 403 and resp.mimetype == "text/html"
     assert "SMART launch not configured" in resp.get_data(as_text=True)
-    assert "HER2CDS_SMART_ALLOWED_ISSUERS" in resp.get_data(as_text=True)
+    # the setting's name is for the administrator (the log), not the page a clinician reads (issue 22)
+    assert "HER2CDS_" not in resp.get_data(as_text=True) and "administrator" in resp.get_data(as_text=True)
     assert httpserver.log == []  # not even the SMART configuration was requested
 
 
@@ -1076,11 +1077,11 @@ def test_presenter_builds_the_page_from_plain_resources(app):
     page = presenter.build_page([_patient(), _her2_obs(), _med()], patient_id=PATIENT_ID, iss="https://ehr.example/fhir",
                                 knowledge=app.extensions["her2cds.knowledge"], today=dt.date(2024, 6, 1),
                                 patient_hint="someone-else", read_findings=unread)
-    assert page.patient == {"name": "Ada Testpatient", "birth_date": "1968-03-01", "gender": "female"}
+    assert page.patient == {"name": "Ada Testpatient", "birth_date": "1 Mar 1968", "gender": "female"}
     assert page.hint_mismatch is True
     her2 = next(f for f in page.facts if f["name"] == "her2.status")
     assert her2["key"] is True
-    assert {"ref": "Observation/her2-ihc-1", "date": "2023-02-01", "what": "HER2 [Presence] in Breast cancer specimen by Immune stain"} in her2["sources"]
+    assert {"ref": "Observation/her2-ihc-1", "date": "1 Feb 2023", "what": "HER2 [Presence] in Breast cancer specimen by Immune stain"} in her2["sources"]
     assert page.findings[0] == "data-missing: 'conditions' could not be read from the FHIR server."
     assert page.profile is not None and page.profile_error is None and page.cards_error is None
     assert all(isinstance(c, dict) and c.get("summary") for c in page.cards)

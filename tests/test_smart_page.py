@@ -58,13 +58,14 @@ def page_of(knowledge, *resources, **kw):
                                 knowledge=knowledge, today=TODAY, **kw)
 
 
-def test_her2_status_names_the_result_by_the_terminologys_test_name(knowledge):
+def test_her2_status_names_the_result_by_its_clinical_short_name(knowledge):
+    """Issue 22: "HER2 IHC 3+", not the LOINC long name; the short name is a ValueSet designation."""
     page = page_of(knowledge, patient(), her2(specimen={"display": "Liver core biopsy"}), bone_mets())
     status = page.summary["her2"]
     assert status["value"] == "positive"
     [result] = status["results"]
-    assert result == {"test": "HER2 [Presence] in Breast cancer specimen by Immune stain", "value": "3+",
-                      "date": "2026-01-10", "specimen": "Liver core biopsy", "ref": "Observation/her2"}
+    assert result == {"test": "HER2 IHC", "value": "3+",
+                      "date": "10 Jan 2026", "specimen": "Liver core biopsy", "ref": "Observation/her2"}
     assert page.summary["sites"] == ["bone"]
     assert page.summary["metastatic"] == "yes"
 
@@ -168,3 +169,27 @@ def test_a_missing_medication_is_named_not_root():
     nested = check_r4({"resourceType": "MedicationRequest", "id": "d2", "status": "draft", "intent": "order",
                        "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"coding": [{"system": 3}]}})
     assert "medicationCodeableConcept.coding[0].system" in nested[1]
+
+
+def lvef(oid, day, value, status="final"):
+    return {"resourceType": "Observation", "id": oid, "status": status, "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": LOINC, "code": "10230-1"}]}, "effectiveDateTime": day,
+            "valueQuantity": {"value": value, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}
+
+
+def test_the_lvef_series_is_the_readings_the_rules_use(knowledge):
+    """Oldest first, with dates; an entered-in-error or preliminary echo is not a reading (issue 22)."""
+    page = page_of(knowledge, patient(), her2(), bone_mets(), lvef("e1", "2025-06-01", 62),
+                   lvef("e2", "2025-12-01", 20, status="entered-in-error"), lvef("e3", "2026-03-01", 58),
+                   lvef("e4", "2026-05-01", 30, status="preliminary"))
+    heart = page.summary["lvef"]
+    assert [(v["value"], v["date"], v["latest"]) for v in heart["series"]] == [
+        ("62%", "1 Jun 2025", False), ("58%", "1 Mar 2026", True)]
+    assert page.profile.value("lvef.value") == 58
+    assert heart["flags"] == []  # 58 % is above the default lower limit; no anti-HER2 therapy to check
+
+
+def test_below_the_lower_limit_is_flagged_by_the_results_own_range(knowledge):
+    low = {**lvef("e1", "2026-05-01", 52), "referenceRange": [{"low": {"value": 53, "unit": "%"}}]}
+    heart = page_of(knowledge, patient(), her2(), bone_mets(), low).summary["lvef"]
+    assert heart["flagged"] and "lower limit of normal 53%" in heart["flags"][0]["text"]

@@ -71,3 +71,33 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
         issued = cards_mod.render(recommendations, knowledge.rulebook, profile, facts=facts,
                                   findings=all_findings, base_url=base_url, fhir_server=fhir_server)
     return Advice(tuple(issued), profile)
+
+
+def standing_checks(profile: PatientProfile | None, knowledge, findings: Iterable[Any] = (),
+                    reads: str = "lvef.") -> tuple[rules_mod.Recommendation, ...]:
+    """The order-time rules that read ``reads`` facts, met by the current medications as if ordered again today.
+
+    Why: heart monitoring on a drug the patient is already on (LVEF on
+    trastuzumab, LVEF overdue) is checked by the rules when the next dose is
+    ordered (S2-C, S2-W, S2-DUE, S13-L, S15-W are order-hook rules, so a chart
+    opening does not repeat them).  The SMART page shows the same check as a
+    flag: the same rules, thresholds and monitoring interval, evaluated with
+    ``draft.*`` = the active medications (``meds.active.*``), so the page and
+    the next order's card cannot disagree and no threshold is typed twice.
+    """
+    if profile is None or knowledge is None or knowledge.rulebook is None:
+        return ()
+    facts = dict(profile.facts)
+    active = facts.get("meds.active.ingredients") or Fact([])
+    classes = facts.get("meds.active.classes") or Fact([])
+    for prefix in ("draft", "draft.all"):
+        facts[f"{prefix}.ingredients"] = Fact(list(active.value or []), active.refs)
+        facts[f"{prefix}.classes"] = Fact(list(classes.value or []), classes.refs)
+    all_findings = list(profile.findings) + list(findings or [])
+    facts["findings"] = Fact(_finding_codes(all_findings))
+    unavailable = sorted({r.split(":", 1)[1] for f in findings or () for r in getattr(f, "refs", ())
+                          if r.startswith("prefetch:")})
+    facts["data.unavailable"] = Fact(unavailable)
+    facts["hook"] = Fact("order-select")
+    fired = rules_mod.evaluate(knowledge.rulebook, facts, "order-select")
+    return tuple(rec for rec in fired if any(name.startswith(reads) for name in rec.rule.when.facts))

@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 from . import parse as fp
 from .rules.conditions import fact_value
 from .rules.model import Recommendation, Rulebook, Suggestion
-from .rules.wording import format_value, human_date
+from .rules.wording import format_value, human_date, human_dates_in
 
 SUMMARY_LIMIT = 139
 # Longest a card's detail may be: advice (<= 500 characters in the rulebook), notes, the
@@ -235,7 +235,7 @@ def _finding_lines(findings: Iterable[Any]) -> list[str]:
         message = getattr(f, "message", None) or str(f)
         refs = tuple(getattr(f, "refs", ()) or ())
         where = f" ({', '.join(refs)})" if refs else ""
-        lines.append(f"- {md_text(message)}{md_text(where)}")
+        lines.append(f"- {md_text(human_dates_in(message))}{md_text(where)}")
     return lines
 
 

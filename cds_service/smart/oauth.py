@@ -155,8 +155,9 @@ class IssuerPolicy:
         if not self.allowed and not self.dev_loopback:
             raise SmartError(403, "SMART launch not configured",
                              "This service has no FHIR servers configured for the SMART app, so it cannot be "
-                             "launched. The administrator sets HER2CDS_SMART_ALLOWED_ISSUERS to the EHR's FHIR "
-                             "base URL (see docs/smart-app.md).")
+                             "launched. Ask the service's administrator to allow this EHR's FHIR server.",
+                             detail="HER2CDS_SMART_ALLOWED_ISSUERS is empty: set it to the EHR's FHIR base URL "
+                                    "(docs/smart-app.md)")
         raise SmartError(403, "FHIR server not allowed",
                          "This service is not configured to launch against that FHIR server.")
 

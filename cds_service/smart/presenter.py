@@ -13,9 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.advice import advise
+from ..core.advice import advise, standing_checks
 from ..core.cards import format_value
+from ..core.rules.rulebook import human_date, human_dates_in
 from ..core.criteria import Finding, PatientProfile, build_profile
+from ..core.criteria.observations import lvef_readings
 from ..core import parse as fp
 from . import rich_text
 from .timeline import COMPACT_WIDTH, render_svg, value_text
@@ -48,6 +50,8 @@ class Assessment:
     cards: list = field(default_factory=list)  # IssuedCard, most severe first
     profile_error: str | None = None
     cards_error: str | None = None
+    # The LVEF rules the current medications meet, as the next order would (advice.standing_checks)
+    heart_checks: tuple = ()
 
 
 # What each prefetch query reads, as the "could not be read" notice names it.
@@ -94,6 +98,11 @@ class Page:
     timeline_wide: str = field(default="", repr=False)
     timeline_compact: str = field(default="", repr=False)
 
+    @property
+    def today_text(self) -> str:
+        """The day the record was read, written as every date on the page."""
+        return human_date(self.today)
+
 
 def assess(resources: list[dict], patient_id: str, knowledge, today: dt.date,
            findings: tuple[Finding, ...] = ()) -> Assessment:
@@ -118,7 +127,12 @@ def assess(resources: list[dict], patient_id: str, knowledge, today: dt.date,
         log.exception("smart: advise failed", extra={"patient_id": patient_id})
         return Assessment(profile, [], None,
                           "Recommendations are unavailable: the rules could not be evaluated (see the service log).")
-    return Assessment(profile, list(issued))
+    try:
+        heart = standing_checks(profile, knowledge, list(findings))
+    except Exception:
+        log.exception("smart: heart checks failed", extra={"patient_id": patient_id})
+        heart = ()
+    return Assessment(profile, list(issued), heart_checks=tuple(heart))
 
 
 def present(resources: list[dict], assessment: Assessment, *, patient_id: str, iss: str, today: dt.date,
@@ -128,7 +142,7 @@ def present(resources: list[dict], assessment: Assessment, *, patient_id: str, i
     profile = assessment.profile
     patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     words = Words(knowledge)
-    summary = summarize(profile, resources, words, today)
+    summary = summarize(profile, resources, words, today, assessment.heart_checks)
     unreadable = [QUERY_LABELS.get(k, k) for k in read_keys(read_findings)]
     empty = [QUERY_LABELS[k] for k in EXPECTED_DATA if k in empty_queries]
     cards = [present_card(c) for c in assessment.cards]
@@ -142,7 +156,7 @@ def present(resources: list[dict], assessment: Assessment, *, patient_id: str, i
         hint_mismatch=bool(patient_hint and patient_hint != patient_id),
         facts=describe_facts(profile, resources, words),
         cards=cards,
-        findings=[f"{f.code}: {f.message}" for f in read_findings] + profile_findings(profile),
+        findings=[f"{f.code}: {human_text(f.message)}" for f in read_findings] + profile_findings(profile),
         profile_error=assessment.profile_error,
         cards_error=assessment.cards_error,
         profile=profile,
@@ -151,8 +165,8 @@ def present(resources: list[dict], assessment: Assessment, *, patient_id: str, i
         unreadable=unreadable,
         empty=empty,
         no_cards_reasons=[] if cards or assessment.cards_error else no_cards_reasons(summary, unreadable, empty),
-        timeline_wide=render_svg(profile, resources, today),
-        timeline_compact=render_svg(profile, resources, today, width=COMPACT_WIDTH),
+        timeline_wide=render_svg(profile, resources, today, words=words),
+        timeline_compact=render_svg(profile, resources, today, width=COMPACT_WIDTH, words=words),
     )
 
 
@@ -192,6 +206,20 @@ class Words:
         codes = [c["code"] for c in codings if isinstance(c.get("code"), str)]
         return codes[0] if codes else ""
 
+    def short_name(self, concept: Any) -> str:
+        """The clinical short name of a coded result ("HER2 IHC"), from the ValueSet designations; else ''."""
+        if self.terminology is None:
+            return ""
+        for c in fp.codings(concept):
+            name = self.terminology.short_name(c.get("system"), c.get("code"))
+            if name:
+                return name
+        return ""
+
+    def result(self, res: dict) -> str:
+        """What a result is called on the page: its clinical short name, else as ``resource`` names it."""
+        return self.short_name(res.get("code")) or self.resource(res)
+
     def resource(self, res: dict) -> str:
         for key in _CONCEPT_KEYS:
             name = self.concept(res.get(key))
@@ -221,11 +249,16 @@ def describe_facts(profile: PatientProfile | None, resources: list[dict], words:
         sources = []
         for ref in fact.refs:
             res = index.get(ref)
-            sources.append({"ref": ref, "date": resource_date(res) if res else "",
+            sources.append({"ref": ref, "date": human_date(resource_date(res)) if res else "",
                             "what": words.resource(res) if res else ""})
-        rows.append({"name": name, "label": words.fact(name), "value": format_value(fact.value, missing="—"),
-                     "note": fact.note or "", "sources": sources, "key": name in KEY_FACTS})
+        rows.append({"name": name, "label": words.fact(name), "value": human_text(format_value(fact.value, missing="—")),
+                     "note": human_text(fact.note or ""), "sources": sources, "key": name in KEY_FACTS})
     return rows
+
+
+def human_text(text: str) -> str:
+    """``text`` with each ISO date in it written as the page writes dates (a fact's note: "from 62% on 2025-04-07")."""
+    return human_dates_in(text)
 
 
 def resource_date(res: dict) -> str:
@@ -257,7 +290,7 @@ def profile_findings(profile: PatientProfile | None) -> list[str]:
     """The criteria's data-quality findings as 'code: message (refs)' lines."""
     if profile is None:
         return []
-    return [f"{f.code}: {f.message}" + (f" ({', '.join(f.refs)})" if f.refs else "") for f in profile.findings]
+    return [f"{f.code}: {human_text(f.message)}" + (f" ({', '.join(f.refs)})" if f.refs else "") for f in profile.findings]
 
 
 def patient_summary(patient: Any) -> dict:
@@ -271,7 +304,8 @@ def patient_summary(patient: Any) -> dict:
             name = n.get("text") if isinstance(n.get("text"), str) and n.get("text") else " ".join([*given, family]).strip()
             if name:
                 break
-    return {"name": name or f"Patient/{patient.get('id')}", "birth_date": str(patient.get("birthDate", "")),
+    birth = patient.get("birthDate")
+    return {"name": name or f"Patient/{patient.get('id')}", "birth_date": human_date(birth) if isinstance(birth, str) else "",
             "gender": str(patient.get("gender", ""))}
 
 
@@ -283,9 +317,9 @@ def _result(res: dict | None, words: Words) -> dict | None:
         return None
     specimen = res.get("specimen") if isinstance(res.get("specimen"), dict) else {}
     body_site = words.concept(res.get("bodySite")) if isinstance(res.get("bodySite"), dict) else ""
-    return {"test": words.resource(res), "value": value_text(res) if res.get("resourceType") == "Observation" else "",
-            "date": resource_date(res), "specimen": specimen.get("display") if isinstance(specimen.get("display"), str)
-            else body_site, "ref": fp.reference_of(res)}
+    return {"test": words.result(res), "value": value_text(res) if res.get("resourceType") == "Observation" else "",
+            "date": human_date(resource_date(res)), "specimen": specimen.get("display")
+            if isinstance(specimen.get("display"), str) else body_site, "ref": fp.reference_of(res)}
 
 
 def _fact(profile: PatientProfile | None, name: str):
@@ -298,8 +332,13 @@ def _word(value) -> str:
     return format_value(value, missing="not recorded")
 
 
-def summarize(profile: PatientProfile | None, resources: list[dict], words: Words, today: dt.date) -> dict:
-    """The page's first block: status with the results behind it, disease, therapy, heart, gaps."""
+def summarize(profile: PatientProfile | None, resources: list[dict], words: Words, today: dt.date,
+              heart_checks=()) -> dict:
+    """The page's first block: status with the results behind it, disease, therapy, heart, gaps.
+
+    Everything is read from the profile (its facts, ``lines``, ``courses``) and
+    the LVEF rules it meets (``heart_checks``); nothing is re-derived here.
+    """
     if profile is None:
         return {}
     index = {fp.reference_of(r): r for r in resources if isinstance(r, dict)}
@@ -309,14 +348,14 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
         value = fact.value if fact else None
         results = [r for r in (_result(index.get(ref), words) for ref in (fact.refs if fact else ())) if r]
         return {"key": name, "label": label, "value": _word(value), "known": value not in (None, "unknown"),
-                "results": results, "note": (fact.note or "") if fact else ""}
+                "results": results, "note": human_text(fact.note or "") if fact else ""}
 
     sites = profile.value("metastatic.sites") or []
     lines = list(profile.lines)
     current = next((ln for ln in reversed(lines) if ln.end is None), None)
     courses = [present_course(c) for c in profile.courses]
-    lvef = sorted((r for r in resources if isinstance(r, dict) and profile.kinds.get(fp.reference_of(r)) == "lvef"
-                   and fp.observation_date(r)), key=fp.observation_date)
+    lvef = [obs for when, _, _, obs in reversed(lvef_readings(
+        [r for r in resources if isinstance(r, dict) and profile.kinds.get(fp.reference_of(r)) == "lvef"])) if when]
     gaps = []
     if not status("her2.status", "")["known"]:
         gaps.append("No readable HER2 result on record.")
@@ -325,39 +364,81 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
     if not lvef:
         gaps.append("No LVEF (ejection fraction) result on record.")
     for f in profile.findings:
-        gaps.append(f.message)
+        gaps.append(human_text(f.message))
     return {
         "her2": status("her2.status", "HER2"),
         "hr": status("hr.status", "Hormone receptors"),
         "er": status("er.status", "ER"),
         "pr": status("pr.status", "PR"),
         "metastatic": _word(profile.value("metastatic")),
-        "metastatic_date": format_value(profile.value("metastatic.date"), missing=""),
+        "metastatic_date": human_date(format_value(profile.value("metastatic.date"), missing="")),
         "sites": [words.site(s) for s in sites],
         "brain": _word(profile.value("brain_mets.activity")) if profile.value("brain_mets") else "",
         "line": profile.value("therapy.line"),
-        "current_line": ({"number": current.number, "since": current.start.isoformat(),
+        "current_line": ({"number": current.number, "since": human_date(current.start),
                           "regimen": " + ".join(current.regimen or current.ingredients)} if current else None),
-        "last_line": ({"number": lines[-1].number, "since": lines[-1].start.isoformat(),
-                       "until": lines[-1].end.isoformat() if lines[-1].end else "",
+        "last_line": ({"number": lines[-1].number, "since": human_date(lines[-1].start),
+                       "until": human_date(lines[-1].end) if lines[-1].end else "",
                        "regimen": " + ".join(lines[-1].regimen or lines[-1].ingredients)} if lines and not current else None),
+        "other_metastatic": metastatic_courses(profile, courses),
         "active": [c for c in courses if c["ongoing"]],
         "courses": courses,
-        "lvef": [{"value": value_text(r), "date": fp.observation_date(r).isoformat()} for r in lvef],
+        "lvef": heart(profile, lvef, heart_checks),
         "lvef_drop": profile.value("lvef.drop"),
         "lvef_days_ago": profile.value("lvef.days_ago"),
         "gaps": gaps,
     }
 
 
+# The profile's facts naming the metastatic-setting therapy that is not an anti-HER2 line
+# (therapy.lines count anti-HER2 regimens): their refs are the episodes it counted.
+_OTHER_METASTATIC = ("therapy.prior_metastatic_chemo", "therapy.prior_metastatic_endocrine")
+
+
+def metastatic_courses(profile: PatientProfile, courses: list[dict]) -> list[dict]:
+    """The courses of metastatic-setting therapy outside any anti-HER2 line, as the profile counted them.
+
+    A HER2-low patient's capecitabine after the metastatic diagnosis is such
+    therapy (``therapy.prior_metastatic_chemo`` names its record): the page
+    says it was given instead of "untreated" (issue 22).
+    """
+    refs = {r for name in _OTHER_METASTATIC for r in (_fact(profile, name).refs if _fact(profile, name) else ())}
+    return [c for c in courses if c["line"] is None and refs & set(c["refs"])]
+
+
+def heart(profile: PatientProfile, lvef: list[dict], heart_checks=()) -> dict:
+    """The LVEF series with dates, and what is flagged about it.
+
+    Flags come from the profile and the rulebook only: ``lvef.below_lln``
+    (the result's reference range, else Parameters lvef-default-lln-percent)
+    and the LVEF rules the current medications meet at their next order
+    (``advice.standing_checks``: S2-C, S2-W, S2-DUE, S13-L, S15-W with their
+    thresholds and the monitoring interval), so no number is typed here.
+    """
+    latest_ref = (_fact(profile, "lvef.value").refs[:1] if _fact(profile, "lvef.value") else ())
+    series = [{"value": value_text(r), "date": human_date(fp.observation_date(r)),
+               "latest": fp.reference_of(r) in latest_ref} for r in lvef]
+    flags = []
+    below = _fact(profile, "lvef.below_lln")
+    if below is not None and below.value is True:
+        flags.append({"level": "warning", "rule": "",
+                      "text": f"Latest LVEF {format_value(profile.value('lvef.value'))}% is below the "
+                              f"{below.note or 'lower limit of normal'}."})
+    for rec in heart_checks:
+        flags.append({"level": rec.rule.card.get("indicator", "warning"), "rule": rec.rule.id,
+                      "text": rec.summary or rec.rule.card.get("summary", "")})
+    drop = _fact(profile, "lvef.drop")
+    return {"series": series, "flags": flags, "flagged": bool(flags),
+            "drop": drop.value if drop else None, "drop_note": human_text(drop.note or "") if drop else ""}
+
+
 def present_course(course) -> dict:
-    """A course row: drug, dates, cycles (``estimated`` when only derived from a dosing interval)."""
-    note = course.cycle_note or ""
+    """A course row: drug, dates, cycles as the profile counted them (``estimated``: ``Course.cycles_estimated``)."""
     return {"name": " + ".join(course.ingredients) or course.text or "medication",
-            "start": course.start.isoformat() if course.start else "",
-            "end": course.end.isoformat() if course.end else "", "ongoing": course.end is None,
-            "cycles": course.cycles, "estimated": course.cycles is not None and note.startswith("every"),
-            "line": course.line, "refs": list(course.refs)}
+            "start": human_date(course.start) if course.start else "",
+            "end": human_date(course.end) if course.end else "", "ongoing": course.end is None,
+            "cycles": course.cycles, "estimated": course.cycles is not None and bool(course.cycles_estimated),
+            "weeks": course.weeks, "line": course.line, "refs": list(course.refs)}
 
 
 def read_keys(findings) -> list[str]:
@@ -382,15 +463,25 @@ def no_cards_reasons(summary: dict, unreadable: list[str], empty: list[str]) -> 
     elif summary.get("last_line"):
         ll = summary["last_line"]
         out.append(f"Line {ll['number']} ({ll['regimen']}) ran {ll['since']} – {ll['until']}; no line is ongoing.")
+    elif summary["metastatic"] == "yes" and summary.get("other_metastatic"):
+        out.append("No anti-HER2 therapy for metastatic disease is recorded; metastatic-setting therapy given: "
+                   + course_list(summary["other_metastatic"]) + ".")
     elif summary["metastatic"] == "yes":
         out.append("No anti-HER2 therapy for metastatic disease is recorded yet (untreated).")
     if summary["active"]:
         out.append("Active medications: " + ", ".join(c["name"] for c in summary["active"]) + ".")
+    for flag in (summary.get("lvef") or {}).get("flags", ()):
+        out.append(f"Heart: {flag['text']}")
     if unreadable or empty:
         out.append("Some data could not be read or was not returned (see the notice above): "
                    "checks that need it stay silent.")
-    out.append("None of the rules' conditions is met by this record today.")
+    out.append("None of the rules for the chart opening applies to this record today.")
     return out
+
+
+def course_list(courses: list[dict]) -> str:
+    """'capecitabine (5 Aug 2025 – 2 Apr 2026)' for each course, comma-separated."""
+    return ", ".join(f"{c['name']} ({c['start']} – {c['end'] or 'ongoing'})" for c in courses)
 
 
 def present_card(issued) -> dict:

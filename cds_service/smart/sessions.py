@@ -187,8 +187,9 @@ class SecretStore:
         return self._record(lambda: self.pop(KIND_LAUNCH, state), lambda value: PendingLaunch(**value),
                             SmartError(400, "Launch unreadable",
                                        "This sign-in was started with another secret key than this service "
-                                       "instance has (HER2CDS_SECRET_KEY differs between instances, or changed "
-                                       "on restart). Launch the app again."))
+                                       "instance has. Launch the app again.",
+                                       detail="launch row not readable with this instance's key: "
+                                              "HER2CDS_SECRET_KEY differs between instances, or changed on restart"))
 
     def save_session(self, sid: str, entry: AppSession, expires_in) -> None:
         """Keep the session until the token expires (``expires_in``), at most ``SESSION_TTL``."""
@@ -202,12 +203,16 @@ class SecretStore:
         entry = self._record(lambda: self.get(KIND_SESSION, sid), lambda value: AppSession(**value, sid=sid),
                              SmartError(401, "Session unreadable",
                                         "This browser's session was started with another secret key than this "
-                                        "service instance has (HER2CDS_SECRET_KEY differs between instances, or "
-                                        "changed on restart). Launch the app again from the EHR."))
+                                        "service instance has. Launch the app again from the EHR.",
+                                        detail="session row not readable with this instance's key: "
+                                               "HER2CDS_SECRET_KEY differs between instances, or changed on restart"))
         if entry is None:
+            # The setting is the integrator's business: the log names it, the page a clinician reads does not.
             raise SmartError(401, "Session expired",
                              "There is no active session for this browser (it expired, or the service "
-                             "restarted without a fixed HER2CDS_SECRET_KEY). Launch the app again from the EHR.")
+                             "restarted). Launch the app again from the EHR.",
+                             detail="no session for this browser; if sessions end at every restart, "
+                                    "HER2CDS_SECRET_KEY is not set to a fixed value")
         return entry
 
     @staticmethod

@@ -19,8 +19,10 @@ Nothing clinical is derived here: the picture *shows the profile*
 * **Drugs** — ``profile.courses``: one bar per course, coloured by its drug
   class from ``CodeSystem-drug-class`` (open bars run to today).
 * **Induction cycles** — tick marks on taxane bars: one per administration,
-  else the course's cycle count at its dosing interval; only when the profile
-  has neither, a drawn estimate of one per 21 days (capped by ``taxane.cycles``).
+  else the course's cycle count (``Course.cycles``) at its recorded dosing
+  interval (dashed when ``Course.cycles_estimated``).  Without either the bar
+  has no ticks: the caption gives the profile's count, the picture invents no
+  dose dates.
 * **Biomarkers** — the HER2, ER, PR, PIK3CA and LVEF results the profile read
   (``profile.kinds``: which ValueSet each Observation is in), labelled with
   their recorded value.
@@ -35,8 +37,7 @@ from datetime import date, timedelta
 from xml.sax.saxutils import escape, quoteattr
 
 from ..core import parse as fp
-
-CYCLE_DAYS = 21  # drawing estimate only, when the profile has no count or interval
+from ..core.rules.rulebook import human_date
 
 # (drug-class code of CodeSystem-drug-class, drawing label, colour). Order
 # matters: the antibody-drug conjugates must match before the anti-HER2 antibody.
@@ -89,6 +90,8 @@ class DrugSpan:
     cycles: int | None = None          # the profile's cycle count of the course
     period_days: float | None = None   # dosing interval, when recorded
     doses: tuple[date, ...] = ()       # administration dates
+    estimated: bool = False            # Course.cycles_estimated: the count assumes every dose was given
+    weeks: int | None = None           # weekly courses: weeks given (never cycles)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ def drug_spans(profile) -> list[DrugSpan]:
         klass, colour = drug_style(set(course.classes))
         name = " + ".join(course.ingredients) or course.text or "medication"
         spans.append(DrugSpan(name, klass, colour, course.start, course.end, ", ".join(course.refs),
-                              course.cycles, course.period_days, tuple(course.doses)))
+                              course.cycles, course.period_days, tuple(course.doses),
+                              bool(getattr(course, "cycles_estimated", False)), getattr(course, "weeks", None)))
     spans.sort(key=lambda s: (s.start, s.name))
     return spans
 
@@ -153,8 +157,13 @@ def _kinds(profile) -> dict:
     return kinds if kinds is not None else {}
 
 
-def biomarker_points(profile, resources: list[dict]) -> list[Point]:
-    """The profile's biomarker results (PIK3CA: the variant results it read as PIK3CA), labelled by value."""
+def biomarker_points(profile, resources: list[dict], words=None) -> list[Point]:
+    """The profile's biomarker results (PIK3CA: the variant results it read as PIK3CA), labelled by value.
+
+    ``words`` (the page's ``presenter.Words``) names a result by its clinical
+    short name from the ValueSet designations ("HER2 IHC 3+"); without it, by
+    the marker's lane name ("HER2 3+").
+    """
     kinds = _kinds(profile)
     pik3ca_refs = set(getattr((getattr(profile, "facts", None) or {}).get("pik3ca"), "refs", ()) or ())
     points = []
@@ -169,29 +178,42 @@ def biomarker_points(profile, resources: list[dict]) -> list[Point]:
             continue
         when = fp.observation_date(res)
         if when:
-            points.append(Point(when, f"{style[0]} {value_text(res)}".strip(), ref, style[1]))
+            name = (words.short_name(res.get("code")) if words is not None else "") or style[0]
+            points.append(Point(when, f"{name} {value_text(res)}".strip(), ref, style[1]))
     points.sort(key=lambda p: (p.when, p.label))
     return points
 
 
-def event_points(profile, resources: list[dict]) -> list[Point]:
-    """Metastatic, ILD and breast-cancer Conditions, progression, and the metastatic date from the profile."""
+def event_points(profile, resources: list[dict], words=None) -> list[Point]:
+    """Metastatic, ILD and breast-cancer Conditions, progression, and the metastatic date from the profile.
+
+    A Condition is named as ``words`` names a concept (its text, a display, the
+    terminology's display), else by its text or code.
+    """
     kinds = _kinds(profile)
     points = []
+    metastatic_dates = set()
     for res in resources:
         if not isinstance(res, dict) or res.get("resourceType") != "Condition":
             continue
-        colour = CONDITION_COLOURS.get(kinds.get(fp.reference_of(res)))
+        kind = kinds.get(fp.reference_of(res))
+        colour = CONDITION_COLOURS.get(kind)
         if colour is None or fp.codes(res.get("verificationStatus")) & {"entered-in-error", "refuted"}:
             continue
-        when, text = fp.condition_onset(res), fp.label(res.get("code"))
+        when = fp.condition_onset(res)
+        text = (words.concept(res.get("code")) if words is not None else "") or fp.label(res.get("code"))
         if when and text:
             points.append(Point(when, text, fp.reference_of(res), colour))
+            if kind == "metastatic-disease":
+                metastatic_dates.add(when)
     for when, ref in getattr(profile, "progression", ()) or ():
         points.append(Point(when, "progression", ref, "#b2182b"))
+    # The metastatic date the recommendations use, when no metastatic Condition drawn above carries
+    # it (it can come from a TNM M1 or a disease-status result): its sources, never a profile key.
     when = fp.parse_date(_fact_value(profile, "metastatic.date"))
-    if when:
-        points.append(Point(when, "metastatic (profile)", "profile: metastatic.date", "#b2182b"))
+    if when and when not in metastatic_dates:
+        fact = (getattr(profile, "facts", None) or {}).get("metastatic.date")
+        points.append(Point(when, "metastatic disease", ", ".join(getattr(fact, "refs", ()) or ()), "#b2182b"))
     points.sort(key=lambda p: (p.when, p.label))
     return points
 
@@ -314,14 +336,16 @@ def _label(x: float, y: float, lines: list[str], cls: str = "") -> str:
     return f'<text x="{round(x, 1)}" y="{y}"{klass}>{spans}</text>'
 
 
-def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH) -> str:
-    """The whole picture as an SVG document (str), laid out for ``width`` px. Pure; never raises on odd resources."""
+def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH, words=None) -> str:
+    """The whole picture as an SVG document (str), laid out for ``width`` px. Pure; never raises on odd resources.
+
+    ``words``: the page's ``presenter.Words`` (clinical names from the terminology), optional.
+    """
     resources = [r for r in resources or [] if isinstance(r, dict)]
     spans = drug_spans(profile)
-    biomarkers = biomarker_points(profile, resources)
-    events = event_points(profile, resources)
+    biomarkers = biomarker_points(profile, resources, words)
+    events = event_points(profile, resources, words)
     lines = therapy_lines(profile)
-    cycles = _fact_value(profile, "taxane.cycles")
 
     dates = [s.start for s in spans] + [s.end for s in spans if s.end] + [p.when for p in biomarkers + events]
     if not dates:
@@ -334,7 +358,7 @@ def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH) 
     body: list[str] = []
     y = 6
     # -- lines of therapy: brackets with "L1", "L2" on lanes above nothing else
-    y = _heading(body, "Lines of therapy (metastatic setting)", y)
+    y = _heading(body, "Lines of anti-HER2 therapy (metastatic setting)", y)
     if lines:
         lanes = _Lanes(width)
         placed = []
@@ -344,12 +368,12 @@ def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH) 
             placed.append((n, start, x1, x2, lx, row))
         top = y + lanes.height
         for n, start, x1, x2, lx, row in placed:
-            body.append(f'<g class="line"><title>{_text(f"Line {n} from {start.isoformat()}")}</title>'
+            body.append(f'<g class="line"><title>{_text(f"Line {n} from {human_date(start)}")}</title>'
                         f'<path d="M{x1},{top + 10} V{top + 2} H{max(x2, x1 + 2)} V{top + 10}" fill="none" '
                         f'stroke="#333"/>{_label(lx, y + row * LINE_H + FONT, [f"L{n}"])}</g>')
         y = top + 14
     else:
-        body.append(_label(MARGIN, y + FONT, ["no metastatic-setting therapy found"], "muted"))
+        body.append(_label(MARGIN, y + FONT, ["no anti-HER2 line of therapy on record"], "muted"))
         y += LINE_H + 4
 
     # -- courses: the name (and cycle count) on its own line, the bar below it
@@ -359,20 +383,20 @@ def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH) 
         y += LINE_H + 4
     for name in dict.fromkeys(s.name for s in spans):
         group = [s for s in spans if s.name == name]
-        caption = wrap(name + _cycles_caption(group, cycles), plot)
+        caption = wrap(name + _cycles_caption(group), plot)
         body.append(_label(MARGIN, y + FONT, caption, "drug"))
         y += len(caption) * LINE_H + 2
         bar_y = y + 6
         for span in group:
             x1 = axis.x(span.start)
             x2 = max(axis.x(span.end or today), x1 + 3)
-            status = f"{span.start.isoformat()} – {span.end.isoformat() if span.end else 'ongoing'}"
+            status = f"{human_date(span.start)} – {human_date(span.end) if span.end else 'ongoing'}"
             pattern = ' fill-opacity="0.55" stroke-dasharray="4,2"' if span.end is None else ""
             body.append(f'<g class="drug-bar"><title>{_text(f"{span.name} ({span.klass}) {status} [{span.ref}]")}'
                         f'</title><rect x="{x1}" y="{bar_y - 6}" width="{round(x2 - x1, 1)}" height="12" rx="3" '
                         f'fill={_attr(span.colour)} stroke={_attr(span.colour)}{pattern}/></g>')
             if span.klass == "taxane":
-                body.extend(_cycle_ticks(axis, span, today, cycles, bar_y))
+                body.extend(_cycle_ticks(axis, span, today, bar_y))
         y += ROW
     # -- results and events: markers on a band, labels on lanes below
     y = _point_lane(body, axis, "Results (HER2, ER, PR, PIK3CA, LVEF)", biomarkers, y + 4)
@@ -397,40 +421,42 @@ def _heading(body: list[str], text: str, y: int) -> int:
     return y + LINE_H + 2
 
 
-def _cycles_caption(group: list[DrugSpan], cycles) -> str:
-    """' — 6 cycles' (recorded) or ' — about 6 cycles (estimated)' for taxane courses; '' otherwise."""
+def _cycles_caption(group: list[DrugSpan]) -> str:
+    """' — 6 cycles', ' — about 6 cycles (estimated)' or ' — 12 weeks' for taxane courses, as the profile counts them.
+
+    One count per course (a drug restarted in a later line has two courses,
+    written '6 cycles; 4 cycles'); nothing is re-counted here.
+    """
     if not group or group[0].klass != "taxane":
         return ""
-    recorded = [s.cycles for s in group if isinstance(s.cycles, int)]
-    if recorded:
-        return f" — {sum(recorded)} cycles"
-    doses = sum(len(s.doses) for s in group)
-    if doses:
-        return f" — {doses} doses given"
-    return " — cycles estimated (21-day schedule)"
+    parts = []
+    for s in group:
+        if isinstance(s.cycles, int):
+            parts.append(f"about {s.cycles} cycles (estimated)" if s.estimated else f"{s.cycles} cycles")
+        elif isinstance(s.weeks, int):
+            parts.append(f"{s.weeks} weeks")
+    return f" — {'; '.join(parts)}" if parts else ""
 
 
-def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, cycles, y: int) -> list[str]:
-    """One tick per administration; else the profile's count at the interval; else an estimate every 21 days."""
-    end = span.end or today
+def _cycle_ticks(axis: _Axis, span: DrugSpan, today: date, y: int) -> list[str]:
+    """One tick per administration; else the profile's count at the recorded interval; else none.
+
+    Without administrations or a recorded dosing interval the dose dates are
+    unknown: the caption gives the count, the picture draws no guessed dates.
+    """
     if span.doses:
         return [_tick(axis, when, f"dose {i + 1}", y) for i, when in enumerate(span.doses) if when <= axis.last]
-    estimated = not (isinstance(span.cycles, int) and span.cycles >= 0)
-    interval = span.period_days if isinstance(span.period_days, (int, float)) and span.period_days >= 1 else CYCLE_DAYS
-    count = int((end - span.start).days // interval) + 1
-    if isinstance(span.cycles, int) and span.cycles >= 0:
-        count = span.cycles
-    elif isinstance(cycles, int) and cycles >= 0 and span.end is None:
-        count = min(count, cycles)
+    interval = span.period_days
+    if not (isinstance(span.cycles, int) and span.cycles >= 0 and isinstance(interval, (int, float)) and interval >= 1):
+        return []
     out = []
-    for i in range(max(min(count, 1000), 0)):
+    for i in range(min(span.cycles, 1000)):
         offset = interval * i
         if offset > (axis.last - span.start).days:  # also keeps an absurd interval from overflowing a date
             break
         when = span.start + timedelta(days=round(offset))
-        if when > end and span.cycles is None:
-            break
-        out.append(_tick(axis, when, f"cycle {i + 1}" + (" (estimated)" if estimated else ""), y, estimated))
+        label = f"cycle {i + 1}" + (" (estimated)" if span.estimated else "")
+        out.append(_tick(axis, when, label, y, span.estimated))
     return out
 
 
@@ -438,7 +464,7 @@ def _tick(axis: _Axis, when: date, what: str, y: int, estimated: bool = False) -
     x = axis.x(when)
     dash = ' stroke-dasharray="2,2"' if estimated else ""
     return (f'<line class="cycle" x1="{x}" y1="{y - 9}" x2="{x}" y2="{y + 9}" stroke="#000"{dash}><title>'
-            f'{_text(f"{what} ({when.isoformat()})")}</title></line>')
+            f'{_text(f"{what} ({human_date(when)})")}</title></line>')
 
 
 def _point_lane(body: list[str], axis: _Axis, heading: str, points: list[Point], y: int) -> int:
@@ -456,7 +482,7 @@ def _point_lane(body: list[str], axis: _Axis, heading: str, points: list[Point],
         text = wrap(p.label, plot)
         lx, row = lanes.place(x, text)
         ty = top + row * LINE_H + FONT
-        parts.append(f'<g class="pt"><title>{_text(f"{p.when.isoformat()}: {p.label} [{p.ref}]")}</title>'
+        parts.append(f'<g class="pt"><title>{_text(f"{human_date(p.when)}: {p.label}" + (f" [{p.ref}]" if p.ref else ""))}</title>'
                      f'<circle cx="{x}" cy="{band}" r="5" fill={_attr(p.colour)}/>'
                      f'<line x1="{x}" y1="{band + 5}" x2="{x}" y2="{ty - FONT + 1}" stroke={_attr(p.colour)} '
                      f'stroke-width="0.8"/>'
@@ -484,7 +510,7 @@ def _axis_svg(axis: _Axis, today: date, y: int) -> tuple[str, int]:
         d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
     x = axis.x(today)
     parts.append(f'<line class="today" x1="{x}" y1="6" x2="{x}" y2="{y}" stroke="#d7191c" stroke-dasharray="3,3">'
-                 f'<title>today {today.isoformat()}</title></line>')
+                 f'<title>today {human_date(today)}</title></line>')
     return "".join(parts), y + 4 + LINE_H
 
 

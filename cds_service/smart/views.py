@@ -22,7 +22,7 @@ from . import oauth
 from .cache import ExpiringStore
 from .errors import SmartError
 from .fetch import fhir_client, read_patient
-from .presenter import Page, build_page
+from .presenter import Page, Words, build_page
 from .sessions import AppSession, PendingLaunch, SecretStore
 from .timeline import render_svg
 from .transport import BoundedHttp
@@ -275,7 +275,8 @@ def app_page():
 def timeline_svg():
     """The treatment timeline of the session's patient, drawn server-side from the page's profile."""
     page = _page(_part("secrets").load_session(session.get("smart_sid")))
-    resp = Response(render_svg(page.profile, page.resources, page.today), mimetype="image/svg+xml")
+    words = Words(current_app.extensions["her2cds.knowledge"])
+    resp = Response(render_svg(page.profile, page.resources, page.today, words=words), mimetype="image/svg+xml")
     # the SVG carries EHR text: no scripts, no external loads, even if opened directly
     resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     resp.headers["X-Content-Type-Options"] = "nosniff"

@@ -428,7 +428,7 @@ def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, in
         key = ("admin", e.ingredients, n) if e.kind == "MedicationAdministration" else ("record", e.ref)
         groups.setdefault(key, []).append((e, n))
     out = []
-    for members in groups.values():
+    for members in _same_course(list(groups.values()), today):
         eps = [e for e, _ in members]
         n = members[0][1]
         first = eps[0]
@@ -444,4 +444,40 @@ def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, in
             cycles_estimated=count.estimated, schedule=count.schedule, weeks=count.weeks,
             period_days=next((e.period_days for e in eps if e.period_days), None), doses=doses, line=n))
     out.sort(key=lambda c: (c.start, c.ingredients))
+    return out
+
+
+def _same_course(groups: list[list[tuple[MedEpisode, int | None]]],
+                 today: dt.date) -> list[list[tuple[MedEpisode, int | None]]]:
+    """Groups of one drug in one line whose dates overlap, joined: one course, however it was charted.
+
+    An infusion suite charts each dose (MedicationAdministrations) while the
+    medication list holds the course (a MedicationStatement): the same six
+    docetaxel cycles, not twelve (issue 22).  ``taxane.cycles`` counts such
+    records together; the courses the page and the timeline show must too.
+    Groups that do not overlap (a restart after a gap) stay separate courses.
+    """
+    def span(members):
+        eps = [e for e, _ in members]
+        start = min(e.start for e in eps)
+        end = today if any(e.state == "active" and e.end is None for e in eps) else max(e.end or e.start for e in eps)
+        return start, end
+
+    by_drug: dict[tuple, list[list[tuple[MedEpisode, int | None]]]] = {}
+    for members in groups:
+        by_drug.setdefault((members[0][0].ingredients, members[0][1]), []).append(members)
+    out = []
+    for same in by_drug.values():
+        same.sort(key=lambda m: span(m)[0])
+        merged = [list(same[0])]
+        end = span(same[0])[1]
+        for members in same[1:]:
+            start, stop = span(members)
+            if start <= end:
+                merged[-1].extend(members)
+                end = max(end, stop)
+            else:
+                merged.append(list(members))
+                end = stop
+        out.extend(merged)
     return out

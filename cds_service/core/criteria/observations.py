@@ -105,7 +105,14 @@ def _lvef_lln(obs: dict) -> float | None:
     return None
 
 
-def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: float = 50) -> None:
+def lvef_readings(observations: list[dict], out: Derived | None = None) -> list[tuple[dt.date | None, float, str, dict]]:
+    """The LVEF results the profile reads, newest first: (date, percent, reference, Observation).
+
+    Final/amended/corrected results with a readable percentage; the others are
+    findings in ``out``.  The ``lvef.*`` facts and the SMART page's LVEF series
+    are both this list, so the page shows exactly the readings the rules used.
+    """
+    out = out if out is not None else Derived()
     readings = []
     for date, obs in newest_final(observations, "LVEF", out):
         ref = fp.reference_of(obs)
@@ -115,6 +122,11 @@ def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: f
                         (ref,))
             continue
         readings.append((date, v, ref, obs))
+    return readings
+
+
+def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: float = 50) -> None:
+    readings = lvef_readings(observations, out)
     if readings:
         lln = _lvef_lln(readings[0][3])
         used = lln if lln is not None else default_lln

@@ -51,6 +51,10 @@ _PREFIX_SYSTEMS = {ICD10CM}  # is-a is a code prefix in ICD-10-CM
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+# The designation use of a concept's clinical short name (CodeSystem-designation-use).
+SHORT_NAME_USE = ("http://her2-cds.example.org/fhir/CodeSystem/designation-use", "clinical-short-name")
+
+
 def canonical_system(system: str | None) -> str:
     """Fold a code system URI to the form the artifacts use."""
     if not system:
@@ -80,7 +84,8 @@ class Terminology:
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
                  drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
-                 displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset()):
+                 displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset(),
+                 short_names=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -96,6 +101,8 @@ class Terminology:
         # (system, code) → display, and artifact id → title: the words the SMART page shows
         self._displays: Mapping[tuple[str, str], str] = displays or {}
         self._titles: Mapping[str, str] = titles or {}
+        # (system, code) → the clinical short name (designation use clinical-short-name): "HER2 IHC"
+        self._short_names: Mapping[tuple[str, str], str] = short_names or {}
         # ingredient → labelled interval (days) of a drug given at intervals in clinic
         self._intervals: Mapping[str, int] = intervals or {}
         self._broader: Mapping[str, Mapping[str, tuple[str, ...]]] = broader or {}
@@ -121,6 +128,17 @@ class Terminology:
         if not code:
             return None
         return self._displays.get((canonical_system(system), code))
+
+    def short_name(self, system: str | None, code: str | None) -> str | None:
+        """The clinical short name the artifacts give system|code ("HER2 IHC", "LVEF"), if any.
+
+        A result's LOINC long name ("HER2 [Presence] in Breast cancer specimen by
+        Immune stain") is exact but not what an oncologist reads; the short name is
+        a ``designation`` of the ValueSet concept (use ``clinical-short-name``).
+        """
+        if not code:
+            return None
+        return self._short_names.get((canonical_system(system), code))
 
     def title(self, artifact_id: str | None) -> str | None:
         """The title of a ValueSet or CodeSystem by id (``her2-ihc`` → "HER2 by immunohistochemistry")."""
@@ -322,6 +340,7 @@ def load_terminology(profiles_dir) -> Terminology:
 
     # -- display names and titles (what people read; no logic depends on them)
     displays: dict[tuple[str, str], str] = {}
+    short_names: dict[tuple[str, str], str] = {}
     broader: dict[str, dict[str, tuple[str, ...]]] = {}  # CodeSystem url → code → its ancestors (is-a)
     anticancer: set[str] = set()  # drug classes marked anticancer (CodeSystem-drug-class property)
     titles: dict[str, str] = {}
@@ -333,6 +352,10 @@ def load_terminology(profiles_dir) -> Terminology:
                 for c in inc.get("concept") or ():
                     if c.get("display"):
                         displays.setdefault((canonical_system(inc.get("system")), c["code"]), c["display"])
+                    for d in c.get("designation") or ():
+                        use = (d or {}).get("use") or {}
+                        if (use.get("system"), use.get("code")) == SHORT_NAME_USE and d.get("value"):
+                            short_names.setdefault((canonical_system(inc.get("system")), c["code"]), d["value"])
         elif data["resourceType"] == "CodeSystem":
             for c, parents in _walk_concepts(data.get("concept") or ()):
                 if c.get("display"):
@@ -355,7 +378,7 @@ def load_terminology(profiles_dir) -> Terminology:
         parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
         displays=MappingProxyType(displays), titles=MappingProxyType(titles),
         intervals=MappingProxyType(intervals), broader=MappingProxyType(broader),
-        anticancer_classes=frozenset(anticancer),
+        anticancer_classes=frozenset(anticancer), short_names=MappingProxyType(short_names),
     )
 
 

@@ -33,11 +33,11 @@ from .loading import (
     load_rulebook, load_rulebook_document, validate_document,
 )
 from .model import Condition, Note, Recommendation, Rule, Rulebook, Suggestion
-from .wording import PLACEHOLDER, format_value, human_date, render_text
+from .wording import PLACEHOLDER, format_value, human_date, human_dates_in, render_text
 
 __all__ = [
     "COMPARATORS", "DETAIL_MAX_LINES", "META_FILE", "PLACEHOLDER", "RULEBOOK_DIRNAME", "SCHEMA_PATH",
     "Condition", "Note", "Recommendation", "Rule", "Rulebook", "Suggestion",
     "build_rulebook", "check_rulebook_dir", "compile_condition", "evaluate", "fact_refs", "fact_value",
-    "format_value", "human_date", "load_rulebook", "load_rulebook_document", "render_text", "validate_document",
+    "format_value", "human_date", "human_dates_in", "load_rulebook", "load_rulebook_document", "render_text", "validate_document",
 ]

@@ -19,11 +19,42 @@ from .conditions import fact_value
 # the course 2 Mar 2025 – 15 Jun 2025 …)").  Load-time checks reject unknown fact names.
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T[0-9:.+\-Z]*)?)?)?$")
 
 
-def human_date(d: dt.date) -> str:
-    """A date as cards and notes write it: ``7 Apr 2025``."""
-    return f"{d.day} {d:%b %Y}"
+def human_date(d: dt.date | str) -> str:
+    """A date as cards, notes and the SMART page write it: ``7 Apr 2025``.
+
+    A FHIR date string keeps its precision (``2023`` stays ``2023``,
+    ``2023-04`` is ``Apr 2023``; a dateTime is written by its day), so every
+    date a clinician reads goes through this one function.  Text that is not
+    a date comes back unchanged.
+    """
+    if isinstance(d, dt.datetime):
+        d = d.date()
+    if isinstance(d, dt.date):
+        return f"{d.day} {d:%b %Y}"
+    text = str(d)
+    m = _FHIR_DATE.match(text)
+    if not m:
+        return text
+    year, month, day = m.group(1), m.group(2), m.group(3)
+    try:
+        if day:
+            return human_date(dt.date(int(year), int(month), int(day)))
+        if month:
+            return f"{dt.date(int(year), int(month), 1):%b} {year}"
+    except ValueError:
+        return text
+    return year
+
+
+_ISO_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:T[0-9:.+\-Z]+)?\b")
+
+
+def human_dates_in(text: str) -> str:
+    """``text`` with each ISO date in it written by ``human_date`` (a finding's or a fact note's dates)."""
+    return _ISO_IN_TEXT.sub(lambda m: human_date(m.group(0)), text or "")
 
 
 def format_value(value: Any, missing: str = "not recorded") -> str:
