@@ -59,7 +59,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(receptor_facts(intake, t, params))
     observed, progression = observation_facts(intake, t, today)
     derived.merge(observed)
-    conditions, ild_conditions = condition_facts(intake, t)
+    conditions, ild_conditions = condition_facts(intake, t, today)
     derived.merge(conditions)
     med_facts, episodes = medication_history(intake, t, today)
     derived.merge(med_facts)

@@ -16,7 +16,7 @@ from .. import parse as fp
 from ..knowledge.terminology import Terminology
 from .intake import Intake
 from .profile import Derived, MedEpisode
-from .readings import code_of, newest_final
+from .readings import answer, code_of, newest_final
 
 SITE_ORDER = ("bone", "liver", "lung", "brain", "pleura", "lymph_node", "other")
 _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
@@ -59,7 +59,7 @@ def staged_metastatic(intake: Intake, t: Terminology) -> list[tuple[dt.date | No
     return out
 
 
-def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]]:
+def condition_facts(intake: Intake, t: Terminology, today: dt.date | None = None) -> tuple[Derived, list[dict]]:
     """breast_cancer, metastatic(.sites/.date), brain_mets(.activity), ild, pregnancy,
     renal.severe_impairment; also the ILD Conditions."""
     out = Derived()
@@ -122,6 +122,7 @@ def condition_facts(intake: Intake, t: Terminology) -> tuple[Derived, list[dict]
     out.set("ild", bool(ild), ild)
     out.set("renal.severe_impairment", bool(renal), renal)
     _pregnancy(pregnant, ended, out)
+    _hcg(intake.of_kind("hcg"), ended, t, today, out)
     return out, [c for c in intake.conditions if fp.reference_of(c) in ild]
 
 
@@ -142,6 +143,47 @@ def _pregnancy(pregnant: list[tuple[dt.date | None, str]], ended: list[dt.date],
         dates = sorted(d for d, _ in current if d)
         note = f"recorded {dates[-1].isoformat()}" if dates else "no date recorded"
     out.set("pregnancy", bool(current), [ref for _, ref in current], note)
+
+
+def _hcg_result(obs: dict, t: Terminology) -> str | None:
+    """positive / negative / None: the coded or worded answer, else the quantity against its own range."""
+    a = answer(obs, t)
+    if a in ("positive", "present"):
+        return "positive"
+    if a in ("negative", "absent"):
+        return "negative"
+    q = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else None
+    value = fp.quantity_number(q)
+    if value is None:
+        return None
+    for rr in obs.get("referenceRange") or ():
+        high = fp.quantity_number((rr or {}).get("high") if isinstance(rr, dict) else None)
+        if high is not None:
+            return "positive" if value > high else "negative"
+    return None  # a number without its range is not read: no cut-off is typed here
+
+
+def _hcg(observations: list[dict], ended: list[dt.date], t: Terminology, today: dt.date | None,
+         out: Derived) -> None:
+    """pregnancy.hcg_positive: the newest readable hCG of the last hcg-lookback-days is positive, and
+    no end of pregnancy is recorded after it (knowledge file §2.6: "confirm pregnancy status";
+    tumours can secrete hCG, so this is read as a question, not as a pregnancy)."""
+    name = "pregnancy.hcg_positive"
+    if today is None or t.parameters is None:
+        out.set(name, False)
+        return
+    since = today - dt.timedelta(days=t.parameters.hcg_lookback_days)
+    for date, obs in newest_final(observations, "pregnancy test", out):
+        result = _hcg_result(obs, t)
+        if result is None:
+            continue
+        ref = fp.reference_of(obs)
+        if result == "negative" or date is None or date < since or any(e >= date for e in ended):
+            out.set(name, False, (ref,), f"newest pregnancy test {result} on {date}")
+        else:
+            out.set(name, True, (ref,), f"pregnancy test positive on {date}")
+        return
+    out.set(name, False)
 
 
 def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode], t: Terminology) -> Derived:

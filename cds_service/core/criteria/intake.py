@@ -22,7 +22,7 @@ RELEVANT = frozenset({"Patient", "Observation", "Condition", "Procedure", "Medic
 OBS_KINDS = ("her2-interpretation", "her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number",
              "er-percent", "er-status", "pr-percent", "pr-status", "er-pr-combined", "genetic-variant",
              "ecog", "lvef", "disease-status", "alt", "ast", "bilirubin", "tnm-distant-metastases",
-             "tnm-stage-group", "alkaline-phosphatase", "neutrophils")
+             "tnm-stage-group", "alkaline-phosphatase", "neutrophils", "hcg")
 CONDITION_SETS = ("primary-breast-cancer", "metastatic-disease", "ild", "pregnancy", "pregnancy-ended",
                   "severe-renal-impairment")
 # Kinds where only the newest final result is used.  They are validated when

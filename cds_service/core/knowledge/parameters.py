@@ -43,6 +43,7 @@ class CriteriaParameters:
     ish_ratio_cutoff: float
     ish_copies_low_cutoff: float
     ish_copies_high_cutoff: float
+    hcg_lookback_days: int
 
 
 # parameter name → (value[x] keys accepted, minimum, maximum)
@@ -65,6 +66,7 @@ _SPEC = {
     "ish-ratio-cutoff": (("valueDecimal", "valueInteger"), 1, 4),
     "ish-copies-low-cutoff": (("valueDecimal", "valueInteger"), 1, 10),
     "ish-copies-high-cutoff": (("valueDecimal", "valueInteger"), 1, 12),
+    "hcg-lookback-days": (("valueInteger",), 30, 400),
 }
 
 
