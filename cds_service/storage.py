@@ -467,13 +467,6 @@ class Store:
         except IntegrityError:
             return False
 
-    def feedback_rows(self, service_id: str | None = None) -> list[dict]:
-        q = select(feedback).order_by(feedback.c.id)
-        if service_id:
-            q = q.where(feedback.c.service_id == service_id)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
-
     # -- issued cards -------------------------------------------------------
     def record_issued_cards(self, service_id: str, hook: str, cards: list[tuple[str, str, str]]) -> None:
         """cards: (card_uuid, rule_id, rulebook_version) for each card sent."""
@@ -681,7 +674,3 @@ class Store:
                      "suggestion_ids": json.dumps((suggestions or {}).get(u, []))}
                     for u, r, v in cards])
             conn.execute(insert(audit), audit_row)
-
-    def audit_rows(self) -> list[dict]:
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(audit).order_by(audit.c.id))]

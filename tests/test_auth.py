@@ -23,6 +23,7 @@ from cds_service.logs import JsonFormatter
 
 from conftest import empty_prefetch, hook_request
 from log_capture import capture_log
+from store_rows import audit_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_KEYS = ROOT / "tests" / "data" / "cds-hooks-sandbox-keys"
@@ -230,7 +231,7 @@ def test_hook_call_needs_a_token_for_its_own_url_and_audit_names_the_issuer(secu
     assert_401(secured.post(f"/cds-services/{SERVICE}", json=body, headers=bearer(es_token(keys))))
     resp = secured.post(f"/cds-services/{SERVICE}", json=body, headers=bearer(es_token(keys, aud=HOOK_URL)))
     assert resp.status_code == 200, resp.get_json()
-    rows = secured_app.extensions["her2cds.store"].audit_rows()
+    rows = audit_rows(secured_app.extensions["her2cds.store"])
     assert rows[-1]["client_iss"] == "urn:test:es"
 
 

@@ -22,6 +22,7 @@ from cds_service import create_app
 from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 
 from conftest import issue_card
+from store_rows import feedback_rows, audit_rows
 
 FEEDBACK_URL = "/cds-services/her2-mbc-patient-view/feedback"
 HOOK_URL = "/cds-services/her2-mbc-patient-view"
@@ -66,11 +67,11 @@ def overridden(card: str, /, **changes) -> dict:
 
 
 def stored_cards(app, prefix: str) -> list[dict]:
-    return [r for r in app.extensions["her2cds.store"].feedback_rows() if r["card_uuid"].startswith(prefix)]
+    return [r for r in feedback_rows(app.extensions["her2cds.store"]) if r["card_uuid"].startswith(prefix)]
 
 
 def audit_row(app, request_id: str) -> dict:
-    rows = [r for r in app.extensions["her2cds.store"].audit_rows() if r["request_id"] == request_id]
+    rows = [r for r in audit_rows(app.extensions["her2cds.store"]) if r["request_id"] == request_id]
     assert len(rows) == 1, rows
     return rows[0]
 

@@ -42,6 +42,7 @@ from cds_service.logs import JsonFormatter
 
 from conftest import issue_card
 from trusted_client import ISS, KID, issuer_file, signing_key  # noqa: F401 (fixtures)
+from store_rows import feedback_rows, audit_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "her2-mbc-patient-view"
@@ -118,8 +119,8 @@ def test_read_only_sqlite_after_a_restart_is_not_ready_and_recovers_without_a_re
     assert post_feedback(client, pem).status_code == 200
     assert readiness(client) == (200, "ok")
     store = app.extensions["her2cds.store"]
-    assert [r["status"] for r in store.audit_rows()] == [200, 200]  # the refused calls left no audit row
-    assert [r["user_comment"] for r in store.feedback_rows()] == ["discussed"]
+    assert [r["status"] for r in audit_rows(store)] == [200, 200]  # the refused calls left no audit row
+    assert [r["user_comment"] for r in feedback_rows(store)] == ["discussed"]
 
 
 def test_readiness_recovers_with_the_probe_alone(tmp_path, sqlite_fault, issuer_file):

@@ -26,6 +26,7 @@ from cds_service.storage import audit as audit_table
 
 from conftest import issue_card
 from trusted_client import ISS, KID, issuer_file, signing_key  # noqa: F401 (fixtures)
+from store_rows import feedback_rows, audit_rows
 
 POSTGRES_ENV = "HER2CDS_TEST_POSTGRES_URL"
 SERVICE = "her2-mbc-order-select"
@@ -127,7 +128,7 @@ def test_four_workers_lose_no_feedback(database_url, issuer_file, signing_key):
 
     # A "restarted" service (a new app and engine on the same database) sees every row exactly once.
     restarted = create_app(auth="required", database_url=database_url, trusted_issuers=issuer_file)
-    rows = [r for r in restarted.extensions["her2cds.store"].feedback_rows(SERVICE)
+    rows = [r for r in feedback_rows(restarted.extensions["her2cds.store"], SERVICE)
             if r["card_uuid"].startswith(run_id)]
     cards = sorted(r["card_uuid"] for r in rows)
     expected = sorted([f"{run_id}-w{w}-{i}" for w in range(WORKERS) for i in range(POSTS_PER_WORKER)]
@@ -154,7 +155,7 @@ def test_issued_cards_feedback_and_replay_cache_survive_a_restart(database_url, 
         remembered = conn.execute(select(jwt_replay).where(jwt_replay.c.issuer == ISS)).all()
     assert len(issued) == 1 and issued[0].rule_id == "T1"
     assert any(row.expires_at > dt.datetime.now().timestamp() for row in remembered)
-    assert [r["card_uuid"] for r in store.feedback_rows(SERVICE) if r["card_uuid"] == card] == [card]
+    assert [r["card_uuid"] for r in feedback_rows(store, SERVICE) if r["card_uuid"] == card] == [card]
     # the captured token cannot be replayed against the restarted service
     replay = second.test_client().post(f"/cds-services/{SERVICE}/feedback",
                                        json={"feedback": [feedback_item(card)]},
@@ -200,5 +201,5 @@ def test_sqlite_writers_in_different_processes_take_turns(tmp_path):
     release.set()
     waiter.join(10)
     child.join(10)
-    assert [r["request_id"] for r in parent.audit_rows()] == ["child", "parent"]
+    assert [r["request_id"] for r in audit_rows(parent)] == ["child", "parent"]
     assert (tmp_path / "turns.db-writelock").exists()

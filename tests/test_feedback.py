@@ -5,6 +5,7 @@ import pytest
 from cds_service import create_app
 
 from conftest import issue_card
+from store_rows import feedback_rows
 
 URL = "/cds-services/her2-mbc-patient-view/feedback"
 
@@ -28,7 +29,7 @@ def test_feedback_is_stored_and_survives_recreating_the_app(db_url):
     app.extensions["her2cds.store"].dispose()
 
     again = create_app(auth="disabled", database_url=db_url)
-    rows = again.extensions["her2cds.store"].feedback_rows()
+    rows = feedback_rows(again.extensions["her2cds.store"])
     assert [(r["card_uuid"], r["outcome"]) for r in rows] == [("card-1", "accepted"), ("card-2", "overridden")]
     assert rows[0]["accepted_suggestions"] == '["sugg-1"]'
     assert rows[1]["override_code"] == "patient-declined" and rows[1]["user_comment"] == "discussed"
@@ -44,14 +45,14 @@ def test_repeated_feedback_is_stored_once(app, client):
     _issue(app)
     for _ in range(3):
         assert client.post(URL, json={"feedback": [accepted()]}).status_code == 200
-    assert len(app.extensions["her2cds.store"].feedback_rows()) == 1
+    assert len(feedback_rows(app.extensions["her2cds.store"])) == 1
 
 
 def test_a_later_different_outcome_is_a_new_record(app, client):
     _issue(app)
     client.post(URL, json={"feedback": [accepted(ts="2026-11-21T08:00:00Z")]})
     client.post(URL, json={"feedback": [accepted(ts="2026-11-21T09:00:00Z")]})
-    assert len(app.extensions["her2cds.store"].feedback_rows()) == 2
+    assert len(feedback_rows(app.extensions["her2cds.store"])) == 2
 
 
 @pytest.mark.parametrize("body,where", [
@@ -136,12 +137,12 @@ def test_another_issuers_override_is_refused_and_not_counted(two_ehrs, db_url):
     resp = call("urn:ehr-b", SIGN + "/feedback", _override(card))
     assert resp.status_code == 404
     assert resp.get_json()["issue"][0]["expression"] == ["/feedback/0/card"]
-    assert app.extensions["her2cds.store"].feedback_rows() == []
+    assert feedback_rows(app.extensions["her2cds.store"]) == []
     [row] = [r for r in _report(db_url) if r["rule_id"] == "S2-C"]
     assert row["overridden"] == 0
     # the same override from the client that received the card is stored, with its issuer, and counted
     assert call("urn:ehr-a", SIGN + "/feedback", _override(card), tenant="t1").get_json()["stored"] == 1
-    assert [r["client_iss"] for r in app.extensions["her2cds.store"].feedback_rows()] == ["urn:ehr-a"]
+    assert [r["client_iss"] for r in feedback_rows(app.extensions["her2cds.store"])] == ["urn:ehr-a"]
     [row] = [r for r in _report(db_url) if r["rule_id"] == "S2-C"]
     assert row["overridden"] == 1
 
@@ -150,7 +151,7 @@ def test_another_tenant_of_the_same_issuer_is_refused(two_ehrs):
     app, call = two_ehrs
     card = _critical_card(call, tenant="t1")
     assert call("urn:ehr-a", SIGN + "/feedback", _override(card), tenant="t2").status_code == 404
-    assert app.extensions["her2cds.store"].feedback_rows() == []
+    assert feedback_rows(app.extensions["her2cds.store"]) == []
 
 
 def test_feedback_through_another_service_is_refused(two_ehrs):
@@ -172,7 +173,7 @@ def test_a_made_up_suggestion_uuid_is_refused(app, client):
 def test_feedback_for_a_card_never_issued_is_refused(app, client):
     resp = client.post(URL, json={"feedback": [overridden(card="never-issued")]})
     assert resp.status_code == 404 and resp.get_json()["resourceType"] == "OperationOutcome"
-    assert app.extensions["her2cds.store"].feedback_rows() == []
+    assert feedback_rows(app.extensions["her2cds.store"]) == []
 
 
 def test_the_suggestions_a_hook_issued_are_recorded(client, app):
@@ -195,7 +196,7 @@ def test_a_flood_of_feedback_gets_429_with_retry_after(migrated_db_url):
     assert statuses == [200] * 10 + [429] * 5
     assert int(resp.headers["Retry-After"]) >= 1
     assert resp.get_json()["resourceType"] == "OperationOutcome" and resp.get_json()["issue"][0]["code"] == "throttled"
-    assert len(store.feedback_rows()) == 10
+    assert len(feedback_rows(store)) == 10
     # another client is not held back by the first one's flood
     other = client.post(URL, json={"feedback": [overridden(card="flood-14")]}, environ_base={"REMOTE_ADDR": "10.9.9.9"})
     assert other.status_code == 200

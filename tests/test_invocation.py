@@ -9,6 +9,7 @@ from cds_service.protocol import hooks
 from cds_service.protocol.discovery import PREFETCH
 
 from conftest import empty_prefetch, hook_request, searchset
+from store_rows import audit_rows
 
 TOKEN = "secret-access-token-xyz"
 
@@ -203,7 +204,7 @@ def test_issued_cards_are_recorded_and_audit_written(app, client, monkeypatch):
     store = app.extensions["her2cds.store"]
     report = store.feedback_report()
     assert report[0]["rule_id"] == "M2" and report[0]["issued"] == 1
-    audit = store.audit_rows()[-1]
+    audit = audit_rows(store)[-1]
     assert audit["status"] == 200 and audit["card_count"] == 1 and audit["rule_ids"] == "M2"
     assert audit["patient_id"] == "p1"
 

@@ -14,6 +14,7 @@ import pytest
 
 from cds_service.app import create_app
 from conftest import card_rules
+from store_rows import audit_rows
 
 VIEW = "/cds-services/her2-mbc-patient-view"
 
@@ -28,7 +29,7 @@ def test_the_next_line_card_opens_once_per_progression(db_url, requests_today):
     assert card_rules(one.post(VIEW, json=req)) == ["L4"]
     assert card_rules(other_instance.post(VIEW, json=req)) == []  # the same clinician, the same progression
     store = one.application.extensions["her2cds.store"]
-    assert store.audit_rows()[-1]["suppressed"].startswith("L4@")
+    assert audit_rows(store)[-1]["suppressed"].startswith("L4@")
 
 def test_another_clinician_or_a_new_progression_sees_it(db_url, requests_today):
     req = requests_today["p90-progression-on-hp-patient-view"]

@@ -1114,7 +1114,7 @@ def test_presenter_says_so_when_the_profile_cannot_be_built(app, monkeypatch):
 ])
 def test_presenter_reads_dates_and_labels_totally(resource, date, what):
     assert presenter.resource_date(resource) == date
-    assert presenter.resource_label(resource) == what
+    assert presenter.Words(None).resource(resource) == what
 
 
 # -- the SMART app's outbound calls: the hooks' egress policy (issue 21) -------------------------------

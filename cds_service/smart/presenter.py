@@ -274,18 +274,6 @@ def resource_date(res: dict) -> str:
     return ""
 
 
-def resource_label(res: dict) -> str:
-    """What the resource is, as its coding says: the text, else a display, else a code; else its type."""
-    for key in _CONCEPT_KEYS:
-        names = fp.texts(res.get(key))
-        if names:
-            return names[0]
-        codes = [c["code"] for c in fp.codings(res.get(key)) if c.get("code")]
-        if codes:
-            return codes[0]
-    return str(res.get("resourceType", ""))
-
-
 def profile_findings(profile: PatientProfile | None) -> list[str]:
     """The criteria's data-quality findings as 'code: message (refs)' lines."""
     if profile is None:
