@@ -170,10 +170,10 @@ def test_readiness_fails_when_the_disk_beside_the_sqlite_file_is_full(migrated_d
     client = create_app(readyz_probe_cache_seconds=0, auth="disabled", database_url=migrated_db_url).test_client()
     real = os.statvfs
     Fs = namedtuple("Fs", "f_bavail f_bfree f_frsize")
-    monkeypatch.setattr(storage.os, "statvfs", lambda path: Fs(3, 3, 4096))
+    monkeypatch.setattr(os, "statvfs", lambda path: Fs(3, 3, 4096))
     status, database = readiness(client)
     assert status == 503 and "disk nearly full" in database
-    monkeypatch.setattr(storage.os, "statvfs", real)
+    monkeypatch.setattr(os, "statvfs", real)
     assert readiness(client) == (200, "ok")
 
 

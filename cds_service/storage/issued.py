@@ -1,0 +1,61 @@
+"""Issued cards: what was sent (card uuid, rule, rulebook version), and the earlier cards a repeat looks up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Iterable
+
+from sqlalchemy import insert, select
+
+from .tables import feedback, issued_cards, _utcnow
+
+
+class IssuedCards:
+    """Issued cards: what was sent (card uuid, rule, rulebook version), and the earlier cards a repeat looks up, over ``StoreEngine``'s engine."""
+
+    def issued_card(self, card_uuid: str) -> dict | None:
+        """What was recorded when a card was issued (service, hook, client, suggestion uuids), or None."""
+        q = select(issued_cards.c.card_uuid, issued_cards.c.service_id, issued_cards.c.hook,
+                   issued_cards.c.client_iss, issued_cards.c.client_tenant, issued_cards.c.suggestion_ids
+                   ).where(issued_cards.c.card_uuid == card_uuid)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        try:
+            out["suggestion_ids"] = json.loads(out["suggestion_ids"]) if out["suggestion_ids"] else []
+        except ValueError:
+            out["suggestion_ids"] = []
+        return out
+
+    def record_issued_cards(self, service_id: str, hook: str, cards: list[tuple[str, str, str]]) -> None:
+        """cards: (card_uuid, rule_id, rulebook_version) for each card sent."""
+        if not cards:
+            return
+        now = _utcnow()
+        rows = [
+            {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
+             "rulebook_version": v, "issued_at": now}
+            for u, r, v in cards
+        ]
+        with self.write() as conn:
+            conn.execute(insert(issued_cards), rows)
+
+    def earlier_cards(self, keys: Iterable[str], hook: str, since: dt.datetime) -> list[dict]:
+        """Cards issued at ``hook`` since ``since`` with one of the repeat ``keys`` (any worker/instance),
+        oldest first, each with the feedback given for it (one row per feedback entry, or one with
+        ``outcome`` None): ``repeat_key``, ``hook_instance``, ``outcome``, ``override_code``, ``user_comment``.
+        ``protocol/repeats.earlier`` decides what they mean."""
+        keys = sorted(set(keys))
+        if not keys:
+            return []
+        q = (select(issued_cards.c.repeat_key, issued_cards.c.hook_instance,
+                    feedback.c.outcome, feedback.c.override_code, feedback.c.user_comment)
+             .select_from(issued_cards.outerjoin(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid))
+             .where(issued_cards.c.repeat_key.in_(keys), issued_cards.c.hook == hook,
+                    issued_cards.c.issued_at >= since)
+             .order_by(issued_cards.c.issued_at))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
