@@ -148,3 +148,14 @@ def test_trastuzumab_based_and_ild_label_drugs_are_value_sets():
     assert not t.ingredient_in("ild-label-adc", "ado-trastuzumab emtansine")
     assert {"anti-her2", "chemotherapy", "endocrine"} <= t.anticancer_classes
     assert "supportive-care" not in t.anticancer_classes
+
+
+def test_report_text_answers_are_a_concept_map_read_in_order():
+    """The words a report writes for its answer are data (ConceptMap-result-answer, report-text group); the
+    first phrase that occurs decides, so a negation is read before the word it negates."""
+    t = terminology()
+    assert t.translate_text("result-answer", "HER2 gene NOT amplified (ratio 1.3)") == "negative"
+    assert t.translate_text("result-answer", "Amplified") == "positive"
+    assert t.translate_text("result-answer", "PIK3CA mutation not detected") == "absent"
+    assert t.translate_text("result-answer", "H1047R detected") == "present"
+    assert t.translate_text("result-answer", "see scanned report") is None

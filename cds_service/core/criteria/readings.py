@@ -17,10 +17,6 @@ from .profile import Derived
 
 FINAL = frozenset({"final", "amended", "corrected"})
 NOT_YET = frozenset({"preliminary", "registered"})
-_WORDS = (("not amplified", "negative"), ("non-amplified", "negative"), ("nonamplified", "negative"),
-          ("amplified", "positive"), ("equivocal", "equivocal"), ("borderline", "equivocal"),
-          ("negative", "negative"), ("positive", "positive"), ("not detected", "absent"),
-          ("absent", "absent"), ("detected", "present"), ("present", "present"))
 
 
 def is_final(obs: dict, what: str, out: Derived) -> bool:
@@ -34,14 +30,6 @@ def is_final(obs: dict, what: str, out: Derived) -> bool:
     return False
 
 
-def word_answer(text: str) -> str | None:
-    low = text.lower()
-    for word, answer in _WORDS:
-        if word in low:
-            return answer
-    return None
-
-
 def answer(obs: dict, t: Terminology) -> str | None:
     """Coded/word answer from value[x], falling back to interpretation."""
     a = t.translate_codeable("result-answer", obs.get("valueCodeableConcept"))
@@ -49,7 +37,7 @@ def answer(obs: dict, t: Terminology) -> str | None:
         return a
     for text in fp.texts(obs.get("valueCodeableConcept")) + (
             [obs["valueString"]] if isinstance(obs.get("valueString"), str) else []):
-        w = word_answer(text)
+        w = t.translate_text("result-answer", text)
         if w:
             return w
     if isinstance(obs.get("valueBoolean"), bool):
@@ -59,7 +47,7 @@ def answer(obs: dict, t: Terminology) -> str | None:
         if a:
             return a
         for text in fp.texts(interp):
-            w = word_answer(text)
+            w = t.translate_text("result-answer", text)
             if w:
                 return w
     return None

@@ -28,6 +28,8 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 HGNC = "http://www.genenames.org"
 INGREDIENT_SYSTEM = "http://her2-cds.example.org/fhir/CodeSystem/ingredient"  # CodeSystem-ingredient.json
+# A ConceptMap group with this source maps phrases of free report text, in order (first match wins).
+REPORT_TEXT = "urn:her2-cds:report-text"
 
 # Systems that real EHRs spell differently; all are folded to the canonical URI.
 _SYSTEM_ALIASES = {
@@ -84,7 +86,7 @@ class Terminology:
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
                  drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
-                 displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset(),
+                 displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset(), phrases=None,
                  short_names=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
@@ -109,6 +111,7 @@ class Terminology:
         # drug classes of anticancer therapy (CodeSystem-drug-class property ``anticancer``): what a
         # line's regimen and the current anticancer regimen are made of
         self.anticancer_classes: frozenset[str] = anticancer_classes
+        self._phrases: Mapping[str, tuple[tuple[str, str], ...]] = phrases or {}
 
     def administration_interval(self, ingredient: str) -> int | None:
         """Days between clinic administrations of ``ingredient`` per its label (CodeSystem-ingredient), if periodic."""
@@ -200,6 +203,14 @@ class Terminology:
                     return hit
             return None
         return table.get((system, code))
+
+    def translate_text(self, map_id: str, text: str | None) -> str | None:
+        """Target of the first report-text phrase of ConceptMap ``map_id`` that ``text`` contains."""
+        low = (text or "").lower()
+        for phrase, target in self._phrases.get(map_id, ()):
+            if phrase in low:
+                return target
+        return None
 
     def translate_codeable(self, map_id: str, codeable: dict | None) -> str | None:
         """First mapped coding of a CodeableConcept dict."""
@@ -312,6 +323,7 @@ def load_terminology(profiles_dir) -> Terminology:
     # -- concept maps (checked against the target CodeSystems)
     maps: dict[str, dict[tuple[str, str], str]] = {}
     map_prefix: dict[str, dict[tuple[str, str], str]] = {}
+    phrases: dict[str, list[tuple[str, str]]] = {}  # map id → (phrase, target) in ConceptMap order
     for key, (path, data) in docs.items():
         if data["resourceType"] != "ConceptMap":
             continue
@@ -333,7 +345,9 @@ def load_terminology(profiles_dir) -> Terminology:
                 if tcode not in known:
                     raise fail(path, f"$.group[{gi}].element[{ei}].target[0].code",
                                 f"{tcode!r} is not in {target_system}")
-                if source in _PREFIX_SYSTEMS:
+                if source == REPORT_TEXT:
+                    phrases.setdefault(mid, []).append((el["code"].lower(), tcode))
+                elif source in _PREFIX_SYSTEMS:
                     ptable[(source, _icd_key(el["code"]))] = tcode
                 else:
                     table[(source, el["code"])] = tcode
