@@ -159,3 +159,20 @@ def test_report_text_answers_are_a_concept_map_read_in_order():
     assert t.translate_text("result-answer", "PIK3CA mutation not detected") == "absent"
     assert t.translate_text("result-answer", "H1047R detected") == "present"
     assert t.translate_text("result-answer", "see scanned report") is None
+
+
+@pytest.mark.parametrize("text, er", [("Positive", "positive"), ("NEGATIVE (0%)", "negative"),
+                                      ("see report", "unknown")])
+def test_an_er_result_written_as_text_is_read_through_the_report_text_map(text, er):
+    """Records as EHRs write them: an ER status Observation whose value is only a string (85337-4)."""
+    from criteria_builders import obs, profile
+    p = profile(*mbc_base(), obs("85337-4", valueString=text))
+    assert p.facts["er.status"].value == er
+
+
+def test_a_her2_ish_result_written_as_text_decides_an_equivocal_ihc():
+    """IHC 2+ with a reflex ISH reported only in words ("Not amplified"): HER2-negative, not equivocal."""
+    from criteria_builders import obs, profile
+    p = profile(*mbc_base(), her2_ihc("2+"), obs("85318-4", valueString="HER2 gene NOT amplified"))
+    assert p.facts["her2.status"].value != "equivocal_pending"
+    assert p.facts["her2.status"].value in ("negative", "low")

@@ -393,6 +393,7 @@ def load_terminology(profiles_dir) -> Terminology:
         displays=MappingProxyType(displays), titles=MappingProxyType(titles),
         intervals=MappingProxyType(intervals), broader=MappingProxyType(broader),
         anticancer_classes=frozenset(anticancer), short_names=MappingProxyType(short_names),
+        phrases=MappingProxyType({k: tuple(v) for k, v in phrases.items()}),
     )
 
 
