@@ -23,6 +23,8 @@ _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-con
 # "Grade 2", "CTCAE grade 2", "G2 pneumonitis" in Condition.severity text or display.
 _GRADE_TEXT = re.compile(r"\b(?:ctcae\s*)?(?:grade|g)\s*([1-5])\b", re.IGNORECASE)
 _RESOLVED = frozenset({"resolved", "inactive", "remission"})
+RESULT_ANSWER = "http://her2-cds.example.org/fhir/CodeSystem/result-answer"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 # Staging recorded only as words ("Stage IV", "stage 4", "cM1", "pM1b"): what the coded values of
 # ValueSet stage-metastatic mean, for records that carry text only (knowledge file §2.6, staging).
 STAGE_IV_TEXT = re.compile(r"\bstage\s*(?:iv|4)[abc]?\b|^\s*(?:stage\s*)?iv[abc]?\s*$|\b[cpy]{0,2}m1[abc]?\b", re.IGNORECASE)
@@ -257,11 +259,11 @@ def _brain_activity(brain: list[dict], disease_status: list[dict], t: Terminolog
     if rows:
         date, obs = rows[0]
         a = t.translate_codeable("result-answer", obs.get("valueCodeableConcept"))
-        activity = {"worsened": "active", "stable": "stable", "improved": "stable"}.get(a or "", "unknown")
+        activity = t.translate("cns-activity", RESULT_ANSWER, a) or "unknown"
         out.set("brain_mets.activity", activity, (fp.reference_of(obs),), f"disease status {a} on {date}")
         return
-    statuses = {code_of(c.get("clinicalStatus")) for c in brain}
-    if statuses & {"active", "recurrence", "relapse"}:
+    readings = {t.translate("cns-activity", CONDITION_CLINICAL, code_of(c.get("clinicalStatus"))) for c in brain}
+    if "active" in readings:
         # clinicalStatus "active" says the lesions exist, not that they grow. A newer overall
         # disease status (not focused on the brain) of stable or improved, dated after the brain
         # metastasis was found, leaves the activity unknown rather than "active": no CNS regimen
@@ -278,7 +280,7 @@ def _brain_activity(brain: list[dict], disease_status: list[dict], t: Terminolog
                         "(not assessed for the brain)")
                 return
         activity = "active"
-    elif statuses and statuses <= {"inactive", "remission", "resolved"}:
+    elif readings == {"stable"}:
         activity = "stable"
     else:
         activity = "unknown"
