@@ -132,8 +132,11 @@ def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date
 # loaded terminology (the entry keeps it and is used only for that same object, so a reloaded
 # knowledge folder never meets an old entry).  The drafts themselves, and all that depends on
 # them (lines, courses, progression on therapy), are read fresh on every call.  Bounded by the
-# records held (a 1,000-resource patient weighs 1,000), oldest out first.
-HISTORY_MEMO_RECORDS = 20_000
+# records held (a 1,000-resource patient weighs 1,000), oldest out first: an entry keeps the
+# request's parsed resources alive (about 4 KB a record measured at 1,000 resources, more with
+# what the history derives), so 5,000 records are 20–30 MB per worker: a hundred typical charts,
+# or five very large ones.
+HISTORY_MEMO_RECORDS = 5_000
 _memo: OrderedDict[tuple, tuple[Terminology, _History]] = OrderedDict()
 _memo_records = 0
 _memo_lock = threading.Lock()
