@@ -32,8 +32,8 @@ def ratios(inprocess: dict) -> dict[str, float]:
 
     ``inprocess`` is the run's ``res["inprocess"]``: ``floor[n]`` and
     ``service[mode]["hook/n"]``, each with ``median_ms``.  A cell's own
-    ``floor_median_ms`` (the floor measured just before it, under the same
-    load) is preferred to ``floor[n]``.  Sizes the floor was not measured at
+    ``floor_median_ms`` (the floor measured in turn with it, call by call,
+    under the same load: ``harness.paired_calls``) is preferred to ``floor[n]``.  Sizes the floor was not measured at
     are left out (no ratio without its floor).
     """
     floor = {int(n): v["median_ms"] for n, v in inprocess["floor"].items()}

@@ -21,7 +21,8 @@ from tests.fake_fhir import FakeFhir, PatientBehaviour
 
 from . import patients as P
 from .harness import (
-    MODES, Server, cold_cache, log, loadavg, make_service_app, post, rule_ids, sequential_calls, stage_times,
+    MODES, Server, cold_cache, log, loadavg, make_service_app, paired_calls, post, rule_ids, sequential_calls,
+    stage_times,
     summary_ms, timed_calls, wrk,
 )
 
@@ -57,11 +58,11 @@ def inprocess(tmp: Path, bodies: dict, sizes, budget: float) -> tuple[dict, dict
             cards[f"{hook}/{n}"] = rule_ids(resp.get_json()["cards"])
             floor_body = bodies[("patient-view", n)]
             for mode, before in MODES.items():
-                # The floor again, just before this cell: the ratio divides by a floor measured under
-                # the same machine load (other workers come and go during a run).
-                floor_near = timed_calls(lambda: post(floor, "/cds-services/x", floor_body), budget / 2, 30, 5000)
-                samples = timed_calls(lambda: post(client, path, body), budget, 20 if n < 1000 else 10, 5000,
-                                      before=before)
+                # The floor in turn with the service, call by call: the ratio divides by a floor
+                # measured under the same machine load (other workers come and go during a run).
+                floor_near, samples = paired_calls(lambda: post(floor, "/cds-services/x", floor_body),
+                                                   lambda: post(client, path, body), budget,
+                                                   20 if n < 1000 else 10, 5000, before=before)
                 svc_res[mode][f"{hook}/{n}"] = dict(summary_ms(samples),
                                                     floor_median_ms=summary_ms(floor_near)["median_ms"])
             log(f"in-process {hook} n={n}: cold {svc_res['cold'][f'{hook}/{n}']['median_ms']} ms, warm "
