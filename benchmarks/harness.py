@@ -68,11 +68,51 @@ def timed_calls(fn, budget_s: float, min_n: int, max_n: int, warmup: int = 5, be
     return out
 
 
+def paired_calls(floor_fn, fn, budget_s: float, min_n: int, max_n: int, warmup: int = 5,
+                 before=None, block: int = 20) -> tuple[list[float], list[float]]:
+    """Floor and service calls in alternating blocks of ``block`` calls: (floor seconds, service seconds).
+
+    Other workers' test suites come and go on the machine within a second; two
+    cells measured a few seconds apart can see a different machine.  In
+    alternating blocks, the floor is measured under the same load as the
+    service beside it, so their ratio stays put when both times move.  Blocks,
+    not single calls in turn: a floor call right after a service call pays for
+    the service's garbage (a GC pass) and cold CPU caches, and measured 35 %
+    slower (0.54 vs 0.39 ms at 50 resources), which would flatter the ratio;
+    within a block the median is the floor's own.  ``before`` runs untimed
+    before each service call (the cold path's cache clearing).
+    """
+    for _ in range(warmup):
+        floor_fn()
+        if before:
+            before()
+        fn()
+    fl: list[float] = []
+    out: list[float] = []
+    end = time.perf_counter() + budget_s
+    while len(out) < max_n and (len(out) < min_n or time.perf_counter() < end):
+        for _ in range(block):
+            t0 = time.perf_counter()
+            floor_fn()
+            fl.append(time.perf_counter() - t0)
+        for _ in range(block):
+            if before:
+                before()
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return fl, out
+
+
 def cold_cache() -> None:
-    """Forget what the service has seen (the R4 validation cache): the call is a first sight of the patient."""
+    """Forget what the service has seen (the R4 validation cache, the memo of the record's history): the call
+    is a first sight of the patient."""
+    from cds_service.core import criteria
     from cds_service.core.parse import clear_check_cache
 
     clear_check_cache()
+    if hasattr(criteria, "clear_history_memo"):  # absent before issue 23 (a run of older code, for comparison)
+        criteria.clear_history_memo()
 
 
 MODES = {"cold": cold_cache, "warm": None}
@@ -120,8 +160,10 @@ def children(pid: int) -> list[int]:
 class Server:
     """A gunicorn server in its own process group; ``start()`` returns seconds to first 200 on /healthz."""
 
-    def __init__(self, kind: str, tmp: Path, workers: int = 2, threads: int = 8, extra_env: dict | None = None):
+    def __init__(self, kind: str, tmp: Path, workers: int = 2, threads: int = 8, extra_env: dict | None = None,
+                 python: str | None = None):
         self.kind, self.tmp, self.workers, self.threads = kind, tmp, workers, threads
+        self.python = python or PYTHON  # the peer runs with its own venv's interpreter
         self.port = free_port()
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
@@ -137,6 +179,11 @@ class Server:
             return [PYTHON, "-m", "gunicorn", "-k", "gthread", "-w", str(self.workers), "--threads",
                     str(self.threads), "--preload", "--timeout", "30", "-b", f"127.0.0.1:{self.port}",
                     "benchmarks.floor_app:app"]
+        if self.kind == "peer":
+            # HealthChain is FastAPI (ASGI): uvicorn with the same number of worker processes.
+            return [self.python, "-m", "uvicorn", "benchmarks.peer_healthchain:app", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
+                    "--no-access-log"]
         return [HER2_CDS, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers",
                 str(self.workers), "--threads", str(self.threads)]
 
@@ -183,6 +230,36 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def sequential_calls(url: str, body: bytes, calls: int, warmup: int = 20) -> list[float]:
+    """Seconds per call, one after the other on one keep-alive connection (``http.client``).
+
+    The one client every HTTP server of the peer comparison is measured with
+    (floor, service, peer): the same bytes, the same connection handling, so
+    the ratios compare the servers and not the clients.  Raises on a non-200.
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    out: list[float] = []
+    try:
+        for i in range(warmup + calls):
+            t0 = time.perf_counter()
+            conn.request("POST", u.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            dt_ = time.perf_counter() - t0
+            if resp.status != 200:
+                raise RuntimeError(f"{url}: HTTP {resp.status} {data[:300]!r}")
+            if i >= warmup:
+                out.append(dt_)
+    finally:
+        conn.close()
+    return out
 
 
 def wrk(url: str, body_path: Path, conc: int, duration: float, unique: str | None = None) -> dict:

@@ -299,3 +299,41 @@ def chart(res: dict, sizes, path: Path) -> None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
+
+
+def cprofile_table(cp: dict) -> str:
+    """The cProfile split per stage: share of the whole call (ms per call under the profiler)."""
+    cases = list(cp)
+    labels = list(next(iter(cp.values()))["ms_per_call"])
+    L = ["## Where the time goes, by cProfile: share of the call (ms per call under the profiler)", "",
+         "Each line is the cumulative time of the functions doing that work (`scenarios.PROFILE_GROUPS`). "
+         "cProfile inflates Python-level calls, so read the shares; criteria include the FHIR validation "
+         "(also shown on its own).", "",
+         "| stage | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
+    for label in labels:
+        L.append(f"| {label} | " + " | ".join(
+            f"{cp[c]['share'][label] * 100:.0f} % ({cp[c]['ms_per_call'][label]:.2f})" for c in cases) + " |")
+    return "\n".join(L)
+
+
+def peer_table(peer: dict) -> str:
+    """Service / peer (HealthChain) / floor over HTTP with one client."""
+    L = ["## A peer beside us: HealthChain CDS Hooks (fixed card) vs the service vs the floor, over HTTP", "",
+         f"One client for all (`harness.sequential_calls`: http.client, one keep-alive connection, one call at a "
+         f"time, {peer['calls']} calls after 20 warm-up); each server runs out of process with 2 worker processes "
+         "(floor and service: gunicorn gthread 2 × 8; peer: uvicorn). The service is warm (the same body again).", ""]
+    if peer.get("peer_skipped"):
+        L += [f"**Peer not measured**: {peer['peer_skipped']}", ""]
+    L += ["| case | floor | peer (HealthChain) | service | peer / floor | service / floor | service / peer |",
+          "|---|---|---|---|---|---|---|"]
+    for case, cell in peer["cells"].items():
+        def ms(k):
+            v = cell.get(k)
+            return f"{v['median_ms']:.2f} / {v['p95_ms']:.2f}" if v else "—"
+        r = cell["ratios"]
+        L.append(f"| {case} | {ms('floor')} | {ms('peer')} | {ms('service')} | "
+                 + " | ".join(f"{r[k]:.2f}×" if k in r else "—" for k in ("peer/floor", "service/floor", "service/peer"))
+                 + " |")
+    L.append("")
+    L.append("ms: median / p95.")
+    return "\n".join(L)

@@ -20,7 +20,16 @@ Measures, in this order, and prints one table:
 4. HTTP through the production server (``her2-cds serve``: gunicorn gthread,
    2 workers × 8 threads, preloaded) with ``wrk`` on loopback at concurrency
    1, 8 and 32: requests/s, p50, p99; the floor app under the same settings;
-5. the targets of issue 7, each printed as met or not.
+5. the peer (issue 23): HealthChain's CDS Hooks service answering the same
+   requests with one fixed card, beside the service and the floor, over HTTP
+   with one client (``scenarios.peer_comparison``), run out of process from
+   its own venv, or skipped with the reason printed;
+6. the targets of issue 7, each printed as met or not, and each
+   service/floor ratio beside the committed baseline
+   (``benchmarks/baseline.json``), flagging any that grew more than 20 %
+   (``--check``: exit 1 then).
+
+    .venv/bin/python -m benchmarks.run --ratios --check   # in-process ratios only (about 1 minute)
 
 The service runs with ``HER2CDS_AUTH=disabled`` for the main numbers (the JWT
 check is measured separately, in-process); the database is a fresh SQLite file
@@ -49,10 +58,14 @@ from pathlib import Path
 
 from . import patients as P
 from .harness import ROOT, Server, loadavg, log
-from .report import chart, evaluate_targets, table
+from . import baseline
+from .report import chart, cprofile_table, evaluate_targets, peer_table, table
 from .scenarios import (
-    auth_overhead, bodies_for, fallback_http, fallback_inprocess, http_runs, inprocess, profiles, stages, startup,
+    auth_overhead, bodies_for, cprofile_stages, fallback_http, fallback_inprocess, http_runs, inprocess,
+    peer_comparison, profiles, stages, startup,
 )
+
+PEER_PYTHON = "/work/bench-venv/bin/python"
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,15 +77,31 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, help="seconds per wrk run (default 5, quick 1)")
     ap.add_argument("--skip-http", action="store_true", help="in-process, fallback and start-up only")
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--ratios", action="store_true",
+                    help="only what the baseline compares: in-process floor and service, warm and cold, "
+                         "plus the stage tables (no fallback, start-up, HTTP, peer)")
+    ap.add_argument("--sizes", default=None, help="comma-separated patient sizes (default 10,50,200,1000)")
+    ap.add_argument("--check", action="store_true",
+                    help=f"exit 1 when a service/floor ratio grew more than {baseline.TOLERANCE:.0%} "
+                         "against benchmarks/baseline.json (targets not met do not fail the run then)")
+    ap.add_argument("--write-baseline", action="store_true",
+                    help="write this run's ratios to benchmarks/baseline.json (commit it with a reason)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the in-process cells N times; the ratios compared are the median per cell")
+    ap.add_argument("--peer-python", default=PEER_PYTHON,
+                    help="interpreter of the venv with healthchain installed (the peer runs out of process)")
+    ap.add_argument("--skip-peer", action="store_true", help="leave out the HealthChain peer")
     args = ap.parse_args(argv)
     quick = args.quick
     out_dir = Path(args.out) if args.out else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     duration = args.duration or (1.0 if quick else 5.0)
     budget = 0.3 if quick else 2.0
-    sizes = list(P.SIZES)
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else list(P.SIZES)
     delay = 0.05
     slow_delay = 0.6  # issue 12: an EHR FHIR server taking 600 ms per search
+    if args.ratios:
+        args.skip_http = True
     if shutil.which("wrk") is None and not args.skip_http:
         print("wrk is not installed: apt-get install -y wrk (or pass --skip-http)", file=sys.stderr)
         return 2
@@ -90,7 +119,17 @@ def main(argv=None) -> int:
         tmp = Path(tmpname)
         floor_res, svc_res, cards = inprocess(tmp, bodies, sizes, budget)
         res["inprocess"] = {"floor": floor_res, "service": svc_res, "cards": cards}
-        res["stages"] = stages(tmp, bodies, [50, max(sizes)], 20 if quick else 100)
+        res["ratio_runs"] = [baseline.ratios(res["inprocess"])]
+        for i in range(1, args.repeat):
+            log(f"in-process repeat {i + 1} of {args.repeat}")
+            f2, s2, _ = inprocess(tmp, bodies, sizes, budget)
+            res["ratio_runs"].append(baseline.ratios({"floor": f2, "service": s2}))
+        stage_sizes = sorted({n for n in (50, max(sizes)) if n in sizes})
+        res["stages"] = stages(tmp, bodies, stage_sizes, 20 if quick else 100)
+        res["cprofile"] = cprofile_stages(tmp, bodies, [(h, n, m) for m in ("warm", "cold") for h in P.HOOKS
+                                                        for n in stage_sizes], 50 if quick else 200)
+        if args.ratios:
+            return finish(res, sizes, out_dir, args)
         res["profiles"] = profiles(tmp, bodies, sizes, out_dir)
         try:
             res["auth"] = auth_overhead(tmp, bodies, 50 if quick else 300)
@@ -138,15 +177,45 @@ def main(argv=None) -> int:
                 res["fallback"]["http_fhir_max_workers_64"] = fallback_http(wide, tmp, 50, (8,), duration, delay)
             finally:
                 wide.stop()
+        if not args.skip_peer:
+            res["peer"] = peer_comparison(tmp, bodies, [(h, 50) for h in P.HOOKS] + [("patient-view", max(sizes))],
+                                          100 if quick else 400, args.peer_python)
+    return finish(res, sizes, out_dir, args)
+
+
+def finish(res: dict, sizes, out_dir: Path, args) -> int:
+    """Targets, the baseline comparison, the files; the exit status."""
     res["meta"]["load_after"] = loadavg()
     res["targets"] = evaluate_targets(res, sizes)
     text = table(res, sizes)
+    if res.get("cprofile"):
+        text += "\n\n" + cprofile_table(res["cprofile"])
+    if res.get("peer"):
+        text += "\n\n" + peer_table(res["peer"])
+    current = baseline.median_ratios(res.get("ratio_runs") or [baseline.ratios(res["inprocess"])])
+    res["ratios"] = current
+    base = baseline.load()
+    rows = baseline.compare(current, base.get("ratios", {}))
+    res["baseline"] = {"meta": base.get("meta"), "flagged": [r.key for r in baseline.flagged(rows)]}
+    text += "\n\n" + baseline.table(rows, base.get("meta"))
+    if args.write_baseline:
+        baseline.save(current, {k: res["meta"][k] for k in ("when", "git", "quick", "python", "cpus", "load_before",
+                                                             "load_after")} | {"note": "python -m benchmarks.run"
+                                                                               + (" --ratios" if args.ratios else "")
+                                                                               + f" --repeat {args.repeat}"})
+        log(f"wrote {baseline.BASELINE}")
     res["table_markdown"] = text
-    (out_dir / "latest.json").write_text(json.dumps(res, indent=1, default=str))
-    (out_dir / "latest.md").write_text(text + "\n")
-    chart(res, sizes, out_dir / "latest.png")
+    stem = "ratios" if args.ratios else "latest"  # a --ratios run does not overwrite the full run's files
+    (out_dir / f"{stem}.json").write_text(json.dumps(res, indent=1, default=str))
+    (out_dir / f"{stem}.md").write_text(text + "\n")
+    try:
+        chart(res, sizes, out_dir / f"{stem}.png")
+    except ImportError:
+        log("matplotlib is not installed; no chart (pip install -e '.[bench]')")
     print(text)
-    print(f"\nwrote {out_dir / 'latest.json'}, latest.md and latest.png")
+    print(f"\nwrote {out_dir / stem}.json, {stem}.md and {stem}.png")
+    if args.check:
+        return 1 if res["baseline"]["flagged"] else 0
     return 0 if all(t["met"] or t.get("info") for t in res["targets"]) else 1
 
 

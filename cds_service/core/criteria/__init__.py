@@ -20,13 +20,19 @@ The thresholds come from ``fhir_profiles/parameters`` (``terminology.parameters`
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 from ..knowledge.terminology import Terminology
 from .conditions import condition_facts, ild_on_tdxd
 from .her2 import her2_facts
-from .intake import read_resources
+from .intake import Intake, draft_ids, read_resources
 from .lines import therapy_facts, with_regimens
 from .medications import courses, draft_orders, medication_history
 from .observations import observation_facts
@@ -35,7 +41,7 @@ from .progression import progression_facts
 from .profile import Course, Derived, DraftOrder, Fact, Finding, Line, MedEpisode, PatientProfile
 from .receptors import receptor_facts
 
-__all__ = ["build_profile", "Course", "DraftOrder", "Fact", "Finding", "Line", "MedEpisode", "PatientProfile"]
+__all__ = ["build_profile", "clear_history_memo", "Course", "DraftOrder", "Fact", "Finding", "Line", "MedEpisode", "PatientProfile"]
 
 
 def build_profile(resources: list[Any], context: dict | None, terminology: Terminology,
@@ -44,6 +50,8 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
 
     ``resources`` are prefetch/fetch results in any mix (Bundles are opened,
     duplicates by type/id dropped); ``context`` is the CDS Hooks context.
+    The part read from the history alone (``_history``) may come from the
+    memo; the draft orders, and everything they feed, are read fresh.
     """
     today = today or dt.date.today()
     context = context if isinstance(context, dict) else {}
@@ -52,22 +60,14 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     if params is None:
         raise ValueError("terminology has no criteria parameters (load it with load_terminology)")
 
-    intake = read_resources(resources, context, t)
-    derived = Derived().merge(intake.out)
-    derived.merge(patient_facts(intake.patient, intake.menopausal, t, today, intake.oophorectomy))
-    derived.merge(her2_facts(intake, t, params))
-    derived.merge(receptor_facts(intake, t, params))
-    observed, progression = observation_facts(intake, t, today)
-    derived.merge(observed)
-    conditions, ild_conditions = condition_facts(intake, t, today)
-    derived.merge(conditions)
-    med_facts, episodes = medication_history(intake, t, today)
-    derived.merge(med_facts)
+    h = _remembered_history(resources, context, t, today)
+    intake, episodes, progression, conditions = h.intake, list(h.episodes), list(h.progression), h.conditions
+    derived = Derived(dict(h.facts), list(h.findings), list(h.notices))
     draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
     derived.merge(draft_facts)
     therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t)
     derived.merge(therapy)
-    derived.merge(ild_on_tdxd(ild_conditions, episodes, t))
+    derived.merge(ild_on_tdxd(h.ild_conditions, episodes, t))
     derived.merge(progression_facts(progression, history.lines, intake, t, params))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
@@ -85,3 +85,96 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         notices=tuple(derived.notices),
         records=MappingProxyType(dict(intake.records)),
     )
+
+
+@dataclass(frozen=True)
+class _History:
+    """What the record says before the drafts are read: a function of (resources, draft ids, today, terminology).
+
+    Its facts, findings and notices are a snapshot; ``build_profile`` copies
+    them into a fresh ``Derived`` before adding the draft-dependent steps, so
+    one call never changes what the next one is given.
+    """
+
+    intake: Intake
+    facts: tuple[tuple[str, Fact], ...]
+    findings: tuple[Finding, ...]
+    notices: tuple[Finding, ...]
+    progression: tuple
+    conditions: Derived
+    ild_conditions: Any
+    episodes: tuple[MedEpisode, ...]
+    size: int  # records held, for the memo's bound
+
+
+def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> _History:
+    intake = read_resources(resources, context, t)
+    derived = Derived().merge(intake.out)
+    derived.merge(patient_facts(intake.patient, intake.menopausal, t, today, intake.oophorectomy))
+    derived.merge(her2_facts(intake, t, t.parameters))
+    derived.merge(receptor_facts(intake, t, t.parameters))
+    observed, progression = observation_facts(intake, t, today)
+    derived.merge(observed)
+    conditions, ild_conditions = condition_facts(intake, t, today)
+    derived.merge(conditions)
+    med_facts, episodes = medication_history(intake, t, today)
+    derived.merge(med_facts)
+    return _History(intake, tuple(derived.facts.items()), tuple(derived.findings), tuple(derived.notices),
+                    tuple(progression), conditions, ild_conditions, tuple(episodes), len(intake.records) + 1)
+
+
+# The memo of ``_history`` (issue 23).  order-select fires on every selection in the order
+# composer with the same prefetch and new drafts, and a chart's later hooks repeat the prefetch:
+# reading the record again gives the same answer.  The key is the content of every resource
+# (orjson bytes, so 1, 1.0 and true differ, hashed with blake2b), the ids of this call's drafts
+# (the intake leaves them out of the history), today (ages, "current" medications) and the
+# loaded terminology (the entry keeps it and is used only for that same object, so a reloaded
+# knowledge folder never meets an old entry).  The drafts themselves, and all that depends on
+# them (lines, courses, progression on therapy), are read fresh on every call.  Bounded by the
+# records held (a 1,000-resource patient weighs 1,000), oldest out first: an entry keeps the
+# request's parsed resources alive (about 4 KB a record measured at 1,000 resources, more with
+# what the history derives), so 5,000 records are 20–30 MB per worker: a hundred typical charts,
+# or five very large ones.
+HISTORY_MEMO_RECORDS = 5_000
+_memo: OrderedDict[tuple, tuple[Terminology, _History]] = OrderedDict()
+_memo_records = 0
+_memo_lock = threading.Lock()
+
+
+def clear_history_memo() -> None:
+    """Forget every remembered history (benchmarks measure the cold path with this)."""
+    global _memo_records
+    with _memo_lock:
+        _memo.clear()
+        _memo_records = 0
+
+
+def _memo_key(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> tuple | None:
+    try:
+        content = hashlib.blake2b(orjson.dumps(resources), digest_size=20).digest()
+        drafts = tuple(sorted(draft_ids(context)))
+    except (TypeError, ValueError, orjson.JSONEncodeError, KeyError, AttributeError):
+        return None  # not plain JSON (an integer beyond 64 bits, an odd draft id): read without the memo
+    return content, drafts, today.toordinal(), id(t)
+
+
+def _remembered_history(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> _History:
+    global _memo_records
+    key = _memo_key(resources, context, t, today)
+    if key is not None:
+        with _memo_lock:
+            hit = _memo.get(key)
+            if hit is not None and hit[0] is t:
+                _memo.move_to_end(key)
+                return hit[1]
+    h = _history(resources, context, t, today)
+    if key is not None and h.size <= HISTORY_MEMO_RECORDS:
+        with _memo_lock:
+            old = _memo.pop(key, None)
+            if old is not None:
+                _memo_records -= old[1].size
+            _memo[key] = (t, h)
+            _memo_records += h.size
+            while _memo_records > HISTORY_MEMO_RECORDS and _memo:
+                _memo_records -= _memo.popitem(last=False)[1][1].size
+    return h

@@ -1,0 +1,179 @@
+"""The memo of the record's history in ``build_profile`` (issue 23): fast, but never a stale answer.
+
+order-select fires on every selection with the same prefetch, so the part of
+the profile read from the history alone is remembered, keyed by the content
+of the resources, the draft ids, today and the loaded terminology.  These
+tests prove what must never be served from the memo: a changed prefetch, a
+changed draft, a changed date, another knowledge load; and that a profile
+built through the memo is the profile built without it, for every fixture
+request.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from cds_service.core import criteria
+from cds_service.core.advice import advise
+from cds_service.core.criteria import build_profile, clear_history_memo
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUESTS = sorted((ROOT / "fixtures" / "requests").glob("*.json"))
+ANCHOR = dt.date(2026, 6, 1)  # the fixtures' anchor date (fixtures/build_fixtures.py)
+
+
+def _load(name_or_path) -> dict:
+    path = name_or_path if isinstance(name_or_path, Path) else ROOT / "fixtures" / "requests" / name_or_path
+    return json.loads(path.read_text())
+
+
+def _resources(req: dict) -> list[dict]:
+    return [v for v in (req.get("prefetch") or {}).values() if isinstance(v, dict)]
+
+
+def _fresh(req: dict, t, today=ANCHOR):
+    """The profile read without the memo (neither looked up nor filled)."""
+    with mock.patch.object(criteria, "_memo_key", lambda *a: None):
+        return build_profile(_resources(req), req["context"], t, today=today)
+
+
+@pytest.fixture(autouse=True)
+def _empty_memo():
+    clear_history_memo()
+    yield
+    clear_history_memo()
+
+
+@pytest.mark.parametrize("path", REQUESTS, ids=[p.stem for p in REQUESTS])
+def test_a_profile_through_the_memo_is_the_profile_without_it(path, knowledge):
+    req = _load(path)
+    t = knowledge.terminology
+    expected = _fresh(req, t)
+    # Fill the memo with the full pipeline (rules and cards read the profile, and must not change it) …
+    advise(req["hook"], "svc", req["context"], _resources(copy.deepcopy(req)), [], knowledge, today=ANCHOR)
+    assert len(criteria._memo) == 1
+    # … then read the same record again: served from the memo (the history is not read), equal to the fresh one.
+    with mock.patch.object(criteria, "_history", side_effect=AssertionError("read again, not remembered")):
+        again = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    assert again == expected
+    assert build_profile(_resources(req), req["context"], t, today=ANCHOR) == expected
+
+
+def _order_select() -> dict:
+    return _load("p01-de-novo-thp-order-select.json")
+
+
+def test_a_changed_prefetch_is_not_served_from_the_memo(knowledge):
+    t = knowledge.terminology
+    req = _order_select()
+    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    changed = copy.deepcopy(req)
+    # The patient's birth date moves by ten years: the age fact must follow.
+    patient = next(r for v in _resources(changed) for r in _entries(v) if r.get("resourceType") == "Patient")
+    year = int(patient["birthDate"][:4])
+    patient["birthDate"] = f"{year - 10}{patient['birthDate'][4:]}"
+    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    assert got == _fresh(changed, t)
+    assert got.facts["patient.age"].value != build_profile(_resources(req), req["context"], t, today=ANCHOR).facts["patient.age"].value
+    assert len(criteria._memo) == 2
+
+
+def test_one_changed_value_deep_in_an_observation_is_a_different_record(knowledge):
+    t = knowledge.terminology
+    req = _order_select()
+    first = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    changed = copy.deepcopy(req)
+    lvef = next(r for v in _resources(changed) for r in _entries(v)
+                if r.get("resourceType") == "Observation" and "valueQuantity" in r)
+    lvef["valueQuantity"]["value"] = lvef["valueQuantity"]["value"] + 1
+    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    assert got == _fresh(changed, t)
+    assert got.records != first.records
+
+
+def test_a_changed_draft_is_read_fresh_with_the_same_prefetch(knowledge):
+    t = knowledge.terminology
+    req = _order_select()
+    first = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    assert first.draft_orders, "the fixture selects a draft"
+    changed = copy.deepcopy(req)
+    changed["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    assert got.draft_orders == ()
+    assert got == _fresh(changed, t)
+    # And back: the original draft again gives the original profile, not the empty one.
+    assert build_profile(_resources(req), req["context"], t, today=ANCHOR) == first
+
+
+def test_a_draft_with_the_same_id_and_another_drug_is_read_fresh(knowledge):
+    t = knowledge.terminology
+    req = _order_select()
+    first = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    tdm1 = _load("p127-tdm1-first-line-order-select.json")["context"]["draftOrders"]["entry"][0]["resource"]
+    changed = copy.deepcopy(req)
+    draft = changed["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["medicationCodeableConcept"] = copy.deepcopy(tdm1["medicationCodeableConcept"])
+    assert draft["medicationCodeableConcept"] != req["context"]["draftOrders"]["entry"][0]["resource"][
+        "medicationCodeableConcept"]
+    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    assert got == _fresh(changed, t)
+    assert got.draft_orders != first.draft_orders
+    assert len(criteria._memo) == 1, "same prefetch and draft ids: the history is shared, the drafts are not"
+
+
+def test_a_changed_date_is_not_served_from_the_memo(knowledge):
+    t = knowledge.terminology
+    req = _order_select()
+    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    later = ANCHOR + dt.timedelta(days=800)
+    got = build_profile(_resources(req), req["context"], t, today=later)
+    assert got == _fresh(req, t, today=later)
+    assert got.facts["patient.age"].value != _fresh(req, t).facts["patient.age"].value
+    assert len(criteria._memo) == 2
+
+
+def test_another_knowledge_load_is_not_served_from_the_memo(knowledge, monkeypatch):
+    req = _order_select()
+    t = knowledge.terminology
+    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    other = copy.copy(t)  # another Terminology object: a reloaded fhir_profiles/
+    calls = []
+    real = criteria._history
+    monkeypatch.setattr(criteria, "_history", lambda *a: calls.append(a[2]) or real(*a))
+    build_profile(_resources(req), req["context"], other, today=ANCHOR)
+    assert calls == [other]
+    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    assert calls == [other], "the first terminology's entry is still there"
+
+
+def test_the_memo_is_bounded_by_the_records_it_holds(knowledge, monkeypatch):
+    t = knowledge.terminology
+    req = _order_select()
+    size = criteria._history(_resources(req), req["context"], t, ANCHOR).size
+    monkeypatch.setattr(criteria, "HISTORY_MEMO_RECORDS", size * 2)
+    for days in range(5):
+        build_profile(_resources(req), req["context"], t, today=ANCHOR + dt.timedelta(days=days))
+    assert len(criteria._memo) == 2
+    assert criteria._memo_records == 2 * size
+
+
+def test_a_record_that_is_not_plain_json_is_read_without_the_memo(knowledge):
+    t = knowledge.terminology
+    req = _order_select()
+    changed = copy.deepcopy(req)
+    changed["prefetch"]["bigint"] = {"resourceType": "Basic", "id": "x", "extension": [{"valueInteger": 2 ** 80}]}
+    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    assert got == _fresh(req, t)
+    assert len(criteria._memo) == 0
+
+
+def _entries(v: dict):
+    if v.get("resourceType") == "Bundle":
+        return [e["resource"] for e in v.get("entry") or () if isinstance(e, dict) and "resource" in e]
+    return [v]
