@@ -95,9 +95,24 @@ def test_weekly_administrations_are_not_cycles():
     params = terminology().parameters
     eps = [MedEpisode(f"MedicationAdministration/{i}", ("paclitaxel",), ("taxane",), "past", d, d, "", 
                       "MedicationAdministration") for i, d in enumerate((dt.date(2024, 7, 1), dt.date(2024, 7, 8)))]
-    count = count_cycles(eps, TODAY, params)
+    standard = terminology().standard_schedules
+    count = count_cycles(eps, TODAY, params, standard)
     assert (count.cycles, count.weeks, count.schedule, count.estimated) == (None, 2, "weekly", False)
-    assert courses(eps, [], {}, TODAY, params)[0].cycles is None
+    assert courses(eps, [], {}, TODAY, params, standard)[0].cycles is None
+
+
+def test_a_standard_schedule_is_data():
+    """Docetaxel's 3-weekly schedule (CLEOPATRA) is CodeSystem-ingredient's standard-schedule; paclitaxel has none."""
+    params, standard = terminology().parameters, terminology().standard_schedules
+    assert dict(standard) == {"docetaxel": "3-weekly"}
+    doc = [MedEpisode("MedicationStatement/d", ("docetaxel",), ("taxane",), "past", dt.date(2024, 7, 1),
+                      dt.date(2024, 10, 14), "", "MedicationStatement")]
+    count = count_cycles(doc, TODAY, params, standard)
+    # 105 days at 21 days a cycle, the period end read as the end of the last cycle: 5
+    assert (count.schedule, count.estimated) == ("3-weekly", True) and count.cycles == 5
+    pac = [MedEpisode("MedicationStatement/p", ("paclitaxel",), ("taxane",), "past", dt.date(2024, 7, 1),
+                      dt.date(2024, 10, 14), "", "MedicationStatement")]
+    assert count_cycles(pac, TODAY, params, standard).cycles is None
 
 
 def test_a_drafted_next_line_is_counted_but_not_listed():

@@ -71,7 +71,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(progression_facts(progression, history.lines, intake, t, params))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
-    course_list = tuple(courses(episodes, list(history.lines), history.line_of, today, params))
+    course_list = tuple(courses(episodes, list(history.lines), history.line_of, today, params, t.standard_schedules))
     return PatientProfile(
         patient_id=context.get("patientId") or (intake.patient or {}).get("id"),
         facts=MappingProxyType(dict(derived.facts)),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
@@ -98,7 +98,7 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
         else:
             line = len(regimens)
     out.set("therapy.line", line, line_refs + [draft_ref(d) for d in chosen_drafts if "anti-her2" in d.classes], note)
-    _taxane(episodes, regimens[-1].start if regimens else mdate, today, params, out)
+    _taxane(episodes, regimens[-1].start if regimens else mdate, today, params, out, t.standard_schedules)
     history = TherapyHistory(_as_lines(regimens), {e.ref: n for n, r in enumerate(regimens, 1) for e in r.episodes})
     return out, history
 
@@ -164,7 +164,7 @@ def _switched(regimen: _Regimen, when: dt.date, progression: list[dt.date], wind
 
 
 def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, params: CriteriaParameters,
-            out: Derived) -> None:
+            out: Derived, standard: Mapping[str, str]) -> None:
     """taxane.* of the taxane episodes of the current line (see ``count_cycles``).
 
     ``taxane.cycles`` with ``taxane.cycles_estimated`` (a count the rules must
@@ -191,7 +191,7 @@ def _taxane(episodes: list[MedEpisode], anchor: dt.date | None, today: dt.date, 
     if starts and all(ends):
         months = round((min(max(ends), today) - min(starts)).days / DAYS_PER_MONTH, 1)
     out.set("taxane.months", months, refs)
-    count = count_cycles(tax, today, params)
+    count = count_cycles(tax, today, params, standard)
     out.set("taxane.cycles", count.cycles, refs, count.note)
     out.set("taxane.cycles_estimated", count.estimated and count.cycles is not None, refs, count.note)
     out.set("taxane.schedule", count.schedule, refs)

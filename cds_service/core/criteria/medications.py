@@ -20,7 +20,7 @@ import datetime as dt
 import math
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
@@ -282,11 +282,9 @@ def _unchecked_antineoplastic(res: dict, medications: dict[str, dict]) -> str | 
 
 # -- cycles and courses -------------------------------------------------------------
 
-# Taxanes with one standard schedule: docetaxel is given every 3 weeks in HER2+
-# MBC (CLEOPATRA), so a docetaxel course with dates but no timing is estimated
-# at 3-weekly dosing (and said to be an estimate).  Paclitaxel is given weekly
-# or 3-weekly: without timing or administrations its schedule is unknown.
-_DEFAULT_SCHEDULE = {"docetaxel": "3-weekly"}
+# A drug's one standard schedule (docetaxel every 3 weeks in HER2+ MBC, CLEOPATRA) is
+# CodeSystem-ingredient's ``standard-schedule``: a course with dates but no timing is then
+# estimated at it (and said to be an estimate).  Paclitaxel has none (weekly or 3-weekly).
 
 
 @dataclass(frozen=True)
@@ -319,7 +317,8 @@ def _schedule_of_period(days: float, params: CriteriaParameters) -> str:
     return "3-weekly" if abs(days - cycle) <= params.schedule_tolerance_days else "other"
 
 
-def _schedule(episodes: list[MedEpisode], admin: list[dt.date], params: CriteriaParameters) -> tuple[str, str]:
+def _schedule(episodes: list[MedEpisode], admin: list[dt.date], params: CriteriaParameters,
+              standard: Mapping[str, str]) -> tuple[str, str]:
     """(schedule, what it was read from): administrations' spacing, then timing, then the drug's standard."""
     gaps = [(b - a).days for a, b in zip(admin, admin[1:])]
     if gaps:
@@ -331,13 +330,14 @@ def _schedule(episodes: list[MedEpisode], admin: list[dt.date], params: Criteria
     if period:
         return _schedule_of_period(period, params), "dosage timing"
     ingredients = {i for e in episodes for i in e.ingredients}
-    defaults = {_DEFAULT_SCHEDULE.get(i, "unknown") for i in ingredients}
+    defaults = {standard.get(i, "unknown") for i in ingredients}
     if len(defaults) == 1 and "unknown" not in defaults:
         return defaults.pop(), "standard schedule of " + "/".join(sorted(ingredients))
     return "unknown", "no timing or administrations"
 
 
-def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaParameters) -> CycleCount:
+def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaParameters,
+                 standard: Mapping[str, str]) -> CycleCount:
     """Completed cycles (or weeks) of the episodes of one course, and how they were counted.
 
     In this order (knowledge file, "Line of therapy"): the completed-cycles
@@ -365,7 +365,7 @@ def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaPar
         end = None  # a past record with only a start: its length is unknown
     end = min(end, today) if end else None
     days = (end - start).days if start and end and end >= start else None
-    schedule, basis = _schedule(episodes, admin, params)
+    schedule, basis = _schedule(episodes, admin, params, standard)
     base = dict(schedule=schedule, days=days, start=start, end=end, administrations=len(admin))
 
     explicit = [e.cycles for e in episodes if e.cycles is not None]
@@ -402,7 +402,7 @@ def count_cycles(episodes: list[MedEpisode], today: dt.date, params: CriteriaPar
 
 
 def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, int],
-            today: dt.date, params: CriteriaParameters) -> list[Course]:
+            today: dt.date, params: CriteriaParameters, standard: Mapping[str, str]) -> list[Course]:
     """Every dated episode as part of one course, sorted by start.
 
     ``line_of`` names the line of the anti-HER2 episodes the line derivation
@@ -434,7 +434,7 @@ def courses(episodes: list[MedEpisode], lines: list[Line], line_of: dict[str, in
         first = eps[0]
         active = any(e.state == "active" for e in eps)
         ends = [e.end or e.start for e in eps]
-        count = count_cycles(eps, today, params)
+        count = count_cycles(eps, today, params, standard)
         doses = tuple(sorted(e.start for e in eps if e.kind == "MedicationAdministration"))
         out.append(Course(
             ingredients=first.ingredients, classes=first.classes, state="active" if active else "past",

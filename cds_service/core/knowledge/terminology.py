@@ -86,7 +86,7 @@ class Terminology:
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
                  drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
-                 displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset(), phrases=None,
+                 displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset(), phrases=None, standard_schedules=None,
                  short_names=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
@@ -107,6 +107,8 @@ class Terminology:
         self._short_names: Mapping[tuple[str, str], str] = short_names or {}
         # ingredient → labelled interval (days) of a drug given at intervals in clinic
         self._intervals: Mapping[str, int] = intervals or {}
+        # ingredient → its one standard schedule (CodeSystem-ingredient standard-schedule), for cycle estimates
+        self.standard_schedules: Mapping[str, str] = standard_schedules or MappingProxyType({})
         self._broader: Mapping[str, Mapping[str, tuple[str, ...]]] = broader or {}
         # drug classes of anticancer therapy (CodeSystem-drug-class property ``anticancer``): what a
         # line's regimen and the current anticancer regimen are made of
@@ -380,7 +382,7 @@ def load_terminology(profiles_dir) -> Terminology:
                     anticancer.add(c["code"])
 
     # -- drugs: ingredient CodeSystem + drug-class hierarchy + drug-ingredient map
-    drugs_by_code, drugs_by_name, pattern, intervals = _build_drugs(docs, maps)
+    drugs_by_code, drugs_by_name, pattern, intervals, schedules = _build_drugs(docs, maps)
 
     freeze = lambda d: MappingProxyType({k: frozenset(v) for k, v in d.items()})  # noqa: E731
     return Terminology(
@@ -392,6 +394,7 @@ def load_terminology(profiles_dir) -> Terminology:
         parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
         displays=MappingProxyType(displays), titles=MappingProxyType(titles),
         intervals=MappingProxyType(intervals), broader=MappingProxyType(broader),
+        standard_schedules=MappingProxyType(schedules),
         anticancer_classes=frozenset(anticancer), short_names=MappingProxyType(short_names),
         phrases=MappingProxyType({k: tuple(v) for k, v in phrases.items()}),
     )
@@ -409,6 +412,7 @@ def _build_drugs(docs, maps):
     raw: dict[str, tuple[list[str], list[str]]] = {}
     synonyms: dict[str, str] = {}
     intervals: dict[str, int] = {}
+    schedules: dict[str, str] = {}
     for i, c in enumerate(ing_data.get("concept") or ()):
         name = c["code"]
         classes, comps = [], []
@@ -419,6 +423,10 @@ def _build_drugs(docs, maps):
                 classes.append(p["valueCode"])
             elif p.get("code") == "component":
                 comps.append(p.get("valueCode"))
+            elif p.get("code") == "standard-schedule":
+                if p.get("valueCode") not in ("3-weekly", "weekly"):
+                    raise fail(ing_path, f"$.concept[{i}].property", "standard-schedule is 3-weekly or weekly")
+                schedules[name] = p["valueCode"]
             elif p.get("code") == "administration-interval-days":
                 if not isinstance(p.get("valueInteger"), int) or p["valueInteger"] <= 0:
                     raise fail(ing_path, f"$.concept[{i}].property", "administration-interval-days needs a positive valueInteger")
@@ -451,4 +459,4 @@ def _build_drugs(docs, maps):
     by_name = {syn: by_ingredient[name] for syn, name in synonyms.items()}
     alternatives = sorted(by_name, key=len, reverse=True)
     pattern = re.compile(r"(?<= )(" + "|".join(re.escape(a) for a in alternatives) + r")(?= )") if alternatives else None
-    return by_code, by_name, pattern, intervals
+    return by_code, by_name, pattern, intervals, schedules
