@@ -191,3 +191,12 @@ def test_a_her2_ish_result_written_as_text_decides_an_equivocal_ihc():
     p = profile(*mbc_base(), her2_ihc("2+"), obs("85318-4", valueString="HER2 gene NOT amplified"))
     assert p.facts["her2.status"].value != "equivocal_pending"
     assert p.facts["her2.status"].value in ("negative", "low")
+
+
+def test_atc_groups_are_read_by_prefix_in_value_sets():
+    """ValueSet antineoplastic-atc names ATC L01/L02 by is-a; an ATC level is a code prefix (WHO ATC structure)."""
+    t = terminology()
+    atc = "http://www.whocc.no/atc"
+    assert t.in_valueset("antineoplastic-atc", atc, "L01XX") and t.in_valueset("antineoplastic-atc", atc, "L02BG03")
+    assert t.in_valueset("antineoplastic-atc", atc + "/", "l01fd01")  # system alias and case as EHRs send them
+    assert not t.in_valueset("antineoplastic-atc", atc, "A07DA03")  # loperamide

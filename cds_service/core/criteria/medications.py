@@ -231,7 +231,7 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
             # business, logged by the shell; not a "could not be read" card above the clinician's advice.
             out.notice(problem[0], "draft order read leniently", (ref,))
         if e is None:
-            label = _unchecked_antineoplastic(res, medications)
+            label = _unchecked_antineoplastic(res, medications, t)
             if label and not unreadable:
                 unchecked.append((label, draft_ref_of(ref)))
             continue
@@ -267,15 +267,11 @@ def draft_ref_of(resource_ref: str) -> str:
     return f"context.draftOrders/{resource_ref.split('/', 1)[-1]}"
 
 
-_ANTINEOPLASTIC_ATC = ("L01", "L02")  # WHO ATC: antineoplastic agents; endocrine therapy
-
-
-def _unchecked_antineoplastic(res: dict, medications: dict[str, dict]) -> str | None:
-    """The display text of a draft coded as an antineoplastic (ATC L01/L02) that no catalogue entry matched."""
+def _unchecked_antineoplastic(res: dict, medications: dict[str, dict], t: Terminology) -> str | None:
+    """The display text of a draft coded as an antineoplastic (ValueSet antineoplastic-atc) that no catalogue entry matched."""
     concept, _ = _medication_concept(res, medications)
     codings = fp.codings(concept) if isinstance(concept, dict) else []
-    if not any(str(c.get("system", "")).rstrip("/").endswith("whocc.no/atc") and
-               str(c.get("code", "")).upper().startswith(_ANTINEOPLASTIC_ATC) for c in codings):
+    if not any(t.in_valueset("antineoplastic-atc", c.get("system"), str(c.get("code", ""))) for c in codings):
         return None
     return next(iter(fp.texts(concept)), None) or next((str(c.get("code")) for c in codings), None)
 

@@ -50,6 +50,10 @@ _SYSTEM_ALIASES = {
 }
 
 _PREFIX_SYSTEMS = {ICD10CM}  # is-a is a code prefix in ICD-10-CM
+# ValueSet is-a filters that a code prefix answers without a terminology server: ICD-10-CM, and
+# WHO ATC, whose levels are prefixes (L, L01, L01F, L01FD, L01FD01).  ATC concept lists and the
+# ATC ConceptMaps stay exact.
+_VS_PREFIX_SYSTEMS = {ICD10CM, ATC}
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -163,7 +167,11 @@ class Terminology:
             found |= self._valuesets.get((system, key), frozenset())
             found -= self._vs_excludes.get((system, key), frozenset())
             return frozenset(found)
-        return self._valuesets.get((system, code), frozenset())
+        exact = self._valuesets.get((system, code), frozenset())
+        if system in _VS_PREFIX_SYSTEMS:
+            key = _icd_key(code)
+            return exact.union(*(self._vs_prefixes.get((system, key[:n]), frozenset()) for n in range(len(key), 0, -1)))
+        return exact
 
     def valueset_codes(self, valueset_id: str) -> tuple[tuple[str, str], ...]:
         """The ``(system, code)`` concepts a ValueSet includes, in artifact order (filters not expanded).
@@ -311,9 +319,10 @@ def load_terminology(profiles_dir) -> Terminology:
                     k = (system, _icd_key(c["code"]) if system in _PREFIX_SYSTEMS else c["code"])
                     (target if target is not None else vs).setdefault(k, set()).add(vid)
                 for j, f in enumerate(inc.get("filter") or ()):
-                    if part == "exclude" or system not in _PREFIX_SYSTEMS or f.get("op") != "is-a":
+                    if part == "exclude" or system not in _VS_PREFIX_SYSTEMS or f.get("op") != "is-a":
                         raise fail(path, f"$.compose.{part}[{i}].filter[{j}]",
-                                    "only 'is-a' filters on ICD-10-CM includes are supported without a terminology server")
+                                    "only 'is-a' filters on ICD-10-CM or ATC includes are supported without a "
+                                    "terminology server")
                     vs_prefix.setdefault((system, _icd_key(f["value"])), set()).add(vid)
 
     # -- code systems
