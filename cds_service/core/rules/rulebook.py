@@ -8,20 +8,8 @@ Why rules are data: every clinical statement the service makes lives in
 ``fhir_profiles/rulebook/*.yaml`` next to its evidence, where a clinician can
 review it without reading Python, and where ``her2-cds rules check`` and the
 start-up check can reject a broken rule *by id and JSON path* before the
-service answers anyone.  This module only knows the condition language; it
-knows nothing about HER2.
-
-Condition language (JSON/YAML)::
-
-    {all: [c, ...]}   {any: [c, ...]}   {not: c}
-    {fact: NAME, OP: OPERAND}
-
-with OP one of ``eq ne in not_in gt gte lt lte contains contains_any
-contains_all exists``.  A fact the profile does not have reads as ``None``;
-``None`` never satisfies a comparison (``gt``/``in``/...), so missing data
-makes a rule silent rather than confidently wrong.  ``ne`` and ``not`` are
-the exceptions by design (``{fact: ild, ne: true}`` is true when ILD is
-unknown), so rules that must *know* a value use ``eq``/``in``.
+service answers anyone.  These modules know the condition language (``conditions``); they
+know nothing about HER2.
 """
 
 from __future__ import annotations

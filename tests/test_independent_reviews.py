@@ -1,0 +1,75 @@
+"""The second and third independent reviewers' patients, kept as tests (issue 20).
+
+Synthetic patients written from the drug labels and guidelines by reviewers who had not read the
+rulebook, coded as EHRs code them (``independentN/cases``), with what a careful oncologist must
+and must not see (``independentN/expected.yaml``), checked by the second review's matcher
+(``independent2/review.py``, kept as written; the third reviewer used it unchanged).
+
+- ``independent2``: 20 patients, first run 2026-12-02 17/20; case 17 led to rule F10, case 02 to
+  S10-H (2026-12-04); case 10 follows a documented decision.
+- ``independent3``: 33 patients, first run 2026-12-04 26/30; cases 04, 10, 18, 29 and 33 led to
+  fixes; 11 and the withdrawn 21 follow documented decisions.
+
+A case in ``decisions.yaml`` is held to the decided behaviour; the reviewer's own expectation
+stays untouched in ``expected.yaml``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cds_service.core.advice import advise
+from cds_service.protocol.discovery import SERVICES
+
+TESTS = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("independent_review", TESTS / "independent2" / "review.py")
+review = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(review)
+
+# review folder → (the number of patients it holds, where its case files are relative to it)
+REVIEWS = {"independent2": (20, "cases"), "independent3": (33, ".")}
+
+
+def _load(folder: str) -> tuple[list[dict], dict]:
+    here = TESTS / folder
+    cases = yaml.safe_load((here / "expected.yaml").read_text())["cases"]
+    decisions = yaml.safe_load((here / "decisions.yaml").read_text())["decisions"]
+    return cases, decisions
+
+
+def _name(case: dict) -> str:
+    return Path(case["file"]).stem
+
+
+CASES = [(folder, case) for folder in REVIEWS for case in _load(folder)[0]]
+
+
+@pytest.mark.parametrize("folder", sorted(REVIEWS))
+def test_every_decision_names_a_case_and_its_source(folder):
+    cases, decisions = _load(folder)
+    assert len(cases) == REVIEWS[folder][0] and set(decisions) <= {_name(c) for c in cases}
+    for name, d in decisions.items():
+        assert d["reviewer"] and d["decided"] and d["expect"], name
+
+
+@pytest.mark.parametrize("folder, case", CASES, ids=[f"{f[-1]}-{_name(c)}" for f, c in CASES])
+def test_independent_case(folder, case, knowledge):
+    here = TESTS / folder
+    body = json.loads((here / REVIEWS[folder][1] / case["file"]).read_text())
+    service = next(s for s in SERVICES.values() if s.hook == body["hook"])
+    resources = [v for v in (body.get("prefetch") or {}).values() if isinstance(v, dict)]
+    advice = advise(body["hook"], service.id, body["context"], resources, [], knowledge,
+                    today=dt.date.fromisoformat(case["today"]))
+    spec = case
+    decisions = _load(folder)[1]
+    if _name(case) in decisions:
+        spec = {k: v for k, v in case.items() if k not in ("must", "must_not", "silent")}
+        spec.update(decisions[_name(case)]["expect"])
+    problems = review.evaluate(spec, {"cards": advice.cards}, body)
+    assert not problems, f"{_name(case)}: {case.get('patient')}\n  basis: {case.get('basis')}\n  " + "\n  ".join(problems)
