@@ -203,3 +203,14 @@ def test_an_absurd_dosing_interval_draws_without_error():
     pac = paclitaxel_12_cycles(period=1e300, unit="d")
     _, root = picture(*HISTORY[:3], pac)
     assert len([el for el in root.iter(SVG + "line") if el.get("class") == "cycle"]) == 1
+
+
+def test_results_the_criteria_do_not_read_are_not_drawn():
+    """One notion of 'final result': a preliminary or status-less HER2 result is not a marker, as it is no fact."""
+    prelim = obs("85319-2", "2024-09-01", status="preliminary", id="her2-prelim", valueString="1+")
+    bare = obs("85319-2", "2024-10-01", status=None, id="her2-bare", valueString="0")
+    bare.pop("status", None)
+    _, root = picture(*HISTORY, prelim, bare)
+    labels = texts(root)
+    assert any("HER2 3+" in label for label in labels)
+    assert not any("HER2 1+" in label or "HER2 0" in label for label in labels)

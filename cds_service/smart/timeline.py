@@ -37,6 +37,7 @@ from datetime import date, timedelta
 from xml.sax.saxutils import escape, quoteattr
 
 from ..core import parse as fp
+from ..core.criteria.readings import FINAL
 from ..core.rules.rulebook import human_date
 
 # (drug-class code of CodeSystem-drug-class, drawing label, colour). Order
@@ -53,7 +54,6 @@ CLASS_STYLES: list[tuple[str, str, str]] = [
     ("chemotherapy", "chemotherapy", "#fdb863"),
 ]
 OTHER_COLOUR = "#878787"
-FINAL = ("final", "amended", "corrected", None)
 
 # Observation kind (the ValueSet ids of fhir_profiles/terminology) → (label, colour)
 BIOMARKER_STYLES = {
@@ -172,7 +172,7 @@ def biomarker_points(profile, resources: list[dict], words=None) -> list[Point]:
             continue
         ref = fp.reference_of(res)
         style = BIOMARKER_STYLES.get(kinds.get(ref))
-        if style is None or res.get("status") not in FINAL:
+        if style is None or res.get("status") not in FINAL:  # the results the criteria read, no others
             continue
         if kinds.get(ref) == "genetic-variant" and ref not in pik3ca_refs:
             continue
