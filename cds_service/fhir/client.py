@@ -37,6 +37,7 @@ from http.cookiejar import DefaultCookiePolicy
 import requests
 from requests.adapters import HTTPAdapter
 
+from ..core.criteria import Finding
 from . import capped_read
 from .egress import EgressAdapter, EgressPolicy, EgressRefused, ResponseTooLarge
 
@@ -292,3 +293,19 @@ def next_link(bundle: dict) -> str | None:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None
+
+
+def read_failure(key: str, partial: bool, why: str | None = None):
+    """The data-quality finding for a prefetch key that could not be read, wholly or in part.
+
+    One wording for the hooks (``protocol.prefetch``) and the SMART app
+    (``smart.fetch``): the finding names the query (``prefetch:<key>``) and,
+    when the caller may show it, why; the network detail goes to the log only.
+    """
+    because = f" ({why})" if why else " from the FHIR server"
+    if partial:
+        return Finding("data-partial", f"Only part of '{key}' could be read{because}; related checks may be "
+                       "incomplete.", (f"prefetch:{key}",))
+    return Finding("data-missing", f"'{key}' could not be read{because}; related checks may be incomplete.",
+                   (f"prefetch:{key}",))
+

@@ -27,7 +27,7 @@ from flask import has_request_context
 
 from ..core.criteria import Finding
 from ..errors import ApiError, Issue
-from ..fhir.client import FetchResult, FhirClient, bundle_resources, next_link
+from ..fhir.client import FetchResult, FhirClient, bundle_resources, next_link, read_failure
 from ..fhir.egress import EgressPolicy
 from ..logs import request_id
 
@@ -200,8 +200,7 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
             log.warning("FHIR read failed", extra=_log_extra(key=key, detail=detail, fhir_server=_origin(base)))
         public = result.public_error or result.error or "unknown error"
         if result.resources or key in to_continue:
-            findings.append(Finding("data-partial", f"Only part of '{key}' could be read: {public}.",
-                                    (f"prefetch:{key}",)))
+            findings.append(read_failure(key, partial=True, why=public))
         elif key not in required and result.status in REFUSED_STATUSES:
             log.warning("the FHIR server refused an optional query; its data is left out",
                         extra=_log_extra(prefetch_key=key, status=result.status, fhir_server=_origin(base)))
@@ -218,6 +217,5 @@ def gather(request_body: dict, templates: dict[str, str], client: FhirClient | N
         raise ApiError(412, "Required data is neither prefetched nor retrievable from fhirServer", issues=issues)
     for key, why in unobtainable.items():
         sources[key] = "none"
-        findings.append(Finding("data-missing", f"'{key}' could not be read ({why}); related checks may be incomplete.",
-                                (f"prefetch:{key}",)))
+        findings.append(read_failure(key, partial=False, why=why))
     return Gathered(resources=resources, findings=findings, sources=sources)

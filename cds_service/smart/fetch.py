@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..core.criteria import Finding
-from ..fhir.client import MAX_RESPONSE_BYTES, FhirClient, is_fhir_id
+from ..fhir.client import MAX_RESPONSE_BYTES, FhirClient, is_fhir_id, read_failure
 from ..fhir.egress import EgressAdapter, EgressPolicy, IPNetwork
 from ..protocol.discovery import default_prefetch
 from ..protocol.prefetch import render_template as render_template_query
@@ -83,7 +83,7 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
             empty.append(key)
         if result.error:  # the detail names the read's path: the patient id stays out of the log
             failures[key] = result.error.replace(entry.patient, "{patient}")
-            findings.append(_read_finding(key, partial=bool(result.resources)))
+            findings.append(read_failure(key, partial=bool(result.resources)))
         for res in result.resources:
             ident = (res.get("resourceType"), res.get("id"))
             if ident[1] is not None and ident in seen:
@@ -102,9 +102,3 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
     return PatientRecord(resources, tuple(findings), failures, tuple(empty))
 
 
-def _read_finding(key: str, partial: bool) -> Finding:
-    if partial:
-        return Finding("data-partial", f"Only part of '{key}' could be read from the FHIR server; "
-                       "related checks may be incomplete.", (f"prefetch:{key}",))
-    return Finding("data-missing", f"'{key}' could not be read from the FHIR server; related checks may be "
-                   "incomplete.", (f"prefetch:{key}",))
