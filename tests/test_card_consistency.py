@@ -85,6 +85,7 @@ def _drafts(body, terminology):
 def _effects(card, rulebook, terminology, drafts):
     """(removed, created, kept) ingredient sets of one card."""
     removed, created, kept = set(), set(), set()
+    drafted = {i for ingredients, _ in drafts.values() for i in ingredients}
     for s in card.get("suggestions", []):
         for a in s["actions"]:
             if a["type"] == "delete":
@@ -92,7 +93,12 @@ def _effects(card, rulebook, terminology, drafts):
             elif a["resource"]["resourceType"] in ("MedicationRequest", "MedicationStatement"):
                 drugs = terminology.drugs_for_codeable(a["resource"].get("medicationCodeableConcept"))
                 ingredients = {i for d in drugs for i in d.ingredients}
-                (removed if a["type"] == "update" else created).update(ingredients)
+                if a["type"] == "update":
+                    # stopping an old record of a drug the drafts continue (IV trastuzumab when Phesgo
+                    # is ordered) ends that record, not the drug
+                    removed.update(ingredients - drafted)
+                else:
+                    created.update(ingredients)
     if card["indicator"] == "info":
         rule = rulebook.rule(card["extension"][EXT]["id"])
         for fact, operand in _positive_draft_tests(rule.when.source, rulebook, []):

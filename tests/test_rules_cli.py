@@ -35,5 +35,6 @@ def test_invoke_file_prints_cards_for_a_fixture():
     assert "[CRITICAL]" in text.output and "Anthracycline" in text.output
     as_json = CliRunner().invoke(cli, ["invoke-file", "--json", "--today", "2026-06-01", str(req)])
     cards = json.loads(as_json.output)["cards"]
-    # S3 (critical) first; F2 (warning about the drafts) fires at order-sign too (issue 12)
-    assert [c["extension"]["org.her2-cds.rule"]["id"] for c in cards] == ["S3", "F2"]
+    # S3 (critical) alone: it stands in for F2's "add pertuzumab" to the order set it stops
+    # (S3 v2, fourth independent review case 13)
+    assert [c["extension"]["org.her2-cds.rule"]["id"] for c in cards] == ["S3"]

@@ -27,6 +27,7 @@ ACTIONS = {
     "interrupt": "interrupt and repeat the test",
     "add": "add the prophylaxis",
     "caution": "weigh the risk; specialist care",
+    "reduce": "reduce the dose",
 }
 ROW_SCHEMA = {
     "type": "object",
