@@ -68,11 +68,6 @@ QUERY_LABELS = {
 # Queries whose empty answer the page calls out: an HER2 MBC record without them is suspect
 # (a proxy that breaks coded searches gives exactly that); other lists are often empty.
 EXPECTED_DATA = ("patient", "her2", "hormoneReceptors", "conditions")
-# The value words of the facts the page's summary shows
-VALUE_WORDS = {"positive": "positive", "negative": "negative", "low": "low", "zero": "0 (HER2-zero)",
-               "equivocal_pending": "equivocal (reflex test pending)", "unknown": "unknown",
-               "mutated": "mutation detected", "not_detected": "no mutation detected",
-               "pre": "premenopausal", "post": "postmenopausal", "active": "active", "stable": "stable"}
 
 
 @dataclass(frozen=True)
@@ -186,7 +181,14 @@ class Words:
     def __init__(self, knowledge=None):
         self.terminology = getattr(knowledge, "terminology", None)
         rulebook = getattr(knowledge, "rulebook", None)
+        self.rulebook = rulebook
         self.labels = dict(getattr(rulebook, "fact_labels", None) or {})
+
+    def value(self, fact: str, value) -> str:
+        """A fact's value in the words the cards use (the facts' ``words`` in rulebook.yaml), one source."""
+        if self.rulebook is not None:
+            value = self.rulebook.word(fact, value)
+        return format_value(value, missing="not recorded")
 
     def fact(self, name: str) -> str:
         """The rulebook's label of a fact; else the key made readable (``lvef.days_ago`` → "lvef days ago")."""
@@ -314,12 +316,6 @@ def _fact(profile: PatientProfile | None, name: str):
     return None if profile is None or name not in profile.facts else profile.facts[name]
 
 
-def _word(value) -> str:
-    if isinstance(value, str):
-        return VALUE_WORDS.get(value, value)
-    return format_value(value, missing="not recorded")
-
-
 def summarize(profile: PatientProfile | None, resources: list[dict], words: Words, today: dt.date,
               heart_checks=()) -> dict:
     """The page's first block: status with the results behind it, disease, therapy, heart, gaps.
@@ -335,7 +331,7 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
         fact = _fact(profile, name)
         value = fact.value if fact else None
         results = [r for r in (_result(index.get(ref), words) for ref in (fact.refs if fact else ())) if r]
-        return {"key": name, "label": label, "value": _word(value), "known": value not in (None, "unknown"),
+        return {"key": name, "label": label, "value": words.value(name, value), "known": value not in (None, "unknown"),
                 "results": results, "note": human_text(fact.note or "") if fact else ""}
 
     sites = profile.value("metastatic.sites") or []
@@ -358,10 +354,10 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
         "hr": status("hr.status", "Hormone receptors"),
         "er": status("er.status", "ER"),
         "pr": status("pr.status", "PR"),
-        "metastatic": _word(profile.value("metastatic")),
+        "metastatic": words.value("metastatic", profile.value("metastatic")),
         "metastatic_date": human_date(format_value(profile.value("metastatic.date"), missing="")),
         "sites": [words.site(s) for s in sites],
-        "brain": _word(profile.value("brain_mets.activity")) if profile.value("brain_mets") else "",
+        "brain": words.value("brain_mets.activity", profile.value("brain_mets.activity")) if profile.value("brain_mets") else "",
         "line": profile.value("therapy.line"),
         "current_line": ({"number": current.number, "since": human_date(current.start),
                           "regimen": " + ".join(current.regimen or current.ingredients)} if current else None),
