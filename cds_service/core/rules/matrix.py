@@ -28,6 +28,8 @@ ACTIONS = {
     "add": "add the prophylaxis",
     "caution": "weigh the risk; specialist care",
     "reduce": "reduce the dose",
+    "check": "check before giving",
+    "monitor": "monitor more closely and adjust",
 }
 ROW_SCHEMA = {
     "type": "object",
