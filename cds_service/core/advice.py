@@ -38,6 +38,24 @@ def _finding_codes(findings: Iterable[Any]) -> list[str]:
     return sorted({getattr(f, "code", None) or str(f) for f in findings})
 
 
+def _rule_facts(profile: PatientProfile, findings: Iterable[Any] | None, hook: str) -> dict:
+    """The profile's facts plus what the pipeline adds for the rules: findings, unreadable data, the hook."""
+    findings = list(findings or [])
+    all_findings = list(profile.findings) + findings
+    facts = dict(profile.facts)
+    facts["findings"] = Fact(_finding_codes(all_findings),
+                              tuple(r for f in all_findings for r in (getattr(f, "refs", ()) or ())))
+    # Prefetch keys whose data could not be (fully) read: rules that fire on the
+    # *absence* of a result must stay silent when the result may simply be unreadable.
+    unavailable = sorted({r.split(":", 1)[1] for f in findings for r in getattr(f, "refs", ())
+                          if r.startswith("prefetch:")})
+    facts["data.unavailable"] = Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
+    # The hook itself: a card that belongs to the chart opening only while a decision is open
+    # (the maintenance window) can say so without a second copy of the rule.
+    facts["hook"] = Fact(hook)
+    return facts
+
+
 def advise(hook: str, service_id: str, context: dict, resources: list[dict],
            findings: list | None = None, knowledge=None, base_url: str | None = None,
            today: dt.date | None = None, fhir_server: str | None = None, profile=None) -> Advice:
@@ -54,17 +72,7 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
         with stage("criteria"):
             profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
     all_findings = list(profile.findings) + list(findings or [])
-    facts = dict(profile.facts)
-    facts["findings"] = Fact(_finding_codes(all_findings),
-                              tuple(r for f in all_findings for r in (getattr(f, "refs", ()) or ())))
-    # Prefetch keys whose data could not be (fully) read: rules that fire on the
-    # *absence* of a result must stay silent when the result may simply be unreadable.
-    unavailable = sorted({r.split(":", 1)[1] for f in findings or () for r in getattr(f, "refs", ())
-                          if r.startswith("prefetch:")})
-    facts["data.unavailable"] = Fact(unavailable, tuple(f"prefetch:{k}" for k in unavailable))
-    # The hook itself: a card that belongs to the chart opening only while a decision is open
-    # (the maintenance window) can say so without a second copy of the rule.
-    facts["hook"] = Fact(hook)
+    facts = _rule_facts(profile, findings, hook)
     with stage("rules"):
         recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
     with stage("cards"):
@@ -87,17 +95,11 @@ def standing_checks(profile: PatientProfile | None, knowledge, findings: Iterabl
     """
     if profile is None or knowledge is None or knowledge.rulebook is None:
         return ()
-    facts = dict(profile.facts)
+    facts = _rule_facts(profile, findings, "order-select")
     active = facts.get("meds.active.ingredients") or Fact([])
     classes = facts.get("meds.active.classes") or Fact([])
     for prefix in ("draft", "draft.all"):
         facts[f"{prefix}.ingredients"] = Fact(list(active.value or []), active.refs)
         facts[f"{prefix}.classes"] = Fact(list(classes.value or []), classes.refs)
-    all_findings = list(profile.findings) + list(findings or [])
-    facts["findings"] = Fact(_finding_codes(all_findings))
-    unavailable = sorted({r.split(":", 1)[1] for f in findings or () for r in getattr(f, "refs", ())
-                          if r.startswith("prefetch:")})
-    facts["data.unavailable"] = Fact(unavailable)
-    facts["hook"] = Fact("order-select")
     fired = rules_mod.evaluate(knowledge.rulebook, facts, "order-select")
     return tuple(rec for rec in fired if any(name.startswith(reads) for name in rec.rule.when.facts))
