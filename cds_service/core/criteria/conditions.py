@@ -248,6 +248,22 @@ def _related_primary_not_breast(cond: dict, all_conditions: dict[str, dict], t: 
     return False
 
 
+def systemic_control_after(after: dt.date, disease_status: list[dict], t: Terminology):
+    """(date, Observation, answer) of the newest overall disease status (not focused on one lesion) when
+    it is dated after ``after`` and reads stable or improved; else None.
+
+    One reading for the brain-metastasis activity and the progression events: new or
+    treated brain metastases with the disease outside the brain not progressing (ASCO 2018/2022).
+    """
+    # a scratch Derived: the disease-status results' own findings are raised where they are read
+    overall = newest_final([o for o in disease_status if not o.get("focus")], "disease status", Derived())
+    if not overall or overall[0][0] is None or overall[0][0] <= after:
+        return None
+    date, obs = overall[0]
+    a = t.translate_codeable("result-answer", obs.get("valueCodeableConcept"))
+    return (date, obs, a) if a in ("stable", "improved") else None
+
+
 def _brain_activity(brain: list[dict], disease_status: list[dict], t: Terminology, out: Derived) -> None:
     if not brain:
         out.set("brain_mets.activity", "unknown")
@@ -270,15 +286,13 @@ def _brain_activity(brain: list[dict], disease_status: list[dict], t: Terminolog
         # switch is proposed for treated, stable brain metastases (ASCO 2018/2022; third
         # independent review, case 18). A worsened one keeps it active.
         onsets = [d for d in (fp.condition_onset(c) for c in brain) if d]
-        overall = newest_final([o for o in disease_status if not o.get("focus")], "disease status", Derived())
-        if overall and onsets and overall[0][0] and overall[0][0] > max(onsets):
-            date, obs = overall[0]
-            a = t.translate_codeable("result-answer", obs.get("valueCodeableConcept"))
-            if a in ("stable", "improved"):
-                out.set("brain_mets.activity", "unknown", (fp.reference_of(obs), *sorted(ids)),
-                        f"brain metastasis recorded as active, overall disease status {a} on {date} "
-                        "(not assessed for the brain)")
-                return
+        control = systemic_control_after(max(onsets), disease_status, t) if onsets else None
+        if control:
+            date, obs, a = control
+            out.set("brain_mets.activity", "unknown", (fp.reference_of(obs), *sorted(ids)),
+                    f"brain metastasis recorded as active, overall disease status {a} on {date} "
+                    "(not assessed for the brain)")
+            return
         activity = "active"
     elif readings == {"stable"}:
         activity = "stable"

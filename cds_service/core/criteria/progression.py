@@ -22,9 +22,8 @@ import datetime as dt
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
-from .conditions import resolved
+from .conditions import resolved, systemic_control_after
 from .intake import Intake
-from .readings import newest_final
 from .profile import Derived, Line
 
 
@@ -45,7 +44,7 @@ def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ..
         onset = fp.condition_onset(c)
         if onset and onset > baseline:
             if t.translate_codeable("metastatic-site", c.get("code")) == "brain" \
-                    and _systemic_control_after(onset, intake, t, out):
+                    and systemic_control_after(onset, intake.of_kind("disease-status"), t):
                 continue
             events.append((onset, fp.reference_of(c), "new metastatic site"))
     if not events:
@@ -57,13 +56,3 @@ def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ..
     out.set("progression.event", ref, (ref,), note)
     out.set("progression.date", date.isoformat(), (ref,), note)
     return out
-
-
-def _systemic_control_after(onset: dt.date, intake: Intake, t: Terminology, out: Derived) -> bool:
-    """True when the newest overall disease status, dated after ``onset``, is stable or improved."""
-    # a scratch Derived: the disease-status results' own findings are raised where they are read
-    overall = newest_final([o for o in intake.of_kind("disease-status") if not o.get("focus")], "disease status",
-                           Derived())
-    if not overall or overall[0][0] is None or overall[0][0] <= onset:
-        return False
-    return t.translate_codeable("result-answer", overall[0][1].get("valueCodeableConcept")) in ("stable", "improved")
