@@ -10,6 +10,7 @@ got that way either makes the call a 412.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Mapping
 
 from flask import Blueprint, current_app, jsonify
 
@@ -31,7 +32,7 @@ def query_codes(terminology, key: str, services=None) -> list[tuple[str, str]]:
     return (services or default_knowledge().services).codes(terminology, key)
 
 
-def prefetch_templates(knowledge, service=None) -> dict[str, str]:
+def prefetch_templates(knowledge, service=None) -> Mapping[str, str]:
     """The prefetch templates (key → FHIR query) of one service, or of every key when ``service`` is None.
 
     Rendered once when the knowledge is loaded (``Services.templates``); callers must not mutate it.
@@ -83,7 +84,7 @@ def discovery_document(settings, knowledge) -> dict:
                 "title": s.title,
                 "description": s.description,
                 "id": s.id,
-                "prefetch": prefetch_templates(knowledge, s),
+                "prefetch": dict(prefetch_templates(knowledge, s)),
                 "usageRequirements": usage,
             }
             for s in knowledge.services.by_id.values()

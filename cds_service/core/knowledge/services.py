@@ -57,18 +57,23 @@ class Services:
     queries: Mapping[str, PrefetchQuery]  # key → query, in file order
     templates: Mapping[str, str]  # key → FHIR query template (CDS Hooks prefetch)
     required: frozenset[str]
+    by_service: Mapping[str, Mapping[str, str]]  # service id → its keys' templates (rendered at load)
 
     def codes(self, terminology: Terminology, key: str) -> list[tuple[str, str]]:
         """``(system, code)`` tokens of one coded query, in ValueSet order, without repeats."""
-        out: list[tuple[str, str]] = []
-        for valueset_id in self.queries[key].valuesets:
-            for token in terminology.valueset_codes(valueset_id):
-                if token not in out:
-                    out.append(token)
-        return out
+        return _codes(self.queries[key], terminology)
 
-    def templates_of(self, service: Service) -> dict[str, str]:
-        return {k: self.templates[k] for k in service.prefetch}
+    def templates_of(self, service: Service) -> Mapping[str, str]:
+        return self.by_service[service.id]
+
+
+def _codes(query: PrefetchQuery, terminology: Terminology) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for valueset_id in query.valuesets:
+        for token in terminology.valueset_codes(valueset_id):
+            if token not in out:
+                out.append(token)
+    return out
 
 
 def _read(path: Path) -> dict:
@@ -109,12 +114,12 @@ def _query(path: Path, i: int, q: object, terminology: Terminology) -> PrefetchQ
                          bool(q.get("read")), q["why"])
 
 
-def _template(q: PrefetchQuery, services_codes) -> str:
+def _template(q: PrefetchQuery, terminology: Terminology) -> str:
     if q.read:
         return f"{q.resource_type}/{{{{context.patientId}}}}"
     base = f"{q.resource_type}?patient={{{{context.patientId}}}}"
     if q.valuesets:
-        tokens = ",".join(f"{system}|{code}" for system, code in services_codes(q.key))
+        tokens = ",".join(f"{system}|{code}" for system, code in _codes(q, terminology))
         return f"{base}&{q.param}={tokens}&_count={q.count}"
     return f"{base}&_count={q.count}"
 
@@ -156,7 +161,7 @@ def load_services(profiles_dir, terminology: Terminology) -> Services:
         raise KnowledgeError(f"fhir_profiles/{SERVICES_DIR}/ has no service file")
     # published in the order a chart is used: opened, orders selected, orders signed
     by_id = dict(sorted(by_id.items(), key=lambda kv: (HOOKS.index(kv[1].hook), kv[0])))
-    partial = Services(MappingProxyType(by_id), MappingProxyType(queries), MappingProxyType({}), frozenset())
-    templates = {k: _template(q, lambda key: partial.codes(terminology, key)) for k, q in queries.items()}
+    templates = {k: _template(q, terminology) for k, q in queries.items()}
+    by_service = {sid: MappingProxyType({k: templates[k] for k in svc.prefetch}) for sid, svc in by_id.items()}
     return Services(MappingProxyType(by_id), MappingProxyType(queries), MappingProxyType(templates),
-                    frozenset(k for k, q in queries.items() if q.required))
+                    frozenset(k for k, q in queries.items() if q.required), MappingProxyType(by_service))
