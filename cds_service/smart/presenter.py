@@ -151,7 +151,7 @@ def present(resources: list[dict], assessment: Assessment, *, patient_id: str, i
         hint_mismatch=bool(patient_hint and patient_hint != patient_id),
         facts=describe_facts(profile, resources, words),
         cards=cards,
-        findings=[f"{f.code}: {human_text(f.message)}" for f in read_findings] + profile_findings(profile),
+        findings=[f"{f.code}: {human_dates_in(f.message)}" for f in read_findings] + profile_findings(profile),
         profile_error=assessment.profile_error,
         cards_error=assessment.cards_error,
         profile=profile,
@@ -253,14 +253,9 @@ def describe_facts(profile: PatientProfile | None, resources: list[dict], words:
             res = index.get(ref)
             sources.append({"ref": ref, "date": human_date(resource_date(res)) if res else "",
                             "what": words.resource(res) if res else ""})
-        rows.append({"name": name, "label": words.fact(name), "value": human_text(format_value(fact.value, missing="—")),
-                     "note": human_text(fact.note or ""), "sources": sources, "key": name in KEY_FACTS})
+        rows.append({"name": name, "label": words.fact(name), "value": human_dates_in(format_value(fact.value, missing="—")),
+                     "note": human_dates_in(fact.note or ""), "sources": sources, "key": name in KEY_FACTS})
     return rows
-
-
-def human_text(text: str) -> str:
-    """``text`` with each ISO date in it written as the page writes dates (a fact's note: "from 62% on 2025-04-07")."""
-    return human_dates_in(text)
 
 
 def resource_date(res: dict) -> str:
@@ -280,7 +275,7 @@ def profile_findings(profile: PatientProfile | None) -> list[str]:
     """The criteria's data-quality findings as 'code: message (refs)' lines."""
     if profile is None:
         return []
-    return [f"{f.code}: {human_text(f.message)}" + (f" ({', '.join(f.refs)})" if f.refs else "") for f in profile.findings]
+    return [f"{f.code}: {human_dates_in(f.message)}" + (f" ({', '.join(f.refs)})" if f.refs else "") for f in profile.findings]
 
 
 def patient_summary(patient: Any) -> dict:
@@ -332,7 +327,7 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
         value = fact.value if fact else None
         results = [r for r in (_result(index.get(ref), words) for ref in (fact.refs if fact else ())) if r]
         return {"key": name, "label": label, "value": words.value(name, value), "known": value not in (None, "unknown"),
-                "results": results, "note": human_text(fact.note or "") if fact else ""}
+                "results": results, "note": human_dates_in(fact.note or "") if fact else ""}
 
     sites = profile.value("metastatic.sites") or []
     lines = list(profile.lines)
@@ -348,7 +343,7 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
     if not lvef:
         gaps.append("No LVEF (ejection fraction) result on record.")
     for f in profile.findings:
-        gaps.append(human_text(f.message))
+        gaps.append(human_dates_in(f.message))
     return {
         "her2": status("her2.status", "HER2"),
         "hr": status("hr.status", "Hormone receptors"),
@@ -413,7 +408,7 @@ def heart(profile: PatientProfile, lvef: list[dict], heart_checks=()) -> dict:
                       "text": rec.summary or rec.rule.card.get("summary", "")})
     drop = _fact(profile, "lvef.drop")
     return {"series": series, "flags": flags, "flagged": bool(flags),
-            "drop": drop.value if drop else None, "drop_note": human_text(drop.note or "") if drop else ""}
+            "drop": drop.value if drop else None, "drop_note": human_dates_in(drop.note or "") if drop else ""}
 
 
 def present_course(course) -> dict:
