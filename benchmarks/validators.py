@@ -250,7 +250,7 @@ def per_resource(options: dict) -> dict:
     try:
         fp.clear_check_cache()
         clear_history_memo()
-        build_profile([v for v in req["prefetch"].values() if isinstance(v, dict)], req["context"], k.terminology)
+        build_profile([v for v in req["prefetch"].values() if isinstance(v, dict)], req["context"], k.terminology, k.parameters)
     finally:
         fp._check_r4 = real
     out = {"resources": len(captured)}

@@ -22,16 +22,26 @@ _ids = itertools.count(1)
 _TERM = None
 
 
-def terminology():
-    """The shipped terminology, the same object the apps of this test session use (loaded once)."""
+def _knowledge():
+    """The shipped knowledge, the same object the apps of this test session use (loaded once)."""
     global _TERM
     if _TERM is None:
-        _TERM = load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles")).terminology
+        _TERM = load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles"))
     return _TERM
 
 
+def terminology():
+    """The shipped terminology (codes, value sets, drug classes)."""
+    return _knowledge().terminology
+
+
+def parameters():
+    """The shipped criteria parameters (thresholds)."""
+    return _knowledge().parameters
+
+
 def profile(*resources, context=None, today=TODAY):
-    return build_profile(list(resources), context or {"patientId": "p1"}, terminology(), today)
+    return build_profile(list(resources), context or {"patientId": "p1"}, terminology(), parameters(), today)
 
 
 def cc(system, code, display=None, text=None):

@@ -188,7 +188,7 @@ def test_stop_targets_are_the_profiles_active_medications(knowledge):
             "effectiveDateTime": "2026-05-20"}
     resources = [{"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1970-01-01"},
                  statement("held", "on-hold", "Herceptin"), statement("done", "completed", "Tukysa"), dose]
-    profile = build_profile(resources, {"patientId": "p"}, knowledge.terminology, today=dt.date(2026, 6, 1))
+    profile = build_profile(resources, {"patientId": "p"}, knowledge.terminology, knowledge.parameters, today=dt.date(2026, 6, 1))
     states = {m.ref: m.state for m in profile.medications}
     assert states["MedicationStatement/held"] == "active" and states["MedicationAdministration/a1"] == "active"
     index = {f"{r['resourceType']}/{r['id']}": r for r in resources}

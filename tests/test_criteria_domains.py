@@ -17,7 +17,7 @@ from cds_service.core.criteria.profile import Derived, MedEpisode
 from cds_service.core.criteria.receptors import receptor_facts
 from cds_service.core import parse as fp
 from criteria_builders import (SNOMED, TODAY, condition, drafts_context, her2_ihc, mbc_base, med_admin,
-                               med_request, med_statement, obs, pct, profile, terminology)
+                               med_request, med_statement, obs, parameters, pct, profile, terminology)
 
 
 def intake(*resources, context=None):
@@ -36,33 +36,33 @@ def test_intake_sorts_by_kind_and_reports_malformed_items():
 def test_a_non_bundle_draft_orders_is_no_drafts(draft_orders):
     context = {"patientId": "p1", "draftOrders": draft_orders}
     assert draft_ids(context) == set()
-    p = build_profile([*mbc_base()], context, terminology(), TODAY)
+    p = build_profile([*mbc_base()], context, terminology(), parameters(), TODAY)
     assert p.draft_orders == () and p.value("draft.ingredients") == []
 
 
 def test_her2_step_alone():
-    out = her2_facts(intake(her2_ihc("2+")), terminology(), terminology().parameters)
+    out = her2_facts(intake(her2_ihc("2+")), terminology(), parameters())
     assert out.value("her2.status") == "equivocal_pending"
     assert [f.code for f in out.findings] == ["her2-equivocal"]
 
 
 def test_receptor_step_alone():
     out = receptor_facts(intake(obs("85329-1", **pct(5)), obs("85325-9", **pct(0))), terminology(),
-                         terminology().parameters)
+                         parameters())
     assert (out.value("er.status"), out.value("pr.status"), out.value("hr.status")) == ("low", "negative", "positive")
 
 
 def test_observation_step_returns_progression_dates():
     worsened = obs("97509-4", date="2025-03-01", id="w", valueCodeableConcept={"coding": [
         {"system": SNOMED, "code": "271299001"}]})
-    out, progression = observation_facts(intake(worsened), terminology(), TODAY)
+    out, progression = observation_facts(intake(worsened), terminology(), parameters(), TODAY)
     assert out.value("disease.progression") is True
     assert progression == [(dt.date(2025, 3, 1), "Observation/w")]
 
 
 def test_condition_step_returns_the_ild_conditions():
     ild = condition(SNOMED, "233703007", onset="2025-02-01", id="ild")
-    out, ild_conditions = condition_facts(intake(*mbc_base(), ild), terminology())
+    out, ild_conditions = condition_facts(intake(*mbc_base(), ild), terminology(), parameters())
     assert out.value("metastatic") and out.value("metastatic.date") == "2024-06-01" and out.value("ild")
     assert [c["id"] for c in ild_conditions] == ["ild"]
 
@@ -70,11 +70,11 @@ def test_condition_step_returns_the_ild_conditions():
 def test_lines_step_takes_its_inputs_explicitly():
     i = intake(med_statement("trastuzumab", "completed", start="2024-07-01", end="2025-01-01", id="t"),
                med_statement("fam-trastuzumab deruxtecan", "active", start="2025-02-01", id="d"))
-    _, episodes = medication_history(i, terminology(), TODAY)
+    _, episodes = medication_history(i, terminology(), parameters(), TODAY)
     metastatic = Derived()
     metastatic.set("metastatic", True)
     metastatic.set("metastatic.date", "2024-06-01")
-    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology())
+    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology(), parameters())
     assert out.value("therapy.line") == 2
     assert [(ln.number, ln.start, ln.end) for ln in history.lines] == [
         (1, dt.date(2024, 7, 1), dt.date(2025, 2, 1)), (2, dt.date(2025, 2, 1), None)]
@@ -92,7 +92,7 @@ def test_administrations_of_one_drug_are_one_course_with_its_doses():
 
 
 def test_weekly_administrations_are_not_cycles():
-    params = terminology().parameters
+    params = parameters()
     eps = [MedEpisode(f"MedicationAdministration/{i}", ("paclitaxel",), ("taxane",), "past", d, d, "", 
                       "MedicationAdministration") for i, d in enumerate((dt.date(2024, 7, 1), dt.date(2024, 7, 8)))]
     standard = terminology().standard_schedules
@@ -103,7 +103,7 @@ def test_weekly_administrations_are_not_cycles():
 
 def test_a_standard_schedule_is_data():
     """Docetaxel's 3-weekly schedule (CLEOPATRA) is CodeSystem-ingredient's standard-schedule; paclitaxel has none."""
-    params, standard = terminology().parameters, terminology().standard_schedules
+    params, standard = parameters(), terminology().standard_schedules
     assert dict(standard) == {"docetaxel": "3-weekly"}
     doc = [MedEpisode("MedicationStatement/d", ("docetaxel",), ("taxane",), "past", dt.date(2024, 7, 1),
                       dt.date(2024, 10, 14), "", "MedicationStatement")]

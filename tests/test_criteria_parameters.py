@@ -11,8 +11,10 @@ import pytest
 from cds_service.core.criteria.receptors import percent_category
 from cds_service.core.knowledge import KnowledgeError
 from cds_service.core.knowledge.parameters import FILE, load_criteria_parameters
-from cds_service.core.knowledge.terminology import load_terminology
-from criteria_builders import ROOT, mbc_base, med_statement, obs, pct, profile, terminology
+from cds_service.core.criteria import build_profile
+from cds_service.core.knowledge import load_knowledge
+from cds_service.config import Settings
+from criteria_builders import ROOT, TODAY, mbc_base, med_statement, obs, parameters, pct, profile, terminology
 
 
 def copy_profiles(tmp_path):
@@ -33,8 +35,8 @@ def by_name(data, name):
     return next(p for p in data["parameter"] if p["name"] == name)
 
 
-def test_the_shipped_parameters_load_with_the_terminology():
-    params = terminology().parameters
+def test_the_shipped_parameters_load_with_the_knowledge():
+    params = parameters()
     assert params == load_criteria_parameters(ROOT / "fhir_profiles")
     assert (params.line_of_therapy_window_days, params.receptor_positive_min_percent, params.er_low_max_percent) \
         == (30, 1.0, 10.0)
@@ -52,7 +54,7 @@ def test_a_broken_parameter_is_a_knowledge_error_naming_file_and_path(tmp_path, 
     profiles = copy_profiles(tmp_path)
     path = edit(profiles, change)
     with pytest.raises(KnowledgeError) as err:
-        load_terminology(profiles)
+        load_knowledge(Settings(profiles_dir=profiles))
     assert str(path) in str(err.value) and where in str(err.value)
 
 
@@ -60,25 +62,25 @@ def test_a_missing_parameters_file_is_a_knowledge_error(tmp_path):
     profiles = copy_profiles(tmp_path)
     (profiles / FILE).unlink()
     with pytest.raises(KnowledgeError, match="Parameters-criteria.json"):
-        load_terminology(profiles)
+        load_criteria_parameters(profiles)
 
 
 def test_er_low_bounds_come_from_the_parameters():
-    params = terminology().parameters
+    params = parameters()
     assert [percent_category(v, None, True, params) for v in (0.5, 1, 10, 11)] == ["negative", "low", "low", "positive"]
     wider = replace(params, er_low_max_percent=20.0)
     assert percent_category(15, None, True, wider) == "low"
     assert percent_category(15, None, False, wider) == "positive"  # PR has no low band
 
 
-def test_the_line_window_is_read_from_the_parameters(monkeypatch):
+def test_the_line_window_is_read_from_the_parameters():
     """Two anti-HER2 starts 40 days apart after a stop are two lines at 30 days, one line at 60."""
     meds = [med_statement("trastuzumab", "stopped", start="2024-07-01", end="2024-07-20"),
             med_statement("fam-trastuzumab deruxtecan", "active", start="2024-08-10")]
     assert profile(*mbc_base(), *meds).value("therapy.line") == 2
-    t = terminology()
-    monkeypatch.setattr(t, "parameters", replace(t.parameters, line_of_therapy_window_days=60))
-    assert profile(*mbc_base(), *meds).value("therapy.line") == 1
+    wider = replace(parameters(), line_of_therapy_window_days=60)
+    assert build_profile([*mbc_base(), *meds], {"patientId": "p1"}, terminology(), wider, TODAY) \
+        .value("therapy.line") == 1
 
 
 def test_er_percent_reading_uses_the_bounds():

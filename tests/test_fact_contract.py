@@ -20,7 +20,7 @@ ADDED_BY_ADVICE = {"hook", "findings", "data.unavailable"}
 def _profile(knowledge, name: str):
     req = json.loads((ROOT / "fixtures" / "requests" / name).read_text())
     resources = [v for v in req["prefetch"].values() if isinstance(v, dict)]
-    return build_profile(resources, req["context"], knowledge.terminology)
+    return build_profile(resources, req["context"], knowledge.terminology, knowledge.parameters)
 
 
 def test_every_derived_fact_is_declared_and_every_declared_fact_is_derived(knowledge):

@@ -22,6 +22,7 @@ import pytest
 from cds_service.core import criteria
 from cds_service.core.advice import advise
 from cds_service.core.criteria import build_profile, clear_history_memo
+from criteria_builders import parameters as PARAMS
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = sorted((ROOT / "fixtures" / "requests").glob("*.json"))
@@ -40,7 +41,7 @@ def _resources(req: dict) -> list[dict]:
 def _fresh(req: dict, t, today=ANCHOR):
     """The profile read without the memo (neither looked up nor filled)."""
     with mock.patch.object(criteria, "_memo_key", lambda *a: None):
-        return build_profile(_resources(req), req["context"], t, today=today)
+        return build_profile(_resources(req), req["context"], t, PARAMS(), today=today)
 
 
 @pytest.fixture(autouse=True)
@@ -60,9 +61,9 @@ def test_a_profile_through_the_memo_is_the_profile_without_it(path, knowledge):
     assert len(criteria._memo) == 1
     # … then read the same record again: served from the memo (the history is not read), equal to the fresh one.
     with mock.patch.object(criteria, "_history", side_effect=AssertionError("read again, not remembered")):
-        again = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+        again = build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     assert again == expected
-    assert build_profile(_resources(req), req["context"], t, today=ANCHOR) == expected
+    assert build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR) == expected
 
 
 def _order_select() -> dict:
@@ -72,27 +73,27 @@ def _order_select() -> dict:
 def test_a_changed_prefetch_is_not_served_from_the_memo(knowledge):
     t = knowledge.terminology
     req = _order_select()
-    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     changed = copy.deepcopy(req)
     # The patient's birth date moves by ten years: the age fact must follow.
     patient = next(r for v in _resources(changed) for r in _entries(v) if r.get("resourceType") == "Patient")
     year = int(patient["birthDate"][:4])
     patient["birthDate"] = f"{year - 10}{patient['birthDate'][4:]}"
-    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
     assert got == _fresh(changed, t)
-    assert got.facts["patient.age"].value != build_profile(_resources(req), req["context"], t, today=ANCHOR).facts["patient.age"].value
+    assert got.facts["patient.age"].value != build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR).facts["patient.age"].value
     assert len(criteria._memo) == 2
 
 
 def test_one_changed_value_deep_in_an_observation_is_a_different_record(knowledge):
     t = knowledge.terminology
     req = _order_select()
-    first = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    first = build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     changed = copy.deepcopy(req)
     lvef = next(r for v in _resources(changed) for r in _entries(v)
                 if r.get("resourceType") == "Observation" and "valueQuantity" in r)
     lvef["valueQuantity"]["value"] = lvef["valueQuantity"]["value"] + 1
-    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
     assert got == _fresh(changed, t)
     assert got.records != first.records
 
@@ -100,28 +101,28 @@ def test_one_changed_value_deep_in_an_observation_is_a_different_record(knowledg
 def test_a_changed_draft_is_read_fresh_with_the_same_prefetch(knowledge):
     t = knowledge.terminology
     req = _order_select()
-    first = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    first = build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     assert first.draft_orders, "the fixture selects a draft"
     changed = copy.deepcopy(req)
     changed["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": []}
-    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
     assert got.draft_orders == ()
     assert got == _fresh(changed, t)
     # And back: the original draft again gives the original profile, not the empty one.
-    assert build_profile(_resources(req), req["context"], t, today=ANCHOR) == first
+    assert build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR) == first
 
 
 def test_a_draft_with_the_same_id_and_another_drug_is_read_fresh(knowledge):
     t = knowledge.terminology
     req = _order_select()
-    first = build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    first = build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     tdm1 = _load("p127-tdm1-first-line-order-select.json")["context"]["draftOrders"]["entry"][0]["resource"]
     changed = copy.deepcopy(req)
     draft = changed["context"]["draftOrders"]["entry"][0]["resource"]
     draft["medicationCodeableConcept"] = copy.deepcopy(tdm1["medicationCodeableConcept"])
     assert draft["medicationCodeableConcept"] != req["context"]["draftOrders"]["entry"][0]["resource"][
         "medicationCodeableConcept"]
-    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
     assert got == _fresh(changed, t)
     assert got.draft_orders != first.draft_orders
     assert len(criteria._memo) == 1, "same prefetch and draft ids: the history is shared, the drafts are not"
@@ -130,9 +131,9 @@ def test_a_draft_with_the_same_id_and_another_drug_is_read_fresh(knowledge):
 def test_a_changed_date_is_not_served_from_the_memo(knowledge):
     t = knowledge.terminology
     req = _order_select()
-    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     later = ANCHOR + dt.timedelta(days=800)
-    got = build_profile(_resources(req), req["context"], t, today=later)
+    got = build_profile(_resources(req), req["context"], t, PARAMS(), today=later)
     assert got == _fresh(req, t, today=later)
     assert got.facts["patient.age"].value != _fresh(req, t).facts["patient.age"].value
     assert len(criteria._memo) == 2
@@ -141,24 +142,24 @@ def test_a_changed_date_is_not_served_from_the_memo(knowledge):
 def test_another_knowledge_load_is_not_served_from_the_memo(knowledge, monkeypatch):
     req = _order_select()
     t = knowledge.terminology
-    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     other = copy.copy(t)  # another Terminology object: a reloaded fhir_profiles/
     calls = []
     real = criteria._history
     monkeypatch.setattr(criteria, "_history", lambda *a: calls.append(a[2]) or real(*a))
-    build_profile(_resources(req), req["context"], other, today=ANCHOR)
+    build_profile(_resources(req), req["context"], other, PARAMS(), today=ANCHOR)
     assert calls == [other]
-    build_profile(_resources(req), req["context"], t, today=ANCHOR)
+    build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
     assert calls == [other], "the first terminology's entry is still there"
 
 
 def test_the_memo_is_bounded_by_the_records_it_holds(knowledge, monkeypatch):
     t = knowledge.terminology
     req = _order_select()
-    size = criteria._history(_resources(req), req["context"], t, ANCHOR).size
+    size = criteria._history(_resources(req), req["context"], t, PARAMS(), ANCHOR).size
     monkeypatch.setattr(criteria, "HISTORY_MEMO_RECORDS", size * 2)
     for days in range(5):
-        build_profile(_resources(req), req["context"], t, today=ANCHOR + dt.timedelta(days=days))
+        build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR + dt.timedelta(days=days))
     assert len(criteria._memo) == 2
     assert criteria._memo_records == 2 * size
 
@@ -168,7 +169,7 @@ def test_a_record_that_is_not_plain_json_is_read_without_the_memo(knowledge):
     req = _order_select()
     changed = copy.deepcopy(req)
     changed["prefetch"]["bigint"] = {"resourceType": "Basic", "id": "x", "extension": [{"valueInteger": 2 ** 80}]}
-    got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+    got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
     assert got == _fresh(req, t)
     assert len(criteria._memo) == 0
 

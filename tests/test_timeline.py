@@ -19,7 +19,7 @@ import pytest
 from cds_service.commands.profile import resources_and_context
 from cds_service.core.criteria import build_profile
 from cds_service.smart.timeline import drug_spans, render_svg, therapy_lines
-from criteria_builders import ROOT, SNOMED, cc, condition, med_statement, obs, patient, profile, terminology
+from criteria_builders import ROOT, SNOMED, cc, condition, med_statement, obs, parameters, patient, profile, terminology
 
 SVG = "{http://www.w3.org/2000/svg}"
 TODAY = date(2025, 6, 1)
@@ -160,7 +160,7 @@ def test_malformed_resources_do_not_break_the_picture():
             {"resourceType": "Condition", "code": {"text": "Secondary malignant neoplasm of bone"},
              "onsetDateTime": "20"},
             med("ok", "trastuzumab", "2024-01")]
-    p = build_profile(junk, {"patientId": "p1"}, terminology(), TODAY)
+    p = build_profile(junk, {"patientId": "p1"}, terminology(), parameters(), TODAY)
     labels = texts(parse(render_svg(p, junk, TODAY)))
     assert "trastuzumab" in labels
 
@@ -181,7 +181,7 @@ ANCHOR = dt.date(2026, 6, 1)  # the committed fixtures' anchor day (fixtures/bui
 @pytest.mark.parametrize("path", REQUESTS, ids=[p.stem for p in REQUESTS])
 def test_timeline_lines_equal_the_profile_lines(path: Path):
     resources, context = resources_and_context(json.loads(path.read_text(encoding="utf-8")))
-    p = build_profile(resources, context, terminology(), ANCHOR)
+    p = build_profile(resources, context, terminology(), parameters(), ANCHOR)
     root = parse(render_svg(p, resources, ANCHOR))
     assert drawn_lines(root) == [(ln.number, ln.start) for ln in p.lines]
     line = p.value("therapy.line")
@@ -193,7 +193,7 @@ def test_timeline_lines_equal_the_profile_lines(path: Path):
 def test_p18_and_p22_are_drawn_on_line_1_as_the_cards_say(name):
     path = ROOT / "fixtures" / "requests" / f"{name}.json"
     resources, context = resources_and_context(json.loads(path.read_text(encoding="utf-8")))
-    p = build_profile(resources, context, terminology(), ANCHOR)
+    p = build_profile(resources, context, terminology(), parameters(), ANCHOR)
     labels = texts(parse(render_svg(p, resources, ANCHOR)))
     assert p.value("therapy.line") == 1
     assert "L1" in labels and "L2" not in labels

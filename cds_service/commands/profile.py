@@ -48,6 +48,7 @@ def command(path: Path, as_json: bool, today, profiles_dir: Path | None) -> None
     from ..config import from_env
     from ..core.criteria import build_profile
     from ..core.knowledge import KnowledgeError
+    from ..core.knowledge.parameters import load_criteria_parameters
     from ..core.knowledge.terminology import load_terminology
 
     try:
@@ -57,11 +58,12 @@ def command(path: Path, as_json: bool, today, profiles_dir: Path | None) -> None
     if not isinstance(document, dict):
         raise click.ClickException(f"{path}: expected a JSON object")
     try:
-        terminology = load_terminology(profiles_dir or from_env().profiles_dir)
+        folder = profiles_dir or from_env().profiles_dir
+        terminology, parameters = load_terminology(folder), load_criteria_parameters(folder)
     except KnowledgeError as exc:
         raise click.ClickException(str(exc)) from None
     resources, context = resources_and_context(document)
-    profile = build_profile(resources, context, terminology, today.date() if today else dt.date.today())
+    profile = build_profile(resources, context, terminology, parameters, today.date() if today else dt.date.today())
     if as_json:
         click.echo(json.dumps(profile.to_json(), indent=2, ensure_ascii=False))
         return

@@ -70,7 +70,8 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
         return Advice((), profile)
     if profile is None:
         with stage("criteria"):
-            profile = build_profile(resources, context or {}, knowledge.terminology, today=today)
+            profile = build_profile(resources, context or {}, knowledge.terminology, knowledge.parameters,
+                                    today=today)
     all_findings = list(profile.findings) + list(findings or [])
     facts = _rule_facts(profile, findings, hook)
     with stage("rules"):

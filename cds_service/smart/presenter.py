@@ -110,7 +110,7 @@ def assess(resources: list[dict], patient_id: str, knowledge, today: dt.date,
     """
     context = {"patientId": patient_id, "userId": SMART_USER}
     try:
-        profile = build_profile(resources, context, knowledge.terminology, today)
+        profile = build_profile(resources, context, knowledge.terminology, knowledge.parameters, today)
     except Exception:
         log.exception("smart: build_profile failed", extra={"patient_id": patient_id})
         return Assessment(None, [], "The patient profile could not be built from this record (see the service log).",

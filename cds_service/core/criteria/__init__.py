@@ -14,7 +14,8 @@ explicitly) to facts and findings:
     intake → patient → her2 → receptors → observations → conditions
            → medications (episodes, drafts) → lines (+ taxane) → courses → ILD on T-DXd
 
-The thresholds come from ``fhir_profiles/parameters`` (``terminology.parameters``).
+The codes come from ``fhir_profiles/terminology`` (a ``Terminology``), the thresholds
+from ``fhir_profiles/parameters`` (``CriteriaParameters``): two artifacts, two arguments.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .conditions import condition_facts, ild_on_tdxd
 from .her2 import her2_facts
@@ -45,7 +47,7 @@ __all__ = ["build_profile", "clear_history_memo", "Course", "DraftOrder", "Fact"
 
 
 def build_profile(resources: list[Any], context: dict | None, terminology: Terminology,
-                  today: dt.date | None = None) -> PatientProfile:
+                  parameters: CriteriaParameters, today: dt.date | None = None) -> PatientProfile:
     """Build the profile for one hook call.
 
     ``resources`` are prefetch/fetch results in any mix (Bundles are opened,
@@ -55,17 +57,16 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     """
     today = today or dt.date.today()
     context = context if isinstance(context, dict) else {}
-    t = terminology
-    params = t.parameters
-    if params is None:
-        raise ValueError("terminology has no criteria parameters (load it with load_terminology)")
+    t, params = terminology, parameters
+    if not isinstance(params, CriteriaParameters):
+        raise TypeError("build_profile needs the criteria parameters (knowledge.parameters)")
 
-    h = _remembered_history(resources, context, t, today)
+    h = _remembered_history(resources, context, t, params, today)
     intake, episodes, progression, conditions = h.intake, list(h.episodes), list(h.progression), h.conditions
     derived = Derived(dict(h.facts), list(h.findings), list(h.notices))
     draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
     derived.merge(draft_facts)
-    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t)
+    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t, params)
     derived.merge(therapy)
     derived.merge(ild_on_tdxd(h.ild_conditions, episodes, t))
     derived.merge(progression_facts(progression, history.lines, intake, t, params))
@@ -89,7 +90,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
 
 @dataclass(frozen=True)
 class _History:
-    """What the record says before the drafts are read: a function of (resources, draft ids, today, terminology).
+    """What the record says before the drafts are read: a function of (resources, draft ids, today, knowledge).
 
     Its facts, findings and notices are a snapshot; ``build_profile`` copies
     them into a fresh ``Derived`` before adding the draft-dependent steps, so
@@ -107,17 +108,18 @@ class _History:
     size: int  # records held, for the memo's bound
 
 
-def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> _History:
+def _history(resources: list[Any], context: dict, t: Terminology, params: CriteriaParameters,
+             today: dt.date) -> _History:
     intake = read_resources(resources, context, t)
     derived = Derived().merge(intake.out)
-    derived.merge(patient_facts(intake.patient, intake.menopausal, t, today, intake.oophorectomy))
-    derived.merge(her2_facts(intake, t, t.parameters))
-    derived.merge(receptor_facts(intake, t, t.parameters))
-    observed, progression = observation_facts(intake, t, today)
+    derived.merge(patient_facts(intake.patient, intake.menopausal, t, params, today, intake.oophorectomy))
+    derived.merge(her2_facts(intake, t, params))
+    derived.merge(receptor_facts(intake, t, params))
+    observed, progression = observation_facts(intake, t, params, today)
     derived.merge(observed)
-    conditions, ild_conditions = condition_facts(intake, t, today)
+    conditions, ild_conditions = condition_facts(intake, t, params, today)
     derived.merge(conditions)
-    med_facts, episodes = medication_history(intake, t, today)
+    med_facts, episodes = medication_history(intake, t, params, today)
     derived.merge(med_facts)
     return _History(intake, tuple(derived.facts.items()), tuple(derived.findings), tuple(derived.notices),
                     tuple(progression), conditions, ild_conditions, tuple(episodes), len(intake.records) + 1)
@@ -128,15 +130,15 @@ def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date
 # reading the record again gives the same answer.  The key is the content of every resource
 # (orjson bytes, so 1, 1.0 and true differ, hashed with blake2b), the ids of this call's drafts
 # (the intake leaves them out of the history), today (ages, "current" medications) and the
-# loaded terminology (the entry keeps it and is used only for that same object, so a reloaded
-# knowledge folder never meets an old entry).  The drafts themselves, and all that depends on
+# loaded terminology and parameters (the entry keeps them and is used only for those same objects,
+# so a reloaded knowledge folder never meets an old entry).  The drafts themselves, and all that depends on
 # them (lines, courses, progression on therapy), are read fresh on every call.  Bounded by the
 # records held (a 1,000-resource patient weighs 1,000), oldest out first: an entry keeps the
 # request's parsed resources alive (about 4 KB a record measured at 1,000 resources, more with
 # what the history derives), so 5,000 records are 20–30 MB per worker: a hundred typical charts,
 # or five very large ones.
 HISTORY_MEMO_RECORDS = 5_000
-_memo: OrderedDict[tuple, tuple[Terminology, _History]] = OrderedDict()
+_memo: OrderedDict[tuple, tuple[Terminology, CriteriaParameters, _History]] = OrderedDict()
 _memo_records = 0
 _memo_lock = threading.Lock()
 
@@ -149,32 +151,34 @@ def clear_history_memo() -> None:
         _memo_records = 0
 
 
-def _memo_key(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> tuple | None:
+def _memo_key(resources: list[Any], context: dict, t: Terminology, params: CriteriaParameters,
+              today: dt.date) -> tuple | None:
     try:
         content = hashlib.blake2b(orjson.dumps(resources), digest_size=20).digest()
         drafts = tuple(sorted(draft_ids(context)))
     except (TypeError, ValueError, orjson.JSONEncodeError, KeyError, AttributeError):
         return None  # not plain JSON (an integer beyond 64 bits, an odd draft id): read without the memo
-    return content, drafts, today.toordinal(), id(t)
+    return content, drafts, today.toordinal(), id(t), id(params)
 
 
-def _remembered_history(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> _History:
+def _remembered_history(resources: list[Any], context: dict, t: Terminology, params: CriteriaParameters,
+                        today: dt.date) -> _History:
     global _memo_records
-    key = _memo_key(resources, context, t, today)
+    key = _memo_key(resources, context, t, params, today)
     if key is not None:
         with _memo_lock:
             hit = _memo.get(key)
-            if hit is not None and hit[0] is t:
+            if hit is not None and hit[0] is t and hit[1] is params:
                 _memo.move_to_end(key)
-                return hit[1]
-    h = _history(resources, context, t, today)
+                return hit[2]
+    h = _history(resources, context, t, params, today)
     if key is not None and h.size <= HISTORY_MEMO_RECORDS:
         with _memo_lock:
             old = _memo.pop(key, None)
             if old is not None:
-                _memo_records -= old[1].size
-            _memo[key] = (t, h)
+                _memo_records -= old[2].size
+            _memo[key] = (t, params, h)
             _memo_records += h.size
             while _memo_records > HISTORY_MEMO_RECORDS and _memo:
-                _memo_records -= _memo.popitem(last=False)[1][1].size
+                _memo_records -= _memo.popitem(last=False)[1][2].size
     return h

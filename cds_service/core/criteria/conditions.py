@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from .. import parse as fp
+from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .intake import Intake
 from .profile import Derived, MedEpisode
@@ -61,7 +62,7 @@ def staged_metastatic(intake: Intake, t: Terminology) -> list[tuple[dt.date | No
     return out
 
 
-def condition_facts(intake: Intake, t: Terminology, today: dt.date | None = None) -> tuple[Derived, list[dict]]:
+def condition_facts(intake: Intake, t: Terminology, params: CriteriaParameters, today: dt.date | None = None) -> tuple[Derived, list[dict]]:
     """breast_cancer, metastatic(.sites/.date), brain_mets(.activity), ild, pregnancy,
     renal.severe_impairment; also the ILD Conditions."""
     out = Derived()
@@ -124,7 +125,7 @@ def condition_facts(intake: Intake, t: Terminology, today: dt.date | None = None
     out.set("ild", bool(ild), ild)
     out.set("renal.severe_impairment", bool(renal), renal)
     _pregnancy(pregnant, ended, out)
-    _hcg(intake.of_kind("hcg"), ended, t, today, out)
+    _hcg(intake.of_kind("hcg"), ended, t, today, params.hcg_lookback_days, out)
     return out, [c for c in intake.conditions if fp.reference_of(c) in ild]
 
 
@@ -166,15 +167,15 @@ def _hcg_result(obs: dict, t: Terminology) -> str | None:
 
 
 def _hcg(observations: list[dict], ended: list[dt.date], t: Terminology, today: dt.date | None,
-         out: Derived) -> None:
+         lookback_days: int, out: Derived) -> None:
     """pregnancy.hcg_positive: the newest readable hCG of the last hcg-lookback-days is positive, and
     no end of pregnancy is recorded after it (knowledge file §2.6: "confirm pregnancy status";
     tumours can secrete hCG, so this is read as a question, not as a pregnancy)."""
     name = "pregnancy.hcg_positive"
-    if today is None or t.parameters is None:
+    if today is None:
         out.set(name, False)
         return
-    since = today - dt.timedelta(days=t.parameters.hcg_lookback_days)
+    since = today - dt.timedelta(days=lookback_days)
     for date, obs in newest_final(observations, "pregnancy test", out):
         result = _hcg_result(obs, t)
         if result is None:

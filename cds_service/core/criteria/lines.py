@@ -39,15 +39,15 @@ class TherapyHistory:
 
 
 def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], progression: list[dt.date],
-                  metastatic: Derived, today: dt.date, t: Terminology) -> tuple[Derived, TherapyHistory]:
+                  metastatic: Derived, today: dt.date, t: Terminology,
+                  params: CriteriaParameters) -> tuple[Derived, TherapyHistory]:
     """therapy.regimen.ingredients, therapy.prior_metastatic_*, therapy.line and taxane.*.
 
     ``metastatic`` holds the ``metastatic`` and ``metastatic.date`` facts of
     the conditions step; ``progression`` the dates of "worsened" results;
-    ``t`` gives the criteria parameters, the anticancer drug classes a regimen
-    is made of (CodeSystem-drug-class) and the trastuzumab-based ValueSet.
+    ``t`` gives the anticancer drug classes a regimen is made of
+    (CodeSystem-drug-class) and the trastuzumab-based ValueSet; ``params`` the windows.
     """
-    params = t.parameters
     anticancer = t.anticancer_classes
     out = Derived()
     window = params.line_of_therapy_window_days

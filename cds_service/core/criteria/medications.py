@@ -39,7 +39,7 @@ _REQUEST_STATE = {"active": "active", "on-hold": "active", "completed": "past", 
 
 # -- episodes -------------------------------------------------------------------
 
-def medication_history(intake: Intake, t: Terminology, today: dt.date) -> tuple[Derived, list[MedEpisode]]:
+def medication_history(intake: Intake, t: Terminology, params: CriteriaParameters, today: dt.date) -> tuple[Derived, list[MedEpisode]]:
     """meds.{active,past,ever}.{ingredients,classes} and the episodes behind them."""
     out = Derived()
     episodes = []
@@ -52,7 +52,7 @@ def medication_history(intake: Intake, t: Terminology, today: dt.date) -> tuple[
             continue
         if e is not None:
             episodes.append(e)
-    episodes = current_by_administration(episodes, t, today, t.parameters)
+    episodes = current_by_administration(episodes, t, today, params)
     for state in ("active", "past", "ever"):
         chosen = episodes if state == "ever" else [e for e in episodes if e.state == state]
         refs = [e.ref for e in chosen]

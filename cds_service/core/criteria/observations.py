@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from .. import parse as fp
+from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .intake import Intake
 from .profile import Derived
@@ -27,14 +28,14 @@ _ANC_PER_MM3 = {"10*3/ul": 1000, "10^3/ul": 1000, "k/ul": 1000, "x10e3/ul": 1000
                 "/ul": 1, "/mm3": 1, "cells/ul": 1, "cells/mm3": 1, "{cells}/ul": 1}
 
 
-def observation_facts(intake: Intake, t: Terminology, today: dt.date) -> tuple[Derived, list[tuple[dt.date, str]]]:
+def observation_facts(intake: Intake, t: Terminology, params: CriteriaParameters, today: dt.date) -> tuple[Derived, list[tuple[dt.date, str]]]:
     """pik3ca, ecog, lvef.*, liver.*_x_uln and disease.progression; also every (date, ref) of progression."""
     out = Derived()
     _pik3ca(intake.of_kind("genetic-variant"), t, out)
     _ecog(intake.of_kind("ecog"), t, today, out)
-    _lvef(intake.of_kind("lvef"), today, out, t.parameters.lvef_default_lln_percent)
+    _lvef(intake.of_kind("lvef"), today, out, params.lvef_default_lln_percent)
     for kind, name, default, unit in LIVER_LABS:
-        _x_uln(intake.of_kind(kind), name, out, (getattr(t.parameters, default), unit))
+        _x_uln(intake.of_kind(kind), name, out, (getattr(params, default), unit))
     _anc(intake.of_kind("neutrophils"), out)
     progression = _disease_status(intake.of_kind("disease-status"), t, out)
     return out, progression

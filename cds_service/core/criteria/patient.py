@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 from .. import parse as fp
+from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .profile import Derived
 from .readings import FINAL
 
 
-def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, today: dt.date,
-                  oophorectomy: list[dict] = ()) -> Derived:
+def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, params: CriteriaParameters,
+                  today: dt.date, oophorectomy: list[dict] = ()) -> Derived:
     """patient.age, patient.sex and patient.menopausal (see ``menopausal_status``)."""
     out = Derived()
     p = patient or {}
@@ -27,7 +28,8 @@ def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, 
             else "birth date has no day; age approximate")
     gender = p.get("gender")
     out.set("patient.sex", gender if gender in ("female", "male", "other", "unknown") else "unknown", ref)
-    out.set("patient.menopausal", *menopausal_status(p.get("gender"), age, menopausal, oophorectomy, t))
+    out.set("patient.menopausal", *menopausal_status(p.get("gender"), age, menopausal, oophorectomy, t,
+                                                        params.postmenopausal_age_years))
     return out
 
 
@@ -37,11 +39,11 @@ _NOT_A_CONDITION = {"entered-in-error", "refuted"}
 
 
 def menopausal_status(gender, age: int | None, observations: list[dict], oophorectomy: list[dict],
-                      t: Terminology) -> tuple[str, tuple[str, ...], str]:
+                      t: Terminology, by_age: int) -> tuple[str, tuple[str, ...], str]:
     """(pre | post | unknown, references, how) for ``patient.menopausal``.
 
     NCCN's definition of menopause: prior bilateral oophorectomy, or age
-    >= 60, or a recorded postmenopausal state.  A recorded status otherwise
+    >= ``by_age`` (60, parameter postmenopausal-age-years), or a recorded postmenopausal state.  A recorded status otherwise
     wins (newest final Observation).  A woman under 60 with no record is
     ``unknown``: chemotherapy-induced amenorrhoea can reverse, so no age or
     amenorrhoea guess is made below 60 (knowledge file, "Menopausal status").
@@ -61,8 +63,7 @@ def menopausal_status(gender, age: int | None, observations: list[dict], oophore
             value = value or t.translate_codeable("menopausal-status", cc)
         if value and (best is None or (fp.observation_date(obs) or dt.date.min) >= best[0]):
             best = (fp.observation_date(obs) or dt.date.min, value, fp.reference_of(obs))
-    by_age = t.parameters.postmenopausal_age_years if t.parameters else None
-    if age is not None and by_age is not None and age >= by_age:
+    if age is not None and age >= by_age:
         refs = (best[2],) if best and best[1] == "post" else ()
         return "post", refs, f"age {age} (NCCN: postmenopausal from age {by_age})"
     if best and best[1] in ("pre", "post"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import KnowledgeError
 from ..rules.loading import load_rulebook
 from ..rules.model import Rulebook
+from .parameters import CriteriaParameters, load_criteria_parameters
 from .services import Services, load_services
 from .terminology import Terminology, load_terminology
 
@@ -23,7 +24,8 @@ __all__ = ["Knowledge", "KnowledgeError", "load_knowledge"]
 
 @dataclass(frozen=True)
 class Knowledge:
-    terminology: Terminology
+    terminology: Terminology  # codes, value sets, drug classes (fhir_profiles/terminology)
+    parameters: CriteriaParameters  # the criteria's thresholds (fhir_profiles/parameters)
     rulebook: Rulebook
     services: Services  # the CDS services and their prefetch (fhir_profiles/services)
 
@@ -58,7 +60,8 @@ def load_knowledge(settings) -> Knowledge:
             return cached
     terminology = load_terminology(settings.profiles_dir)
     rulebook = load_rulebook(settings.profiles_dir)
-    knowledge = Knowledge(terminology=terminology, rulebook=_with_class_words(rulebook, terminology),
+    knowledge = Knowledge(terminology=terminology, parameters=load_criteria_parameters(settings.profiles_dir),
+                          rulebook=_with_class_words(rulebook, terminology),
                           services=load_services(settings.profiles_dir, terminology))
     with _cache_lock:
         _CACHE[key] = knowledge

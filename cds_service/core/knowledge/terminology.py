@@ -19,7 +19,6 @@ from typing import Iterable, Mapping
 
 from ..errors import KnowledgeError
 from .artifact import fail, read_json, validate_r4
-from .parameters import CriteriaParameters, load_criteria_parameters
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -89,7 +88,7 @@ class Terminology:
     """Immutable look-up tables built from the artifacts."""
 
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
-                 drugs_by_code, drugs_by_name, name_pattern, artifacts, parameters=None, valueset_codes=None,
+                 drugs_by_code, drugs_by_name, name_pattern, artifacts, valueset_codes=None,
                  displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset(), phrases=None, standard_schedules=None,
                  short_names=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
@@ -101,8 +100,6 @@ class Terminology:
         self._drugs_by_name: Mapping[str, Drug] = drugs_by_name
         self._name_pattern: re.Pattern | None = name_pattern
         self.artifacts: tuple[str, ...] = artifacts
-        # the criteria's thresholds (fhir_profiles/parameters), loaded with the codes they qualify
-        self.parameters: CriteriaParameters | None = parameters
         self._vs_codes: Mapping[str, tuple[tuple[str, str], ...]] = valueset_codes or MappingProxyType({})
         # (system, code) → display, and artifact id → title: the words the SMART page shows
         self._displays: Mapping[tuple[str, str], str] = displays or {}
@@ -282,8 +279,8 @@ def _walk_concepts(concepts: Iterable[dict], parents: tuple[str, ...] = ()):
 def load_terminology(profiles_dir) -> Terminology:
     """Read every artifact under ``profiles_dir/terminology`` and build the look-up tables.
 
-    The criteria parameters (``profiles_dir/parameters/Parameters-criteria.json``)
-    are loaded here too, so every caller that builds a profile has them.
+    Codes only: the criteria's thresholds are ``knowledge.parameters``
+    (``load_criteria_parameters``), a separate artifact with its own loader.
     """
     folder = Path(profiles_dir) / "terminology"
     files = sorted(folder.glob("*.json"))
@@ -400,7 +397,7 @@ def load_terminology(profiles_dir) -> Terminology:
         map_prefixes=MappingProxyType({k: MappingProxyType(v) for k, v in map_prefix.items()}),
         drugs_by_code=MappingProxyType(drugs_by_code), drugs_by_name=MappingProxyType(drugs_by_name),
         name_pattern=pattern, artifacts=tuple(sorted(docs)),
-        parameters=load_criteria_parameters(profiles_dir), valueset_codes=MappingProxyType(vs_codes),
+        valueset_codes=MappingProxyType(vs_codes),
         displays=MappingProxyType(displays), titles=MappingProxyType(titles),
         intervals=MappingProxyType(intervals), broader=MappingProxyType(broader),
         standard_schedules=MappingProxyType(schedules),
