@@ -46,3 +46,21 @@ def test_unreadable_resource_is_reported_on_a_data_quality_card(client):
     cards = client.post("/cds-services/her2-mbc-order-select", json=body).get_json()["cards"]
     d4 = [c for c in cards if c["extension"]["org.her2-cds.rule"]["id"] == "D4"]
     assert d4 and "id that is not a string" in d4[0]["detail"]
+
+
+def test_a_bundle_is_opened_the_same_way_by_the_client_and_the_intake():
+    """One reading of a Bundle's entries (core.parse.entry_resources): search outcomes are not part of
+    the record; an entry holding no resource is dropped by the FHIR client and reported by the intake."""
+    from cds_service.core.criteria.intake import read_resources
+    from cds_service.core.parse import bundle_resources
+    from criteria_builders import patient, terminology
+
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing"}]}
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": patient()}, {"resource": outcome, "search": {"mode": "outcome"}},
+        {"fullUrl": "urn:uuid:1"}, "junk"]}
+    assert [r["resourceType"] for r in bundle_resources(bundle)] == ["Patient"]
+    intake = read_resources([bundle], {"patientId": "p1"}, terminology())
+    assert intake.patient is not None
+    assert [f.code for f in intake.out.findings] == ["malformed-resource"]
+    assert "NoneType" in intake.out.findings[0].message

@@ -160,13 +160,15 @@ def read_draft_orders(files: tuple[Path, ...], patient: str) -> list[dict]:
     A draft-order file is a template reused across patients, so its
     ``subject`` is set to the invoked patient, as the EHR would.
     """
+    from ..core.parse import entry_resources
+
     orders = []
     for f in files:
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise click.BadParameter(f"{f}: {exc}", param_hint="--draft-order") from None
-        items = [e.get("resource") for e in data.get("entry") or []] if data.get("resourceType") == "Bundle" else [data]
+        items = list(entry_resources(data)) if data.get("resourceType") == "Bundle" else [data]
         for res in items:
             if not isinstance(res, dict) or not res.get("resourceType"):
                 raise click.BadParameter(f"{f}: not a FHIR resource", param_hint="--draft-order")

@@ -16,10 +16,12 @@ import click
 
 def resources_and_context(document: dict) -> tuple[list[dict], dict]:
     """A Bundle → its resources (no context); a CDS Hooks request → prefetch values + context."""
+    from ..core.parse import entry_resources
+
     if document.get("resourceType") == "Bundle":
-        resources = [e.get("resource") for e in document.get("entry") or () if isinstance(e, dict)]
+        resources = [r for r in entry_resources(document) if r is not None]
         patient_ids = [r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"]
-        return [r for r in resources if r is not None], {"patientId": patient_ids[0] if patient_ids else None}
+        return resources, {"patientId": patient_ids[0] if patient_ids else None}
     if "hook" in document or "context" in document:
         prefetch = document.get("prefetch") or {}
         return [v for v in prefetch.values() if isinstance(v, dict)], dict(document.get("context") or {})

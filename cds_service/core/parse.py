@@ -141,6 +141,32 @@ def _check_r4(resource: dict) -> tuple[str, str] | None:
 
 # -- dates ------------------------------------------------------------------
 
+def entry_resources(bundle: dict) -> Iterable[Any]:
+    """What each entry of a Bundle holds as its ``resource``, in order, object or not.
+
+    Entries that are not objects are passed over, and so are search outcomes
+    (``search.mode = outcome``: an OperationOutcome about the search, not part
+    of the record).  The one reading of a Bundle's entries: the FHIR client and
+    the intake both open Bundles with it, and each decides what a malformed
+    resource is worth (the client drops it, the intake reports it).
+    """
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        yield entry.get("resource")
+
+
+def bundle_resources(bundle: dict) -> list[dict]:
+    """The resources of a Bundle's entries (``entry_resources``), only those shaped like one."""
+    return [r for r in entry_resources(bundle) if isinstance(r, dict) and isinstance(r.get("resourceType"), str)]
+
+
 def parse_date(value: Any) -> dt.date | None:
     """The calendar date of a FHIR date/dateTime/instant (partial dates: first day)."""
     if not isinstance(value, str) or len(value) < 4:

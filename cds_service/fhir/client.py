@@ -38,6 +38,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..core.criteria import Finding
+from ..core.parse import bundle_resources
 from . import capped_read
 from .egress import EgressAdapter, EgressPolicy, EgressRefused, ResponseTooLarge
 
@@ -262,27 +263,6 @@ def _status_message(status: int, path: str) -> str:
 def same_server(url: str, base: str) -> bool:
     a, b = urlsplit(url), urlsplit(base)
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-def bundle_resources(bundle: dict) -> list[dict]:
-    """Resources of a Bundle's entries, skipping entries that are not objects.
-
-    Search-outcome OperationOutcomes (``search.mode = outcome``) are dropped.
-    """
-    out = []
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        return out
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        res = entry.get("resource")
-        if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
-            search = entry.get("search")
-            if isinstance(search, dict) and search.get("mode") == "outcome":
-                continue
-            out.append(res)
-    return out
 
 
 def next_link(bundle: dict) -> str | None:

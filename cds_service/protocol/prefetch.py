@@ -27,7 +27,8 @@ from flask import has_request_context
 
 from ..core.criteria import Finding
 from ..errors import ApiError, Issue
-from ..fhir.client import FetchResult, FhirClient, bundle_resources, next_link, read_failure
+from ..core.parse import bundle_resources
+from ..fhir.client import FetchResult, FhirClient, next_link, read_failure
 from ..fhir.egress import EgressPolicy
 from ..logs import request_id
 

@@ -62,9 +62,8 @@ def draft_bundle(context: dict) -> dict:
 
 
 def draft_entries(context: dict) -> list[dict]:
-    entries = draft_bundle(context).get("entry")
-    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)] \
-        if isinstance(entries, list) else []
+    """The draft resources of ``context.draftOrders`` (``parse.bundle_resources``: the one reading of a Bundle)."""
+    return fp.bundle_resources(draft_bundle(context))
 
 
 def draft_ids(context: dict) -> set[str]:
@@ -117,8 +116,7 @@ def _flatten(resources: Iterable[Any], out: Derived) -> Iterable[dict]:
             out.finding("malformed-resource", f"a prefetch item is a {type(r).__name__}, not a resource; skipped")
             continue
         if r.get("resourceType") == "Bundle":
-            entries = r.get("entry") if isinstance(r.get("entry"), list) else ()
-            yield from _flatten((e.get("resource") for e in entries if isinstance(e, dict)), out)
+            yield from _flatten(fp.entry_resources(r), out)
         else:
             yield r
 
