@@ -12,7 +12,7 @@ labs (haemoglobin, creatinine, …) that the criteria should skip cheaply
 ``patient(n)`` returns ``{prefetch key: [resources]}`` with exactly ``n``
 resources in all (the Patient included); ``request(hook, p)`` wraps that in
 a CDS Hooks request with one searchset Bundle per prefetch key, exactly the
-keys of ``discovery.PREFETCH``.
+keys the shipped ``fhir_profiles/services`` publish (``PREFETCH_KEYS``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ import datetime as dt
 import random
 import uuid
 
-from cds_service.protocol.discovery import PREFETCH
+from cds_service.config import Settings
+from cds_service.core.knowledge import load_knowledge
+
+#: The prefetch keys of the shipped knowledge, in published order: a benchmark request answers each.
+PREFETCH_KEYS = tuple(load_knowledge(Settings()).services.queries)
 
 LOINC = "http://loinc.org"
 SCT = "http://snomed.info/sct"
@@ -157,7 +161,7 @@ _SUPPORTIVE = (("26225", "ondansetron"), ("3264", "dexamethasone"), ("161", "ace
 def core(m: _Maker) -> dict[str, list[dict]]:
     """The clinically relevant core (21 resources, 22 with a menopausal status key)."""
     met_days = 400
-    out: dict[str, list[dict]] = {k: [] for k in PREFETCH}
+    out: dict[str, list[dict]] = {k: [] for k in PREFETCH_KEYS}
     out["patient"] = [{
         "resourceType": "Patient", "id": m.pid, "gender": "female", "birthDate": "1966-05-14",
         "name": [{"family": "Synthetic", "given": ["Bench"]}],
@@ -291,7 +295,7 @@ def searchset(resources: list[dict]) -> dict:
 
 def prefetch_of(p: dict[str, list[dict]]) -> dict:
     out = {}
-    for key in PREFETCH:
+    for key in PREFETCH_KEYS:
         if key == "patient":
             out[key] = p["patient"][0]
         else:

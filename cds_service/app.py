@@ -64,8 +64,7 @@ def create_app(settings: config_mod.Settings | None = None, **overrides) -> Flas
     app.register_blueprint(ops_bp)
     app.register_blueprint(openapi_bp)
     from .metrics import init_app as init_metrics
-    from .protocol.discovery import SERVICES
-    init_metrics(app, service_ids=SERVICES)
+    init_metrics(app, service_ids=app.extensions["her2cds.knowledge"].services.by_id)
     from .smart import bp as smart_bp
     app.register_blueprint(smart_bp)
 

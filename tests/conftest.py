@@ -32,9 +32,8 @@ from hypothesis import HealthCheck, settings
 from jsonschema import Draft202012Validator
 
 from cds_service import create_app
-from cds_service.config import Settings
-from cds_service.core.knowledge import load_knowledge
-from cds_service.protocol.discovery import PREFETCH
+
+from shipped import KNOWLEDGE, PREFETCH
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "cds_service" / "schemas"
@@ -149,7 +148,7 @@ def card_rules(resp) -> list[str]:
 @pytest.fixture(scope="session")
 def knowledge():
     """The shipped knowledge, loaded once per session (and shared with every ``create_app``)."""
-    return load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles"))
+    return KNOWLEDGE
 
 
 @pytest.fixture(scope="session")

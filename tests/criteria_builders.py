@@ -7,8 +7,8 @@ import itertools
 from pathlib import Path
 
 from cds_service.core.criteria import build_profile
-from cds_service.config import Settings
-from cds_service.core.knowledge import load_knowledge
+
+from shipped import KNOWLEDGE
 
 ROOT = Path(__file__).resolve().parent.parent
 LOINC = "http://loinc.org"
@@ -19,25 +19,16 @@ ATC = "http://www.whocc.no/atc"
 TODAY = dt.date(2025, 6, 1)
 
 _ids = itertools.count(1)
-_TERM = None
-
-
-def _knowledge():
-    """The shipped knowledge, the same object the apps of this test session use (loaded once)."""
-    global _TERM
-    if _TERM is None:
-        _TERM = load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles"))
-    return _TERM
 
 
 def terminology():
     """The shipped terminology (codes, value sets, drug classes)."""
-    return _knowledge().terminology
+    return KNOWLEDGE.terminology
 
 
 def parameters():
     """The shipped criteria parameters (thresholds)."""
-    return _knowledge().parameters
+    return KNOWLEDGE.parameters
 
 
 def profile(*resources, context=None, today=TODAY):

@@ -69,3 +69,16 @@ def test_importing_the_core_loads_no_web_or_database_library(module):
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=ROOT.parent).stdout.strip()
     assert loaded == "", f"importing {module} loaded {loaded}"
+
+
+def test_the_prefetch_gathering_needs_no_flask():
+    """``protocol.prefetch`` runs outside a request (tools, tests): the hooks hand it the request id.
+
+    Same fresh-interpreter look as above, so an indirect import (a log helper that reads
+    ``flask.g``) is caught too.
+    """
+    code = ("import sys, cds_service.protocol.prefetch\n"
+            "print(','.join(sorted(m for m in ('flask', 'werkzeug') if m in sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=ROOT.parent).stdout.strip()
+    assert loaded == "", f"importing cds_service.protocol.prefetch loaded {loaded}"

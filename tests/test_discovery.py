@@ -9,9 +9,10 @@ from pathlib import Path
 from cds_service import create_app
 from cds_service.config import Settings
 from cds_service.core.knowledge import load_knowledge
-from cds_service.protocol.discovery import (
-    OBSERVATION_QUERIES, PORTABLE_PARAMETERS, PREFETCH, PREFETCH_KEYS, discovery_document, query_codes,
-)
+from cds_service.core.knowledge.services import PORTABLE_PARAMETERS
+from cds_service.protocol.discovery import discovery_document
+
+from shipped import KNOWLEDGE, PREFETCH
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINOLOGY = ROOT / "fhir_profiles" / "terminology"
@@ -68,7 +69,8 @@ def test_generated_document_is_the_reviewed_one():
 
 def test_every_observation_valueset_is_queried():
     """A LOINC ValueSet the criteria classify results with must be fetched, or its results never arrive."""
-    queried = {vs for valuesets in OBSERVATION_QUERIES.values() for vs in valuesets}
+    queried = {vs for q in KNOWLEDGE.services.queries.values() if q.resource_type == "Observation"
+               for vs in q.valuesets}
     loinc_sets = set()
     for path in TERMINOLOGY.glob("ValueSet-*.json"):
         vs = json.loads(path.read_text())
@@ -79,13 +81,13 @@ def test_every_observation_valueset_is_queried():
 
 
 def test_prefetch_keys_and_templates_agree():
-    assert tuple(PREFETCH) == PREFETCH_KEYS
+    assert tuple(KNOWLEDGE.services.templates) == tuple(KNOWLEDGE.services.queries)
 
 
 def test_menopausal_status_is_prefetched_by_code_not_value():
     """value-concept is not supported by major EHR FHIR APIs (issue 12): menopausal status is searched by code."""
-    terminology = load_knowledge(Settings()).terminology
-    assert {code for _, code in query_codes(terminology, "menopausalStatus")} == {"161712005"}
+    codes = KNOWLEDGE.services.codes(KNOWLEDGE.terminology, "menopausalStatus")
+    assert {code for _, code in codes} == {"161712005"}
     assert "code=http://snomed.info/sct|161712005" in PREFETCH["menopausalStatus"]
 
 

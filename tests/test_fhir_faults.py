@@ -18,11 +18,11 @@ from cds_service.fhir.client import PUBLIC_ERROR
 from cds_service.core.advice import Advice
 from cds_service.core.cards import IssuedCard
 from cds_service.protocol import hooks
-from cds_service.protocol.discovery import PREFETCH
 
 from conftest import LOOPBACK_FHIR, empty_prefetch, hook_request
-from log_capture import capture_log
 from fake_fhir import FakeFhir, empty_bundle, send_json
+from log_capture import capture_log
+from shipped import PREFETCH
 
 TOKEN = "tok-123-never-logged"
 

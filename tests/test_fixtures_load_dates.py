@@ -22,9 +22,10 @@ from cds_service.commands.fixtures_cmd import ANCHOR_TAG_SYSTEM
 from cds_service.core import advice
 from cds_service.core.date_shift import shift_resource
 from cds_service.protocol import prefetch as service_prefetch
-from cds_service.protocol.discovery import SERVICES, prefetch_templates
+from cds_service.protocol.discovery import prefetch_templates
 
 from conftest import fixture_generator
+from shipped import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 PATIENTS = ROOT / "fixtures" / "patients"

@@ -18,9 +18,8 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.protocol.discovery import PREFETCH, SERVICES
-
 from conftest import fixture_generator
+from shipped import PREFETCH, SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

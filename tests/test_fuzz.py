@@ -24,10 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds_service import create_app
-from cds_service.protocol.discovery import SERVICES
 from cds_service.auth.jwt_tokens import generate_private_key, mint_token, private_key_pem, public_jwk
 
 from conftest import examples
+from shipped import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TEXTS = {p.stem: p.read_text() for p in sorted((ROOT / "fixtures" / "requests").glob("*.json"))}

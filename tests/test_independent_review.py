@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from cds_service.core.advice import advise
-from cds_service.protocol.discovery import SERVICES
+
+from shipped import SERVICES
 
 HERE = Path(__file__).resolve().parent / "independent"
 sys.path.insert(0, str(HERE))

@@ -29,7 +29,8 @@ import pytest
 import yaml
 
 from cds_service.core.advice import advise
-from cds_service.protocol.discovery import SERVICES
+
+from shipped import SERVICES
 
 TESTS = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("independent_review", TESTS / "independent2" / "review.py")

@@ -6,9 +6,9 @@ import pytest
 from cds_service.core.advice import Advice
 from cds_service.core.cards import IssuedCard
 from cds_service.protocol import hooks
-from cds_service.protocol.discovery import PREFETCH
 
 from conftest import empty_prefetch, hook_request, searchset
+from shipped import PREFETCH
 from store_rows import audit_rows
 
 TOKEN = "secret-access-token-xyz"

@@ -9,22 +9,23 @@ from click.testing import CliRunner
 from openapi_spec_validator import validate
 
 from cds_service.cli import cli
-from cds_service.protocol.discovery import SERVICES
 from cds_service.protocol.openapi import SCHEMA_FILES, build_document, document_text
 from cds_service.protocol.validation import load_schema
+
+from shipped import KNOWLEDGE, SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "docs" / "openapi.json"
 
 
 def test_document_is_valid_openapi_3_1():
-    document = build_document()
+    document = build_document(KNOWLEDGE.services)
     assert document["openapi"].startswith("3.1")
     validate(document)  # raises on any violation of the OpenAPI 3.1 schema or a dangling $ref
 
 
 def test_shipped_copy_equals_the_generated_document():
-    assert SHIPPED.read_text(encoding="utf-8") == document_text(), \
+    assert SHIPPED.read_text(encoding="utf-8") == document_text(KNOWLEDGE.services), \
         "docs/openapi.json is stale: run `her2-cds openapi --output docs/openapi.json`"
 
 
@@ -40,7 +41,7 @@ def test_check_option_detects_a_stale_copy(tmp_path):
 def test_served_document_is_the_generated_one(client):
     resp = client.get("/openapi.json")
     assert resp.status_code == 200 and resp.mimetype == "application/json"
-    assert resp.get_json() == build_document()
+    assert resp.get_json() == build_document(KNOWLEDGE.services)
 
 
 def test_served_without_a_token(tmp_path):
@@ -52,7 +53,7 @@ def test_served_without_a_token(tmp_path):
 
 def test_bodies_are_the_validation_schemas_not_copies():
     """Each schema file appears once, with its $defs lifted beside it and local $refs rewritten."""
-    schemas = build_document()["components"]["schemas"]
+    schemas = build_document(KNOWLEDGE.services)["components"]["schemas"]
     for name, component in SCHEMA_FILES.items():
         source = load_schema(name)
         defs = source.pop("$defs", {})
@@ -64,7 +65,7 @@ def test_bodies_are_the_validation_schemas_not_copies():
 
 
 def test_every_service_hook_feedback_and_probe_is_described(app):
-    document = build_document()
+    document = build_document(KNOWLEDGE.services)
     paths = document["paths"]
     for service in SERVICES.values():
         post = paths[f"/cds-services/{service.id}"]["post"]
@@ -94,7 +95,7 @@ def test_request_examples_are_answered_as_documented(app, client, response_valid
     from conftest import issue_card
     from cds_service.storage import issued_cards
 
-    paths = build_document()["paths"]
+    paths = build_document(KNOWLEDGE.services)["paths"]
     for service in SERVICES.values():
         example = paths[f"/cds-services/{service.id}/feedback"]["post"]["requestBody"]["content"]
         card = example["application/json"]["examples"]["synthetic"]["value"]["feedback"][0]["card"]

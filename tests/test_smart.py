@@ -25,9 +25,10 @@ import pytest
 from werkzeug import Response
 
 from cds_service import create_app
-from cds_service.protocol.discovery import PREFETCH
 from cds_service.smart import cache, oauth, presenter, sessions
 from cds_service.smart.errors import SmartError
+
+from shipped import PREFETCH
 
 PATIENT_ID = "smart-p1"
 ACCESS_TOKEN = "secret-access-token-4711"
@@ -1013,7 +1014,7 @@ def test_slow_drip_fhir_reads_are_cut_at_the_deadline(drip):
     client = fhir_client(Settings(smart_http_deadline=0.3))
     entry = sessions.AppSession(server.url + "/fhir", PATIENT_ID, ACCESS_TOKEN)
     with pytest.raises(SmartError) as err:
-        read_patient(client, entry, budget=5, networks=(ipaddress.ip_network("127.0.0.0/8"),))
+        read_patient(client, entry, budget=5, templates=PREFETCH, networks=(ipaddress.ip_network("127.0.0.0/8"),))
     assert err.value.status == 502
     assert "Nothing could be read from the FHIR server" in err.value.message
     assert ACCESS_TOKEN not in (err.value.detail or "")

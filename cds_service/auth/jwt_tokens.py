@@ -1,6 +1,6 @@
 """Client-side helpers: make key pairs and mint CDS Hooks client JWTs.
 
-The service itself only *verifies* tokens (``auth.py``).  These helpers exist
+The service itself only *verifies* tokens (``auth/tokens.py``).  These helpers exist
 so that a developer (``her2-cds dev-keys``), the test suite and the
 ``her2-cds invoke`` command can call a secured instance exactly the way an
 EHR does: one short-lived, single-use token per call, ``aud`` = the URL called.

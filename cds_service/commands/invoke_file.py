@@ -13,8 +13,6 @@ from pathlib import Path
 
 import click
 
-from ..protocol.discovery import SERVICES
-
 
 @click.command("invoke-file")
 @click.argument("request_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -32,17 +30,17 @@ def command(request_file: Path, as_json: bool, today) -> None:
         body = json.loads(request_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"{request_file}: not a JSON file ({exc})") from exc
-    hook = body.get("hook") if isinstance(body, dict) else None
-    service = next((s for s in SERVICES.values() if s.hook == hook), None)
-    if service is None:
-        raise click.ClickException(f"{request_file}: hook {hook!r} has no service here")
-    if not isinstance(body.get("context"), dict):
-        raise click.ClickException(f"{request_file}: the request has no context object")
     try:
         knowledge = load_knowledge(from_env())
     except KnowledgeError as exc:
         click.echo(f"her2-cds: {exc}", err=True)
         sys.exit(2)
+    hook = body.get("hook") if isinstance(body, dict) else None
+    service = next((s for s in knowledge.services.by_id.values() if s.hook == hook), None)
+    if service is None:
+        raise click.ClickException(f"{request_file}: hook {hook!r} has no service here")
+    if not isinstance(body.get("context"), dict):
+        raise click.ClickException(f"{request_file}: the request has no context object")
     resources = [v for v in (body.get("prefetch") or {}).values() if isinstance(v, dict)]
     cards = advice.advise(hook, service.id, body["context"], resources, [], knowledge,
                           today=today.date() if today else None).cards

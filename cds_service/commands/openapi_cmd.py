@@ -22,7 +22,14 @@ from ..protocol.openapi import document_text
 @click.option("--check", is_flag=True, help="Exit 1 if --output differs from the generated document.")
 def command(output: Path | None, check: bool) -> None:
     """The OpenAPI 3.1 document (also served at GET /openapi.json)."""
-    text = document_text()
+    from ..config import from_env
+    from ..core.knowledge import KnowledgeError, load_knowledge
+
+    try:  # the services described are those the service would load with these settings
+        knowledge = load_knowledge(from_env())
+    except KnowledgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    text = document_text(knowledge.services)
     if check:
         if output is None:
             raise click.UsageError("--check needs --output")

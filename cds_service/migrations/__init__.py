@@ -1,6 +1,6 @@
 """Database schema migrations (Alembic), shipped inside the package.
 
-Why Alembic: the tables in ``storage.py`` live in operators' SQLite files and
+Why Alembic: the tables in ``storage/tables.py`` live in operators' SQLite files and
 PostgreSQL databases, so a schema change must be an ordered, recorded,
 repeatable step, not ``create_all`` (which never alters an existing table).
 The scripts live here, beside the code, and are run through a

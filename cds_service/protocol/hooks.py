@@ -23,6 +23,7 @@ from . import prefetch, repeats
 from .discovery import prefetch_templates
 from ..errors import ApiError
 from ..fhir.client import FhirClient
+from ..logs import request_id
 from ..core.instrumentation import stage
 from .validation import check, read_json, schema_issues
 
@@ -86,7 +87,7 @@ def invoke(service_id: str):
         with stage("prefetch"):
             gathered = prefetch.gather(body, prefetch_templates(knowledge, service), fhir_client(),
                                        settings.fhir_time_budget, egress=fhir_egress(),
-                                       required=knowledge.services.required)
+                                       required=knowledge.services.required, request_id=request_id())
         result = advice.advise(service.hook, service.id, body["context"], gathered.resources,
                                gathered.findings, knowledge, base_url=public_base_url(settings),
                                fhir_server=_launchable(body.get("fhirServer")))

@@ -4,8 +4,9 @@ Built, not written: the request, response and feedback bodies are the very
 JSON Schemas the service validates with (``cds_service/schemas``), lifted
 into ``components/schemas`` (their ``$defs`` become sibling components and
 local ``$ref``s are rewritten to point at them), so the description cannot
-drift from what the service accepts and sends.  The service list comes from
-``discovery.SERVICES``.  Only the small bodies that have no schema file of
+drift from what the service accepts and sends.  The service list and the
+examples' prefetch keys come from the knowledge's ``Services`` the caller passes
+(the app's own at ``GET /openapi.json``; the command loads its settings' one).  Only the small bodies that have no schema file of
 their own (discovery, feedback receipt, probes, OperationOutcome) are
 described here.
 
@@ -16,12 +17,10 @@ test checks that it equals what this module builds.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from importlib.metadata import version
 
 from flask import Blueprint, current_app
 
-from .discovery import PREFETCH, SERVICES
 from .validation import load_schema
 
 PATH = "/openapi.json"
@@ -54,28 +53,31 @@ _OPERATION_OUTCOME = {
     },
 }
 
-_DISCOVERY = {
-    "title": "CDS Hooks 2.0 discovery response",
-    "type": "object",
-    "required": ["services"],
-    "properties": {
-        "services": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["hook", "description", "id"],
-                "properties": {
-                    "hook": {"type": "string"},
-                    "title": {"type": "string"},
-                    "description": {"type": "string"},
-                    "id": {"enum": list(SERVICES)},
-                    "prefetch": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "usageRequirements": {"type": "string"},
+def _discovery(service_ids: list[str]) -> dict:
+    """The discovery response body: its service ids are the ones this document describes."""
+    return {
+        "title": "CDS Hooks 2.0 discovery response",
+        "type": "object",
+        "required": ["services"],
+        "properties": {
+            "services": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["hook", "description", "id"],
+                    "properties": {
+                        "hook": {"type": "string"},
+                        "title": {"type": "string"},
+                        "description": {"type": "string"},
+                        "id": {"enum": service_ids},
+                        "prefetch": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "usageRequirements": {"type": "string"},
+                    },
                 },
-            },
-        }
-    },
-}
+            }
+        },
+    }
+
 
 _FEEDBACK_RECEIPT = {
     "title": "Feedback receipt",
@@ -153,9 +155,9 @@ def _request_body(component: str, extra: dict | None = None, example: dict | Non
     return {"required": True, "content": {"application/json": media}}
 
 
-def _hook_example(hook: str) -> dict:
+def _hook_example(hook: str, prefetch_keys) -> dict:
     """A complete call for a synthetic patient: every prefetch key answered (empty searchsets)."""
-    prefetch = {key: {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []} for key in PREFETCH}
+    prefetch = {key: {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []} for key in prefetch_keys}
     prefetch["patient"] = {"resourceType": "Patient", "id": "example-patient", "gender": "female",
                            "birthDate": "1970-01-01"}
     context = {"patientId": "example-patient", "userId": "Practitioner/example-practitioner"}
@@ -172,11 +174,10 @@ _FEEDBACK_EXAMPLE = {"feedback": [{"card": "9368d37b-283f-44a0-93ea-547cebab93ac
                                    "outcomeTimestamp": "2026-01-01T12:00:00Z"}]}
 
 
-@lru_cache(maxsize=1)
-def _document() -> str:
+def _document(services) -> str:
     components: dict = {
         "OperationOutcome": _OPERATION_OUTCOME,
-        "Discovery": _DISCOVERY,
+        "Discovery": _discovery(list(services.by_id)),
         "FeedbackReceipt": _FEEDBACK_RECEIPT,
         "Health": _HEALTH,
         "Readiness": _READY,
@@ -194,7 +195,7 @@ def _document() -> str:
                           **_errors(401, 503)},
         }},
     }
-    for service in SERVICES.values():
+    for service in services.by_id.values():
         paths[f"/cds-services/{service.id}"] = {"post": {
             "operationId": f"invoke-{service.id}",
             "summary": service.title,
@@ -202,7 +203,7 @@ def _document() -> str:
             "tags": ["CDS Hooks"],
             "security": secured,
             "requestBody": _request_body("CdsRequest", {"properties": {"hook": {"const": service.hook}}},
-                                         _hook_example(service.hook)),
+                                         _hook_example(service.hook, services.templates)),
             "responses": {"200": {"description": "Cards (possibly none)", "content": _json("CdsResponse")},
                           **_errors(400, 401, 412, 413, 415, 500, 503)},
         }}
@@ -270,14 +271,14 @@ def _document() -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def build_document() -> dict:
-    """The OpenAPI document as a fresh dict (callers may change their copy)."""
-    return json.loads(_document())
+def build_document(services) -> dict:
+    """The OpenAPI document of ``services`` (a knowledge's ``Services``) as a fresh dict."""
+    return json.loads(_document(services))
 
 
-def document_text() -> str:
+def document_text(services) -> str:
     """The document as written to ``docs/openapi.json`` (2-space indent, trailing newline)."""
-    return _document()
+    return _document(services)
 
 
 bp = Blueprint("openapi", __name__)
@@ -286,4 +287,8 @@ bp = Blueprint("openapi", __name__)
 @bp.get(PATH)
 def openapi():
     """Public like the probes: the description holds no secret and integrators read it before they have keys."""
-    return current_app.response_class(_document(), mimetype="application/json")
+    ext = current_app.extensions
+    text = ext.get("her2cds.openapi")
+    if text is None:  # built once per app, from the app's own knowledge
+        text = ext["her2cds.openapi"] = _document(ext["her2cds.knowledge"].services)
+    return current_app.response_class(text, mimetype="application/json")

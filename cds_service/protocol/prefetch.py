@@ -12,6 +12,9 @@ neither way, it raises a 412, as the spec demands.
 treated like an absent one, so the access token never leaves for it.  Why a
 read failed goes to the log; the caller gets one text for every network
 outcome, so the answers cannot map another host's ports.
+
+No Flask here: the caller hands in what the log lines need (the request id),
+so the gathering runs the same in a hook call, a tool or a test.
 """
 
 from __future__ import annotations
@@ -23,14 +26,11 @@ from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from flask import has_request_context
-
 from ..core.criteria import Finding
 from ..errors import ApiError, Issue
 from ..core.parse import bundle_resources
 from ..fhir.client import FetchResult, FhirClient, next_link, read_failure
 from ..fhir.egress import EgressPolicy
-from ..logs import request_id
 
 log = logging.getLogger("her2cds.fhir")
 
@@ -113,10 +113,6 @@ def classify(value) -> str:
     return "data"
 
 
-def _log_extra(**fields) -> dict:
-    return {"request_id": request_id() if has_request_context() else None, **fields}
-
-
 def _origin(url: str) -> str:
     """Scheme and host of a base URL, for the log (its path may carry an id, never a secret)."""
     try:
@@ -127,11 +123,18 @@ def _origin(url: str) -> str:
 
 
 def gather(request_body: dict, templates: dict[str, str], client: FhirClient | None, budget_s: float,
-           egress: EgressPolicy | None = None, required: frozenset[str] = frozenset()) -> Gathered:
+           egress: EgressPolicy | None = None, required: frozenset[str] = frozenset(),
+           request_id: str | None = None) -> Gathered:
     """``egress`` is the caller's policy; without one no server is trusted (prefetch only).
 
     ``required``: the keys without which there is no advice (``Services.required``).
+    ``request_id``: the call's id, on every log line of this gathering (hooks pass the
+    request's, so an integrator can follow one call through); None outside a request.
     """
+
+    def _log_extra(**fields) -> dict:
+        return {"request_id": request_id, **fields}
+
     deadline = time.monotonic() + budget_s
     context = request_body.get("context") or {}
     prefetch = request_body.get("prefetch") or {}

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from ..core.criteria import Finding
 from ..fhir.client import MAX_RESPONSE_BYTES, FhirClient, is_fhir_id, read_failure
 from ..fhir.egress import EgressAdapter, EgressPolicy, IPNetwork
-from ..protocol.discovery import default_prefetch
 from ..protocol.prefetch import render_template as render_template_query
 from .errors import SmartError
 from .sessions import AppSession
@@ -57,11 +57,11 @@ class PatientRecord:
 
 
 def read_patient(client: FhirClient, entry: AppSession, budget: float,
-                 templates: dict[str, str] | None = None, networks: tuple[IPNetwork, ...] = ()) -> PatientRecord:
+                 templates: Mapping[str, str], networks: tuple[IPNetwork, ...] = ()) -> PatientRecord:
     """Every prefetch query for the session's patient, within ``budget`` seconds in total.
 
     ``templates``: the app's prefetch templates (``discovery.prefetch_templates`` of its
-    knowledge); by default those of the shipped fhir_profiles/.  ``networks``: the non-public
+    knowledge: the page reads what the hooks would).  ``networks``: the non-public
     networks the reads may connect to (``oauth.IssuerPolicy.networks``); public addresses only
     by default.
 
@@ -71,7 +71,6 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
     if not is_fhir_id(entry.patient):
         raise SmartError(400, "Invalid patient", "The session's patient id is not a valid FHIR id, so nothing "
                          "was read. Launch the app again.", detail="session patient is not a FHIR id")
-    templates = templates if templates is not None else default_prefetch()
     results = client.fetch_all(entry.iss, entry.access_token, prefetch_queries(entry.patient, templates),
                                time.monotonic() + budget, EgressPolicy(networks=tuple(networks)))
     resources, seen, failures, findings, empty = [], set(), {}, [], []

@@ -82,7 +82,7 @@ audit = Table(
 
 # The SMART app's server-side state (PKCE launches, app sessions) so that /smart/launch,
 # /smart/callback and /smart/app may reach any worker or instance sharing this database.
-# ``key`` is chosen by the caller (smart.py stores a hash of the random id, never the id);
+# ``key`` is chosen by the caller (smart/sessions.py stores a hash of the random id, never the id);
 # ``payload`` is opaque ciphertext (ASCII, a Fernet token); ``expires_at`` is epoch seconds.
 smart_session = Table(
     "smart_session",

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from cds_service.protocol.discovery import PREFETCH
+from shipped import PREFETCH
 
 from .conftest import DATA, ROOT, fixture_patient_ids, run_cli
 

@@ -18,10 +18,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 
-from cds_service.protocol.discovery import SERVICES
 from cds_service.protocol.openapi import build_document
 
 from cds_service.auth.jwt_tokens import generate_private_key, private_key_pem
+
+from shipped import KNOWLEDGE, SERVICES
 
 from .served import ALG, Served, free_port, start
 
@@ -34,7 +35,7 @@ MAX_EXAMPLES = 30
 CONFIG = schemathesis.config.SchemathesisConfig.from_dict({"checks": {"positive_data_acceptance": {
     "expected-statuses": ["2xx", "3xx", "401", "404", "412", "429", "5xx"]}}})
 
-schema = schemathesis.openapi.from_dict(build_document(), config=CONFIG)
+schema = schemathesis.openapi.from_dict(build_document(KNOWLEDGE.services), config=CONFIG)
 # Chosen at import: Schemathesis may ask for a token while collecting, before the server runs.
 PORT = free_port()
 KEY = generate_private_key(ALG)

@@ -236,7 +236,7 @@ def check_rulebook_dir(rulebook_dir: Path) -> tuple[Rulebook | None, list[str]]:
 
 
 def load_rulebook(profiles_dir) -> Rulebook:
-    """Start-up entry point (knowledge.py): a broken rule stops the service, by id and path."""
+    """Start-up entry point (``knowledge.load_knowledge``): a broken rule stops the service, by id and path."""
     rulebook_dir = Path(profiles_dir) / RULEBOOK_DIRNAME
     rulebook, problems = check_rulebook_dir(rulebook_dir)
     if problems:

@@ -1,7 +1,8 @@
-"""Baseline: the five tables of the release before migrations, exactly as ``storage.py`` defined them.
+"""Baseline: the five tables of the release before migrations, exactly as ``storage.py`` defined them
+(that module is ``storage/tables.py`` now).
 
 Written out (not ``metadata.create_all``) so that later changes to
-``storage.py`` come with their own migration instead of silently changing
+``storage/tables.py`` come with their own migration instead of silently changing
 what the baseline creates; tests/test_migrations.py compares the migrated
 database with ``storage.metadata`` and finds no difference.
 
