@@ -16,7 +16,6 @@ import pytest
 from cds_service import create_app
 from cds_service.fhir.client import PUBLIC_ERROR
 from cds_service.core.advice import Advice
-from cds_service.core.cards import IssuedCard
 from cds_service.protocol import hooks
 
 from conftest import LOOPBACK_FHIR, empty_prefetch, hook_request

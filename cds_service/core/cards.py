@@ -42,7 +42,7 @@ from .rules.wording import format_value, human_date, human_dates_in
 
 SUMMARY_LIMIT = 139
 # Longest a card's detail may be: advice (<= 500 characters in the rulebook), notes, the
-# evidence list and "Why this card" (tests/test_card_detail.py checks every fixture card).
+# evidence list and "Why this card" (tests/test_card_consistency.py checks every fixture card).
 DETAIL_LIMIT = 2600
 EVIDENCE_LINE_LIMIT = 230
 WHY_MAX_FACTS = 8
