@@ -202,3 +202,12 @@ def test_the_criteria_and_the_timeline_drop_the_same_conditions():
     p = profile(*mbc_base(), kept)
     assert "liver" in p.value("metastatic.sites")
     assert "Condition/liver2" in {pt.ref for pt in event_points(p, list(p.records.values()))}
+
+
+def test_metastatic_sites_are_listed_in_the_code_system_order(tmp_path):
+    records = [*mbc_base(), condition(SNOMED, "94381002", onset="2024-07-01")]  # bone (base) and liver
+    assert profile(*records).value("metastatic.sites") == ["bone", "liver"]
+    dest = _copy(tmp_path)
+    _edit(dest, "CodeSystem-metastatic-site.json", lambda d: d["concept"].reverse())
+    p = build_profile(records, {"patientId": "p1"}, load_terminology(dest), parameters(), TODAY)
+    assert p.value("metastatic.sites") == ["liver", "bone"]

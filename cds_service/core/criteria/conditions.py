@@ -18,7 +18,8 @@ from .intake import Intake
 from .profile import Derived, MedEpisode
 from .readings import answer, code_of, condition_counts, condition_resolved, newest_final
 
-SITE_ORDER = ("bone", "liver", "lung", "brain", "pleura", "lymph_node", "other")
+# metastatic.sites lists the sites in the concept order of this CodeSystem (CodeSystem-metastatic-site)
+METASTATIC_SITE = "http://her2-cds.example.org/fhir/CodeSystem/metastatic-site"
 _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
 RESULT_ANSWER = "http://her2-cds.example.org/fhir/CodeSystem/result-answer"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -109,7 +110,7 @@ def condition_facts(intake: Intake, t: Terminology, params: CriteriaParameters, 
         mets = [ref for _, ref in staged]
         met_dates += [(d, ref) for d, ref in staged if d]
     out.set("metastatic", bool(mets), mets)
-    out.set("metastatic.sites", [s for s in SITE_ORDER if s in sites], [r for s in sites.values() for r in s])
+    out.set("metastatic.sites", [s for s in t.codes(METASTATIC_SITE) if s in sites], [r for s in sites.values() for r in s])
     if met_dates:
         d, ref = min(met_dates)
         out.set("metastatic.date", d.isoformat(), (ref,))
