@@ -37,7 +37,7 @@ from datetime import date, timedelta
 from xml.sax.saxutils import escape, quoteattr
 
 from ..core import parse as fp
-from ..core.criteria.readings import FINAL
+from ..core.criteria.readings import FINAL, condition_counts
 from ..core.rules.rulebook import human_date
 
 # (drug-class code of CodeSystem-drug-class, drawing label, colour). Order
@@ -198,7 +198,7 @@ def event_points(profile, resources: list[dict], words=None) -> list[Point]:
             continue
         kind = kinds.get(fp.reference_of(res))
         colour = CONDITION_COLOURS.get(kind)
-        if colour is None or fp.codes(res.get("verificationStatus")) & {"entered-in-error", "refuted"}:
+        if colour is None or not condition_counts(res):
             continue
         when = fp.condition_onset(res)
         text = (words.concept(res.get("code")) if words is not None else "") or fp.label(res.get("code"))

@@ -9,7 +9,6 @@ over the Condition's own clinical status.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from .. import parse as fp
@@ -17,25 +16,25 @@ from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .intake import Intake
 from .profile import Derived, MedEpisode
-from .readings import answer, code_of, newest_final
+from .readings import answer, code_of, condition_counts, condition_resolved, newest_final
 
-SITE_ORDER = ("bone", "liver", "lung", "brain", "pleura", "lymph_node", "other")
+# metastatic.sites lists the sites in the concept order of this CodeSystem (CodeSystem-metastatic-site)
+METASTATIC_SITE = "http://her2-cds.example.org/fhir/CodeSystem/metastatic-site"
 _RELATED_PRIMARY = ("relatedPrimaryCancerCondition", "related-primary-cancer-condition")
-# "Grade 2", "CTCAE grade 2", "G2 pneumonitis" in Condition.severity text or display.
-_GRADE_TEXT = re.compile(r"\b(?:ctcae\s*)?(?:grade|g)\s*([1-5])\b", re.IGNORECASE)
-_RESOLVED = frozenset({"resolved", "inactive", "remission"})
 RESULT_ANSWER = "http://her2-cds.example.org/fhir/CodeSystem/result-answer"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-# Staging recorded only as words ("Stage IV", "stage 4", "cM1", "pM1b"): what the coded values of
-# ValueSet stage-metastatic mean, for records that carry text only (knowledge file §2.6, staging).
-STAGE_IV_TEXT = re.compile(r"\bstage\s*(?:iv|4)[abc]?\b|^\s*(?:stage\s*)?iv[abc]?\s*$|\b[cpy]{0,2}m1[abc]?\b", re.IGNORECASE)
 
 
 def metastatic_stage(codeable: Any, t: Terminology) -> bool:
-    """A stage or M category that means distant metastases: AJCC stage IV or M1, coded or in words."""
+    """A stage or M category that means distant metastases: AJCC stage IV or M1, coded or in words.
+
+    Staging recorded only as words ("Stage IV", "stage 4", "cM1", "pM1b") is read
+    through ConceptMap-report-text (target stage-iv-or-m1): what the coded
+    values of ValueSet stage-metastatic mean, for records that carry text only.
+    """
     if t.codings_in("stage-metastatic", codeable):
         return True
-    return any(STAGE_IV_TEXT.search(text) for text in fp.texts(codeable))
+    return any(t.text_states("report-text", text, "stage-iv-or-m1") for text in fp.texts(codeable))
 
 
 def staged_metastatic(intake: Intake, t: Terminology) -> list[tuple[dt.date | None, str]]:
@@ -47,7 +46,7 @@ def staged_metastatic(intake: Intake, t: Terminology) -> list[tuple[dt.date | No
     """
     out = []
     for c in intake.conditions:
-        if code_of(c.get("verificationStatus")) in ("entered-in-error", "refuted"):
+        if not condition_counts(c):
             continue
         if not t.codings_in("primary-breast-cancer", c.get("code")):
             continue
@@ -73,8 +72,7 @@ def condition_facts(intake: Intake, t: Terminology, params: CriteriaParameters, 
     met_dates: list[tuple[dt.date, str]] = []
     brain: list[dict] = []
     for c in intake.conditions:
-        vstatus = code_of(c.get("verificationStatus"))
-        if vstatus in ("entered-in-error", "refuted"):
+        if not condition_counts(c):
             continue
         ref = fp.reference_of(c)
         sets: set[str] = set()
@@ -84,9 +82,9 @@ def condition_facts(intake: Intake, t: Terminology, params: CriteriaParameters, 
             breast.append(ref)
         if "ild" in sets:
             ild.append(ref)
-        if "severe-renal-impairment" in sets and not resolved(c):
+        if "severe-renal-impairment" in sets and not condition_resolved(c):
             renal.append(ref)
-        if "pregnancy" in sets and not resolved(c):
+        if "pregnancy" in sets and not condition_resolved(c):
             pregnant.append((fp.condition_onset(c), ref))
         if "pregnancy-ended" in sets:
             end = fp.condition_onset(c) or fp.parse_date(c.get("abatementDateTime"))
@@ -112,7 +110,7 @@ def condition_facts(intake: Intake, t: Terminology, params: CriteriaParameters, 
         mets = [ref for _, ref in staged]
         met_dates += [(d, ref) for d, ref in staged if d]
     out.set("metastatic", bool(mets), mets)
-    out.set("metastatic.sites", [s for s in SITE_ORDER if s in sites], [r for s in sites.values() for r in s])
+    out.set("metastatic.sites", [s for s in t.codes(METASTATIC_SITE) if s in sites], [r for s in sites.values() for r in s])
     if met_dates:
         d, ref = min(met_dates)
         out.set("metastatic.date", d.isoformat(), (ref,))
@@ -217,25 +215,24 @@ def ild_on_tdxd(ild_conditions: list[dict], episodes: list[MedEpisode], t: Termi
     else:
         grade, note = max(known), None
     out.set("ild.on_tdxd.grade", grade, refs, note)
-    out.set("ild.on_tdxd.resolved", bool(hits) and all(resolved(c) for c in hits), refs)
+    out.set("ild.on_tdxd.resolved", bool(hits) and all(condition_resolved(c) for c in hits), refs)
     return out
 
 
 def severity_grade(cond: dict, t: Terminology) -> int | None:
-    """CTCAE grade of a Condition: "Grade N" in severity text/display, else SNOMED mild/moderate/severe."""
+    """CTCAE grade of a Condition: "Grade N" in severity text/display, else SNOMED mild/moderate/severe.
+
+    Both are ConceptMap-condition-severity-grade: its report-text-pattern group
+    ("Grade 2", "CTCAE grade 2", "G2 pneumonitis"; the grade written first
+    decides), then its SNOMED group.
+    """
     severity = cond.get("severity")
     for text in fp.texts(severity):
-        m = _GRADE_TEXT.search(text)
-        if m:
-            return int(m.group(1))
+        grade = t.read_text_pattern("condition-severity-grade", text)
+        if grade:
+            return int(grade)
     code = t.translate_codeable("condition-severity-grade", severity)
     return int(code) if code else None
-
-
-def resolved(cond: dict) -> bool:
-    if code_of(cond.get("clinicalStatus")) in _RESOLVED:
-        return True
-    return any(cond.get(k) for k in ("abatementDateTime", "abatementPeriod", "abatementAge", "abatementString"))
 
 
 def _related_primary_not_breast(cond: dict, all_conditions: dict[str, dict], t: Terminology) -> bool:

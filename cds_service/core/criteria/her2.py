@@ -25,17 +25,13 @@ from .readings import answer, is_final
 # changes from one process to the next (string hashing is randomized), which
 # made the order of a fact's references vary between runs.
 HER2_KINDS = ("her2-interpretation", "her2-ihc", "her2-ish", "her2-ish-ratio", "her2-copy-number")
+# The IHC score as a number: "2+", "3 +", a lone "0".."3" or "score 1".  Notation, not clinical words:
+# the digit read is the score itself, so these stay here; the words written around a zero
+# ("0 (null)", "Negative (0)") and HER2-ultralow ("0 (ultralow)", ">0 <1+", "0 with membrane
+# staining") are report-text patterns of ConceptMap-report-text (targets her2-ihc-0, her2-ihc-ultralow).
 _SCORE = re.compile(r"(?<![\d.])([0-3])\s*\+")
 _LONE_SCORE = re.compile(r"^\s*(?:score\s*)?([0-3])\s*$", re.IGNORECASE)
-# "0 (null)", "0 without membrane staining": the counterpart of "0 (ultralow)".
-_LEADING_ZERO = re.compile(r"^\s*(?:ihc\s*)?(?:score\s*)?0(?![\d.,/+])\s*(?:\(|without\b|no\b|null\b)", re.IGNORECASE)
-# "Negative (0)", "negative, score 0": a zero written after the answer word (independent review case 40).
-_TRAILING_ZERO = re.compile(r"\(\s*(?:score\s*)?0\s*\)|\bscore\s*(?:of\s*)?0(?![\d.,/+])", re.IGNORECASE)
-# HER2-ultralow (ASCO/CAP 2023 wording; T-DXd label "IHC 0 with membrane staining"): "0 (ultralow)",
-# "ultralow", "0+ (ultralow)", ">0 <1+", "0 with membrane staining". Read before the score, so that
-# ">0 <1+" is not read as 1+; "without membrane staining" and "no membrane staining" do not match.
-_ULTRALOW = re.compile(r"(?<!not\s)(?<!non\s)(?<!non-)ultra[\s-]?low|>\s*0\s*(?:but\s*|and\s*|,\s*)?<\s*1\s*\+?"
-                       r"|\b0\+?\s+with\s+(?:faint\s+|incomplete\s+|weak\s+)*membrane\s+staining", re.IGNORECASE)
+REPORT_TEXT = "report-text"  # ConceptMap-report-text
 
 
 @dataclass
@@ -83,14 +79,15 @@ def _ihc_value(obs: dict, t: Terminology) -> tuple[str, ...] | None:
         candidates.append(obs["valueString"])
     for interp in fp.first_codeable(obs.get("interpretation")):
         candidates += fp.texts(interp)
+    # ultralow first, in every text: ">0 <1+" must never be read as the score 1+
     for text in candidates:
-        if _ULTRALOW.search(text):
+        if t.text_states(REPORT_TEXT, text, "her2-ihc-ultralow"):
             return ("score", "0", "ultralow")
     for text in candidates:
         m = _SCORE.search(text) or _LONE_SCORE.match(text)
         if m:
             return ("score", "0" if m.group(1) == "0" else f"{m.group(1)}+")
-        if _LEADING_ZERO.match(text) or _TRAILING_ZERO.search(text):
+        if t.text_states(REPORT_TEXT, text, "her2-ihc-0"):
             return ("score", "0")
     n = None
     if "valueInteger" in obs or isinstance(obs.get("valueQuantity"), dict):

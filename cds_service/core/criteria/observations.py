@@ -22,10 +22,9 @@ LIVER_LABS = (("alt", "liver.alt_x_uln", "default_uln_alt_u_per_l", "U/L"),
               ("ast", "liver.ast_x_uln", "default_uln_ast_u_per_l", "U/L"),
               ("bilirubin", "liver.bili_x_uln", "default_uln_bilirubin_mg_per_dl", "mg/dL"),
               ("alkaline-phosphatase", "liver.alp_x_uln", "default_uln_alkaline_phosphatase_u_per_l", "U/L"))
-# Units of a neutrophil count → factor to cells/mm³ (= cells/µL).  10*9/L equals 10*3/µL.
-_ANC_PER_MM3 = {"10*3/ul": 1000, "10^3/ul": 1000, "k/ul": 1000, "x10e3/ul": 1000, "10*3/mm3": 1000,
-                "10^3/mm3": 1000, "10*9/l": 1000, "10^9/l": 1000, "x10e9/l": 1000, "g/l": 1000,
-                "/ul": 1, "/mm3": 1, "cells/ul": 1, "cells/mm3": 1, "{cells}/ul": 1}
+# The units of a neutrophil count, each with its factor to cells/mm³ (= cells/µL): a CodeSystem of
+# unit spellings with a conversion-factor property (CodeSystem-neutrophil-count-unit).
+ANC_UNITS = "neutrophil-count-unit"
 
 
 def observation_facts(intake: Intake, t: Terminology, params: CriteriaParameters, today: dt.date) -> tuple[Derived, list[tuple[dt.date, str]]]:
@@ -36,7 +35,7 @@ def observation_facts(intake: Intake, t: Terminology, params: CriteriaParameters
     _lvef(intake.of_kind("lvef"), today, out, params.lvef_default_lln_percent)
     for kind, name, default, unit in LIVER_LABS:
         _x_uln(intake.of_kind(kind), name, out, (getattr(params, default), unit))
-    _anc(intake.of_kind("neutrophils"), out)
+    _anc(intake.of_kind("neutrophils"), t, out)
     progression = _disease_status(intake.of_kind("disease-status"), t, out)
     return out, progression
 
@@ -63,15 +62,15 @@ def _pik3ca(observations: list[dict], t: Terminology, out: Derived) -> None:
 
 
 def _is_pik3ca(obs: dict, t: Terminology) -> bool:
-    """Gene studied (48018-6) is HGNC:8975, or the gene is named PIK3CA in text."""
+    """Gene studied (48018-6) is HGNC:8975, or the gene is named PIK3CA in text (ConceptMap-report-text)."""
     for comp in obs.get("component") or ():
         if t.codings_in("gene-studied", comp.get("code")):
             value = comp.get("valueCodeableConcept")
             if fp.codings(value):  # a coded gene decides; its display is not trusted over the code
                 return t.codings_in("pik3ca-gene", value)
-            if any("pik3ca" in s.lower() for s in fp.texts(value)):
+            if any(t.text_states("report-text", s, "pik3ca-named") for s in fp.texts(value)):
                 return True
-    return any("pik3ca" in s.lower() for s in fp.texts(obs.get("code")))
+    return any(t.text_states("report-text", s, "pik3ca-named") for s in fp.texts(obs.get("code")))
 
 
 def _ecog(observations: list[dict], t: Terminology, today: dt.date, out: Derived) -> None:
@@ -126,7 +125,8 @@ def lvef_readings(observations: list[dict], out: Derived | None = None) -> list[
     return readings
 
 
-def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: float = 50) -> None:
+def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: float) -> None:
+    """lvef.*: ``default_lln`` is parameter lvef-default-lln-percent, used when the result states no range."""
     readings = lvef_readings(observations, out)
     if readings:
         lln = _lvef_lln(readings[0][3])
@@ -152,14 +152,17 @@ def _lvef(observations: list[dict], today: dt.date, out: Derived, default_lln: f
         out.set("lvef.drop", None, (ref,))
 
 
-def _anc(observations: list[dict], out: Derived) -> None:
-    """blood.anc_per_mm3: the newest readable absolute neutrophil count, in cells/mm³."""
+def _anc(observations: list[dict], t: Terminology, out: Derived) -> None:
+    """blood.anc_per_mm3: the newest readable absolute neutrophil count, in cells/mm³.
+
+    Its unit must be one of CodeSystem-neutrophil-count-unit; any other is an
+    ``unparsed-value`` finding, never a guessed factor.
+    """
     for date, obs in newest_usable(observations, "neutrophils", out):
         ref = fp.reference_of(obs)
         q = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
         value = fp.quantity_number(q)
-        unit = str(q.get("code") or q.get("unit") or "").replace("µ", "u").replace("μ", "u").replace(" ", "").lower()
-        factor = _ANC_PER_MM3.get(unit)
+        factor = t.unit_factor(ANC_UNITS, q.get("code") or q.get("unit"))
         if value is None or factor is None:
             out.finding("unparsed-value", f"{ref}: neutrophil count or its unit could not be read", (ref,))
             continue

@@ -8,7 +8,7 @@ from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .profile import Derived
-from .readings import FINAL
+from .readings import FINAL, condition_counts
 
 
 def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, params: CriteriaParameters,
@@ -33,9 +33,8 @@ def patient_facts(patient: dict | None, menopausal: list[dict], t: Terminology, 
     return out
 
 
-# Status values a Procedure/Condition can have and still mean "it was done / it is so".
+# Status values a Procedure can have and still mean "it was done" (a Condition: readings.condition_counts).
 _DONE_PROCEDURE = {"completed"}
-_NOT_A_CONDITION = {"entered-in-error", "refuted"}
 
 
 def menopausal_status(gender, age: int | None, observations: list[dict], oophorectomy: list[dict],
@@ -74,5 +73,4 @@ def menopausal_status(gender, age: int | None, observations: list[dict], oophore
 def _counts(r: dict) -> bool:
     if r.get("resourceType") == "Procedure":
         return r.get("status") in _DONE_PROCEDURE
-    verification = {c.get("code") for c in fp.codings(r.get("verificationStatus"))}
-    return not (verification & _NOT_A_CONDITION)
+    return condition_counts(r)

@@ -22,9 +22,10 @@ import datetime as dt
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
-from .conditions import resolved, systemic_control_after
+from .conditions import systemic_control_after
 from .intake import Intake
 from .profile import Derived, Line
+from .readings import condition_resolved
 
 
 def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ...], intake: Intake,
@@ -39,7 +40,7 @@ def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ..
     baseline = current.start + dt.timedelta(days=params.line_of_therapy_window_days)
     events = [(d, ref, "disease status worsened") for d, ref in worsened if d > current.start]
     for c in intake.conditions:
-        if not t.codings_in("metastatic-disease", c.get("code")) or resolved(c):
+        if not t.codings_in("metastatic-disease", c.get("code")) or condition_resolved(c):
             continue  # a metastasis recorded as resolved/inactive is no open decision
         onset = fp.condition_onset(c)
         if onset and onset > baseline:

@@ -1,9 +1,10 @@
-"""Reading one Observation the way every clinical domain needs it.
+"""Reading one Observation or Condition the way every clinical domain needs it.
 
 Shared by HER2, receptors, observations and conditions: which results count
 (final only; a preliminary one is reported, not used), the coded or worded
-answer of a result, and newest-first ordering.  Each reader records its
-data-quality findings in the ``Derived`` it is given.
+answer of a result, and newest-first ordering; which Conditions count and
+which are resolved.  Each reader records its data-quality findings in the
+``Derived`` it is given.
 """
 
 from __future__ import annotations
@@ -17,6 +18,31 @@ from .profile import Derived
 
 FINAL = frozenset({"final", "amended", "corrected"})
 NOT_YET = frozenset({"preliminary", "registered"})
+# FHIR R4 status semantics, not clinical knowledge (like FINAL above): Condition.verificationStatus is
+# a modifier element because refuted and entered-in-error mark a Condition as not valid, and
+# Condition.clinicalStatus because inactive (with its children remission and resolved in
+# condition-clinical) marks it as no longer active.
+NOT_A_CONDITION = frozenset({"entered-in-error", "refuted"})
+NO_LONGER_ACTIVE = frozenset({"inactive", "remission", "resolved"})
+_ABATEMENT = ("abatementDateTime", "abatementPeriod", "abatementAge", "abatementString")
+
+
+def condition_counts(cond: dict) -> bool:
+    """False for a Condition whose verificationStatus says refuted or entered-in-error (any of its codings).
+
+    The one test the criteria, the menopausal reading (a bilateral-oophorectomy
+    Condition) and the SMART timeline share, so the page draws the Conditions the
+    advice used.  A resolved Condition still counts (it is history); whether it is
+    current is ``condition_resolved``, asked where that matters.
+    """
+    return not (fp.codes(cond.get("verificationStatus")) & NOT_A_CONDITION)
+
+
+def condition_resolved(cond: dict) -> bool:
+    """True if the Condition is no longer active: clinicalStatus inactive/remission/resolved, or an abatement[x]."""
+    if code_of(cond.get("clinicalStatus")) in NO_LONGER_ACTIVE:
+        return True
+    return any(cond.get(k) for k in _ABATEMENT)
 
 
 def is_final(obs: dict, what: str, out: Derived) -> bool:

@@ -29,6 +29,14 @@ HGNC = "http://www.genenames.org"
 INGREDIENT_SYSTEM = "http://her2-cds.example.org/fhir/CodeSystem/ingredient"  # CodeSystem-ingredient.json
 # A ConceptMap group with this source maps phrases of free report text, in order (first match wins).
 REPORT_TEXT = "urn:her2-cds:report-text"
+# A ConceptMap group with this source maps notations of free report text: each element code is a
+# regular expression (Python ``re``, case-insensitive, searched), compiled once at start-up.
+REPORT_TEXT_PATTERN = "urn:her2-cds:report-text-pattern"
+# A CodeSystem concept property: multiply a value in this unit (the concept code) by it to get the
+# CodeSystem's unit (CodeSystem-neutrophil-count-unit).
+CONVERSION_FACTOR = "conversion-factor"
+# What the criteria read through these methods; a missing one would silently read nothing.
+_REQUIRED = ("ConceptMap/report-text", "ConceptMap/condition-severity-grade", "CodeSystem/neutrophil-count-unit")
 
 # Systems that real EHRs spell differently; all are folded to the canonical URI.
 _SYSTEM_ALIASES = {
@@ -72,6 +80,11 @@ def normalize_text(text: str) -> str:
     return _NON_ALNUM.sub(" ", text.lower()).strip()
 
 
+def normalize_unit(unit) -> str:
+    """A unit as results write it, compared: lower case, no spaces, the micro sign as ``u`` ("10*3/µL" → "10*3/ul")."""
+    return str(unit or "").replace("µ", "u").replace("μ", "u").replace(" ", "").lower()
+
+
 def _icd_key(code: str) -> str:
     return code.upper().replace(".", "")
 
@@ -90,7 +103,7 @@ class Terminology:
     def __init__(self, valuesets, valueset_prefixes, valueset_excludes, maps, map_prefixes,
                  drugs_by_code, drugs_by_name, name_pattern, artifacts, valueset_codes=None,
                  displays=None, titles=None, intervals=None, broader=None, anticancer_classes=frozenset(), phrases=None, standard_schedules=None,
-                 short_names=None):
+                 short_names=None, patterns=None, unit_factors=None):
         self._valuesets: Mapping[tuple[str, str], frozenset[str]] = valuesets
         self._vs_prefixes: Mapping[tuple[str, str], frozenset[str]] = valueset_prefixes
         self._vs_excludes: Mapping[tuple[str, str], frozenset[str]] = valueset_excludes
@@ -115,6 +128,18 @@ class Terminology:
         # line's regimen and the current anticancer regimen are made of
         self.anticancer_classes: frozenset[str] = anticancer_classes
         self._phrases: Mapping[str, tuple[tuple[str, str], ...]] = phrases or {}
+        # map id → (compiled pattern, target) of its report-text-pattern group, in ConceptMap order
+        self._patterns: Mapping[str, tuple[tuple[re.Pattern, str], ...]] = patterns or {}
+        # CodeSystem id → normalized unit → factor (concept property conversion-factor)
+        self._unit_factors: Mapping[str, Mapping[str, float]] = unit_factors or {}
+
+    def unit_factor(self, codesystem_id: str, unit) -> float | None:
+        """The factor that turns a value in ``unit`` into the unit of CodeSystem ``codesystem_id``, if it is listed.
+
+        ``unit`` is compared as ``normalize_unit`` writes it; a unit not in the
+        CodeSystem is ``None``, never a guess.
+        """
+        return self._unit_factors.get(codesystem_id, {}).get(normalize_unit(unit))
 
     def administration_interval(self, ingredient: str) -> int | None:
         """Days between clinic administrations of ``ingredient`` per its label (CodeSystem-ingredient), if periodic."""
@@ -219,6 +244,34 @@ class Terminology:
                 return target
         return None
 
+    def text_states(self, map_id: str, text: str | None, target: str) -> bool:
+        """True if a report-text phrase or pattern of ConceptMap ``map_id`` that maps to ``target`` occurs in ``text``.
+
+        Phrases are case-insensitive substrings, patterns case-insensitive
+        regular expressions searched anywhere; the order of the elements does
+        not matter here (any one that occurs states the finding).
+        """
+        if not text:
+            return False
+        low = text.lower()
+        if any(tg == target and phrase in low for phrase, tg in self._phrases.get(map_id, ())):
+            return True
+        return any(tg == target and pattern.search(text) for pattern, tg in self._patterns.get(map_id, ()))
+
+    def read_text_pattern(self, map_id: str, text: str | None) -> str | None:
+        """Target of the report-text pattern of ConceptMap ``map_id`` written first (leftmost) in ``text``.
+
+        Where two patterns match at the same place, the earlier element wins.
+        Leftmost, not first in order: "Grade 3, was grade 1" is grade 3 whatever
+        the order of the grade patterns.
+        """
+        best: tuple[int, str] | None = None
+        for pattern, target in self._patterns.get(map_id, ()):
+            m = pattern.search(text or "")
+            if m and (best is None or m.start() < best[0]):
+                best = (m.start(), target)
+        return best[1] if best else None
+
     def translate_codeable(self, map_id: str, codeable: dict | None) -> str | None:
         """First mapped coding of a CodeableConcept dict."""
         for c in (codeable or {}).get("coding") or ():
@@ -294,6 +347,9 @@ def load_terminology(profiles_dir) -> Terminology:
         if key in docs:
             raise fail(path, "$.id", f"duplicate {key} (also in {docs[key][0].name})")
         docs[key] = (path, data)
+    missing = [k for k in _REQUIRED if k not in docs]
+    if missing:
+        raise KnowledgeError(f"{folder}: the criteria need {', '.join(missing)} (one JSON file each)")
 
     # -- value sets
     vs: dict[tuple[str, str], set[str]] = {}
@@ -332,6 +388,7 @@ def load_terminology(profiles_dir) -> Terminology:
     maps: dict[str, dict[tuple[str, str], str]] = {}
     map_prefix: dict[str, dict[tuple[str, str], str]] = {}
     phrases: dict[str, list[tuple[str, str]]] = {}  # map id → (phrase, target) in ConceptMap order
+    patterns: dict[str, list[tuple[re.Pattern, str]]] = {}  # map id → (pattern, target) in ConceptMap order
     for key, (path, data) in docs.items():
         if data["resourceType"] != "ConceptMap":
             continue
@@ -355,6 +412,12 @@ def load_terminology(profiles_dir) -> Terminology:
                                 f"{tcode!r} is not in {target_system}")
                 if source == REPORT_TEXT:
                     phrases.setdefault(mid, []).append((el["code"].lower(), tcode))
+                elif source == REPORT_TEXT_PATTERN:
+                    try:
+                        compiled = re.compile(el["code"], re.IGNORECASE)
+                    except re.error as exc:
+                        raise fail(path, f"$.group[{gi}].element[{ei}].code", f"not a regular expression: {exc}") from None
+                    patterns.setdefault(mid, []).append((compiled, tcode))
                 elif source in _PREFIX_SYSTEMS:
                     ptable[(source, _icd_key(el["code"]))] = tcode
                 else:
@@ -366,7 +429,10 @@ def load_terminology(profiles_dir) -> Terminology:
     broader: dict[str, dict[str, tuple[str, ...]]] = {}  # CodeSystem url → code → its ancestors (is-a)
     anticancer: set[str] = set()  # drug classes marked anticancer (CodeSystem-drug-class property)
     titles: dict[str, str] = {}
+    unit_factors: dict[str, dict[str, float]] = {}  # CodeSystem id → normalized unit → factor
     for key, (path, data) in docs.items():
+        if data["resourceType"] == "CodeSystem" and any(p.get("code") == CONVERSION_FACTOR for p in data.get("property") or ()):
+            unit_factors[data["id"]] = _unit_factors(path, data)
         if data.get("title") and data["resourceType"] in ("ValueSet", "CodeSystem"):
             titles.setdefault(data["id"], data["title"])
         if data["resourceType"] == "ValueSet":
@@ -403,7 +469,29 @@ def load_terminology(profiles_dir) -> Terminology:
         standard_schedules=MappingProxyType(schedules),
         anticancer_classes=frozenset(anticancer), short_names=MappingProxyType(short_names),
         phrases=MappingProxyType({k: tuple(v) for k, v in phrases.items()}),
+        patterns=MappingProxyType({k: tuple(v) for k, v in patterns.items()}),
+        unit_factors=MappingProxyType({k: MappingProxyType(v) for k, v in unit_factors.items()}),
     )
+
+
+def _unit_factors(path: Path, data: dict) -> dict[str, float]:
+    """normalized unit → factor of a CodeSystem whose concepts are units with a conversion-factor.
+
+    Every concept needs a positive factor, and its code must be written as
+    ``normalize_unit`` compares (a "K/uL" code would never match anything).
+    """
+    out: dict[str, float] = {}
+    for i, c in enumerate(data.get("concept") or ()):
+        code = c["code"]
+        if normalize_unit(code) != code:
+            raise fail(path, f"$.concept[{i}].code", f"{code!r} must be written as units are compared: {normalize_unit(code)!r}")
+        factors = [p.get("valueDecimal", p.get("valueInteger")) for p in c.get("property") or ()
+                   if p.get("code") == CONVERSION_FACTOR]
+        if len(factors) != 1 or isinstance(factors[0], bool) or not isinstance(factors[0], (int, float)) \
+                or factors[0] <= 0:
+            raise fail(path, f"$.concept[{i}].property", f"{code!r} needs one positive {CONVERSION_FACTOR}")
+        out[code] = factors[0]
+    return out
 
 
 def _build_drugs(docs, maps):
