@@ -16,7 +16,7 @@ from cds_service.core.criteria.observations import observation_facts
 from cds_service.core.criteria.profile import Derived, MedEpisode
 from cds_service.core.criteria.receptors import receptor_facts
 from cds_service.core import parse as fp
-from criteria_builders import (SNOMED, TODAY, condition, drafts_context, her2_ihc, mbc_base, med_admin,
+from criteria_builders import (SNOMED, TODAY, cc, condition, drafts_context, her2_ihc, mbc_base, med_admin,
                                med_request, med_statement, obs, parameters, pct, profile, terminology)
 
 
@@ -200,3 +200,16 @@ def test_atc_groups_are_read_by_prefix_in_value_sets():
     assert t.in_valueset("antineoplastic-atc", atc, "L01XX") and t.in_valueset("antineoplastic-atc", atc, "L02BG03")
     assert t.in_valueset("antineoplastic-atc", atc + "/", "l01fd01")  # system alias and case as EHRs send them
     assert not t.in_valueset("antineoplastic-atc", atc, "A07DA03")  # loperamide
+
+
+@pytest.mark.parametrize("verification,opens", [("confirmed", True), ("refuted", False), ("entered-in-error", False)])
+def test_a_new_metastasis_opens_the_next_decision_only_if_it_counts(verification, opens):
+    """A liver metastasis recorded after the line began is a progression; one the EHR marks refuted or
+    entered-in-error is not (the same reading as metastatic.sites: readings.condition_counts)."""
+    liver = condition(SNOMED, "94381002", onset="2025-03-01", id="liv",
+                      verificationStatus=cc("http://terminology.hl7.org/CodeSystem/condition-ver-status", verification))
+    meds = [med_statement("trastuzumab", "active", start="2024-07-01")]
+    p = profile(*mbc_base(), liver, *meds)
+    assert p.value("therapy.line") == 1
+    assert (p.value("progression.event") == "Condition/liv") is opens
+    assert ("liver" in p.value("metastatic.sites")) is opens

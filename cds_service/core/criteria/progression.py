@@ -25,7 +25,7 @@ from ..knowledge.terminology import Terminology
 from .conditions import systemic_control_after
 from .intake import Intake
 from .profile import Derived, Line
-from .readings import condition_resolved
+from .readings import condition_counts, condition_resolved
 
 
 def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ...], intake: Intake,
@@ -40,8 +40,8 @@ def progression_facts(worsened: list[tuple[dt.date, str]], lines: tuple[Line, ..
     baseline = current.start + dt.timedelta(days=params.line_of_therapy_window_days)
     events = [(d, ref, "disease status worsened") for d, ref in worsened if d > current.start]
     for c in intake.conditions:
-        if not t.codings_in("metastatic-disease", c.get("code")) or condition_resolved(c):
-            continue  # a metastasis recorded as resolved/inactive is no open decision
+        if not t.codings_in("metastatic-disease", c.get("code")) or not condition_counts(c) or condition_resolved(c):
+            continue  # a refuted, mistaken or resolved metastasis is no open decision
         onset = fp.condition_onset(c)
         if onset and onset > baseline:
             if t.translate_codeable("metastatic-site", c.get("code")) == "brain" \
