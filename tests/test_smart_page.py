@@ -106,9 +106,26 @@ def test_the_card_a_link_opened_comes_first(knowledge):
     cards = [IssuedCard({"uuid": "1", "summary": "a", "indicator": "info"}, "A1", "v"),
              IssuedCard({"uuid": "2", "summary": "b", "indicator": "info"}, "B2", "v")]
     assessment = presenter.Assessment(None, cards)
-    page = presenter.present([patient()], assessment, patient_id="p1", iss="i", today=TODAY, knowledge=knowledge,
+    page = presenter.present(assessment, patient_id="p1", iss="i", today=TODAY, knowledge=knowledge,
                              focus_rule="B2")
     assert [c["rule"] for c in page.cards] == ["B2", "A1"]
+
+
+def test_the_page_names_the_records_the_profile_read_first_of_a_type_and_id_wins(knowledge):
+    """Issue 19: the page reads ``profile.records``, so a repeated type/id shows what the facts were read from."""
+    page = page_of(knowledge, patient(), her2("3+"), her2("1+"), bone_mets())
+    assert page.summary["her2"]["value"] == "positive"
+    assert [r["value"] for r in page.summary["her2"]["results"]] == ["3+"]
+    row = next(f for f in page.facts if f["name"] == "her2.status")
+    assert [s["ref"] for s in row["sources"]] == ["Observation/her2"]
+
+
+def test_a_patient_resource_that_is_not_valid_r4_is_not_named_in_the_header(knowledge):
+    """What the criteria could not read (a finding says why) is not shown as the patient; the id still is."""
+    page = page_of(knowledge, dict(patient(), birthDate="1 March 1968"), her2())
+    assert page.patient["name"] == "(Patient resource not readable)"
+    assert page.patient_id == "p1"
+    assert any(f.startswith("malformed-resource: Patient/p1") for f in page.findings)
 
 
 def test_both_timeline_layouts_are_in_the_page(knowledge):
