@@ -94,6 +94,17 @@ def test_unreadable_and_empty_searches_are_named_in_clinical_words(knowledge):
     assert "No LVEF (ejection fraction) result on record." in page.summary["gaps"]
 
 
+def test_every_query_is_named_by_its_label_from_the_services_data(knowledge):
+    """The labels live in fhir_profiles/services/prefetch.json: no prefetch key is ever shown as a key."""
+    keys = list(knowledge.services.queries)
+    unread = tuple(Finding("data-missing", f"'{k}' could not be read", (f"prefetch:{k}",)) for k in keys)
+    page = page_of(knowledge, patient(), her2(), read_findings=unread, empty_queries=tuple(keys))
+    assert "surgical history (bilateral oophorectomy)" in page.unreadable
+    assert "administered doses (infusion records)" in page.unreadable
+    assert not set(page.unreadable) & set(keys) and len(page.unreadable) == len(keys)
+    assert page.empty == [knowledge.services.queries[k].label for k in ("patient", "her2", "hormoneReceptors", "conditions")]
+
+
 def test_card_detail_is_rendered_markdown_without_scripts_or_javascript_links():
     html = to_html("**Evidence**\n- [CLEOPATRA](https://example.org/c) `x`\n<script>alert(1)</script>"
                    "\n[bad](javascript:alert(1))")

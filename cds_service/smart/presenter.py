@@ -58,22 +58,6 @@ class Assessment:
     heart_checks: tuple = ()
 
 
-# What each prefetch query reads, as the "could not be read" notice names it.
-QUERY_LABELS = {
-    "patient": "the patient's demographics",
-    "her2": "HER2 test results",
-    "hormoneReceptors": "estrogen and progesterone receptor results",
-    "otherObservations": "LVEF, ECOG, liver tests and other results",
-    "menopausalStatus": "menopausal status",
-    "conditions": "diagnoses (conditions, metastatic sites)",
-    "medicationStatements": "medication history",
-    "medicationRequests": "medication orders",
-}
-# Queries whose empty answer the page calls out: an HER2 MBC record without them is suspect
-# (a proxy that breaks coded searches gives exactly that); other lists are often empty.
-EXPECTED_DATA = ("patient", "her2", "hormoneReceptors", "conditions")
-
-
 @dataclass(frozen=True)
 class Page:
     """Everything the page template and the timeline picture need."""
@@ -140,8 +124,8 @@ def present(assessment: Assessment, *, patient_id: str, iss: str, today: dt.date
     profile = assessment.profile
     words = Words(knowledge)
     summary = summarize(profile, words, today, assessment.heart_checks)
-    unreadable = [QUERY_LABELS.get(k, k) for k in read_keys(read_findings)]
-    empty = [QUERY_LABELS[k] for k in EXPECTED_DATA if k in empty_queries]
+    unreadable = [words.query(k) for k in read_keys(read_findings)]
+    empty = [words.query(k) for k in words.expected_queries() if k in empty_queries]
     cards = [present_card(c) for c in assessment.cards]
     if focus_rule:
         cards.sort(key=lambda c: c["rule"] != focus_rule)
@@ -177,13 +161,24 @@ def build_page(resources: list[dict], *, patient_id: str, iss: str, knowledge, t
 
 
 class Words:
-    """Human words for codes and facts: the terminology's display names and the rulebook's fact labels."""
+    """Human words for codes, facts and queries: the terminology's display names, the rulebook's fact
+    labels and the prefetch queries' labels (fhir_profiles/services/prefetch.json)."""
 
     def __init__(self, knowledge=None):
         self.terminology = getattr(knowledge, "terminology", None)
         rulebook = getattr(knowledge, "rulebook", None)
         self.rulebook = rulebook
         self.labels = dict(getattr(rulebook, "fact_labels", None) or {})
+        self.queries = dict(getattr(getattr(knowledge, "services", None), "queries", None) or {})
+
+    def query(self, key: str) -> str:
+        """What a prefetch query reads, by its label ("HER2 test results"); a key no query has stays as it is."""
+        q = self.queries.get(key)
+        return q.label if q is not None else key
+
+    def expected_queries(self) -> list[str]:
+        """The keys whose empty answer the page calls out (``expected`` in prefetch.json), in file order."""
+        return [k for k, q in self.queries.items() if q.expected]
 
     def value(self, fact: str, value) -> str:
         """A fact's value in the words the cards use (the facts' ``words`` in rulebook.yaml), one source."""
