@@ -193,3 +193,28 @@ def test_stop_targets_are_the_profiles_active_medications(knowledge):
     assert states["MedicationStatement/held"] == "active" and states["MedicationAdministration/a1"] == "active"
     index = {f"{r['resourceType']}/{r['id']}": r for r in resources}
     assert [res["id"] for _, res in active_medications(profile.medications, index)] == ["held"]
+
+
+def test_cards_render_from_the_facts_and_findings_the_rules_read(knowledge):
+    """The seam advice → cards is one frozen RuleFacts (issue 19): the call's reading findings, which the
+    profile does not hold, are what a show_findings card lists; without one, the profile's own."""
+    from cds_service.core.advice import advise
+    from cds_service.core.criteria import Finding
+    from cds_service.core.rules.model import RuleFacts
+    from criteria_builders import mbc_base
+
+    unread = Finding("data-missing", "'conditions' could not be read from the FHIR server", ("prefetch:conditions",))
+    advice = advise("patient-view", "her2-mbc-patient-view", {"patientId": "p1"}, mbc_base(), [unread],
+                    knowledge=knowledge)
+    [d4] = [i.card for i in advice.issued if i.rule_id == "D4"]
+    assert "conditions' could not be read" in d4["detail"]
+    assert unread not in advice.profile.findings  # the profile stays the record's; the call's findings ride beside it
+
+    profile = advice.profile
+    basis = RuleFacts(dict(profile.facts), (unread,))
+    [rec] = [r for r in evaluate(knowledge.rulebook, {"breast_cancer": True, "findings": ["data-missing"]},
+                                 "patient-view") if r.rule.id == "D4"]
+    with_call = render([rec], knowledge.rulebook, profile, basis)[0].card["detail"]
+    own = render([rec], knowledge.rulebook, profile)[0].card["detail"]
+    assert "could not be read from the FHIR server" in with_call and "could not be read from the FHIR server" not in own
+    assert RuleFacts.of(profile) == RuleFacts(profile.facts, tuple(profile.findings))

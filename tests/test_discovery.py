@@ -171,6 +171,31 @@ def test_services_are_data_and_a_broken_service_file_is_named(tmp_path):
         load_services(broken, terminology)
 
 
+def test_every_query_has_the_label_the_smart_page_names_it_by_checked_at_load(tmp_path):
+    """The page's words for a query are data (issue 19): a query without a label, or without saying
+    whether an empty answer is called out, stops the load with the place."""
+    from cds_service.core.knowledge import KnowledgeError
+    from cds_service.core.knowledge.services import load_services
+
+    terminology = load_knowledge(Settings()).terminology
+    services = load_services(ROOT / "fhir_profiles", terminology)
+    assert all(q.label and q.label != q.key for q in services.queries.values())
+    assert [k for k, q in services.queries.items() if q.expected] == ["patient", "her2", "hormoneReceptors", "conditions"]
+
+    profiles = _services_copy(tmp_path)
+    pre = profiles / "services" / "prefetch.json"
+    pdoc = json.loads(pre.read_text())
+    del pdoc["queries"][5]["label"]
+    pre.write_text(json.dumps(pdoc))
+    with pytest.raises(KnowledgeError, match=r"prefetch.json: \$.queries\[5\].label: say what the query reads"):
+        load_services(profiles, terminology)
+    pdoc["queries"][5]["label"] = "surgical history"
+    pdoc["queries"][5]["expected"] = "yes"
+    pre.write_text(json.dumps(pdoc))
+    with pytest.raises(KnowledgeError, match=r"prefetch.json: \$.queries\[5\].expected: say whether"):
+        load_services(profiles, terminology)
+
+
 def test_a_required_key_is_data(tmp_path, monkeypatch):
     """Marking a query optional in prefetch.json is all it takes: the loaded services say so."""
     from cds_service.core.knowledge.services import load_services

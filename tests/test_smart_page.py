@@ -94,6 +94,17 @@ def test_unreadable_and_empty_searches_are_named_in_clinical_words(knowledge):
     assert "No LVEF (ejection fraction) result on record." in page.summary["gaps"]
 
 
+def test_every_query_is_named_by_its_label_from_the_services_data(knowledge):
+    """The labels live in fhir_profiles/services/prefetch.json: no prefetch key is ever shown as a key."""
+    keys = list(knowledge.services.queries)
+    unread = tuple(Finding("data-missing", f"'{k}' could not be read", (f"prefetch:{k}",)) for k in keys)
+    page = page_of(knowledge, patient(), her2(), read_findings=unread, empty_queries=tuple(keys))
+    assert "surgical history (bilateral oophorectomy)" in page.unreadable
+    assert "administered doses (infusion records)" in page.unreadable
+    assert not set(page.unreadable) & set(keys) and len(page.unreadable) == len(keys)
+    assert page.empty == [knowledge.services.queries[k].label for k in ("patient", "her2", "hormoneReceptors", "conditions")]
+
+
 def test_card_detail_is_rendered_markdown_without_scripts_or_javascript_links():
     html = to_html("**Evidence**\n- [CLEOPATRA](https://example.org/c) `x`\n<script>alert(1)</script>"
                    "\n[bad](javascript:alert(1))")
@@ -106,9 +117,26 @@ def test_the_card_a_link_opened_comes_first(knowledge):
     cards = [IssuedCard({"uuid": "1", "summary": "a", "indicator": "info"}, "A1", "v"),
              IssuedCard({"uuid": "2", "summary": "b", "indicator": "info"}, "B2", "v")]
     assessment = presenter.Assessment(None, cards)
-    page = presenter.present([patient()], assessment, patient_id="p1", iss="i", today=TODAY, knowledge=knowledge,
+    page = presenter.present(assessment, patient_id="p1", iss="i", today=TODAY, knowledge=knowledge,
                              focus_rule="B2")
     assert [c["rule"] for c in page.cards] == ["B2", "A1"]
+
+
+def test_the_page_names_the_records_the_profile_read_first_of_a_type_and_id_wins(knowledge):
+    """Issue 19: the page reads ``profile.records``, so a repeated type/id shows what the facts were read from."""
+    page = page_of(knowledge, patient(), her2("3+"), her2("1+"), bone_mets())
+    assert page.summary["her2"]["value"] == "positive"
+    assert [r["value"] for r in page.summary["her2"]["results"]] == ["3+"]
+    row = next(f for f in page.facts if f["name"] == "her2.status")
+    assert [s["ref"] for s in row["sources"]] == ["Observation/her2"]
+
+
+def test_a_patient_resource_that_is_not_valid_r4_is_not_named_in_the_header(knowledge):
+    """What the criteria could not read (a finding says why) is not shown as the patient; the id still is."""
+    page = page_of(knowledge, dict(patient(), birthDate="1 March 1968"), her2())
+    assert page.patient["name"] == "(Patient resource not readable)"
+    assert page.patient_id == "p1"
+    assert any(f.startswith("malformed-resource: Patient/p1") for f in page.findings)
 
 
 def test_both_timeline_layouts_are_in_the_page(knowledge):

@@ -1,4 +1,4 @@
-"""The server-side timeline picture: a pure function from the profile (+ resources for labels) to SVG.
+"""The server-side timeline picture: a pure function from the profile (its records for the labels) to SVG.
 
 The picture shows the profile; it derives nothing.  So the lines it draws are
 ``profile.lines`` (the lines ``therapy.line`` counts), checked over every
@@ -68,7 +68,7 @@ def drawn_lines(root: ET.Element) -> list[tuple[int, date]]:
 
 def picture(*resources, today=TODAY):
     p = profile(*resources, today=today)
-    return p, parse(render_svg(p, list(resources), today))
+    return p, parse(render_svg(p, today))
 
 
 def test_draws_drugs_biomarkers_events_and_lines():
@@ -128,7 +128,7 @@ def test_cycles_and_interval_from_the_profile_win():
 
 def test_the_metastatic_date_is_drawn_by_its_condition_without_profile_keys():
     p, root = picture(*HISTORY)
-    svg = render_svg(p, HISTORY, TODAY)
+    svg = render_svg(p, TODAY)
     titles = ["".join(t.itertext()) for t in root.iter(SVG + "title")]
     assert any("Condition/liver" in t for t in titles)  # the metastatic Condition carries the date
     assert "profile" not in svg and "metastatic.date" not in svg
@@ -138,20 +138,19 @@ def test_the_metastatic_date_is_drawn_by_its_condition_without_profile_keys():
 def test_ehr_text_is_escaped():
     evil = obs("10230-1", "2024-01-01", id="evil", valueQuantity={"value": 55, "unit": '<script>alert(1)</script> & "q"'})
     _, root = picture(*HISTORY, evil)
-    svg = render_svg(profile(*HISTORY, evil), HISTORY + [evil], TODAY)
+    svg = render_svg(profile(*HISTORY, evil), TODAY)
     assert not list(root.iter(SVG + "script")) and not list(root.iter("script"))
     assert "<script>" not in svg
 
 
 def test_same_input_same_picture():
-    p = profile(*HISTORY)
-    assert render_svg(p, HISTORY, TODAY) == render_svg(p, list(HISTORY), TODAY)
+    assert render_svg(profile(*HISTORY), TODAY) == render_svg(profile(*list(HISTORY)), TODAY)
 
 
 def test_nothing_dated_gives_a_clear_empty_picture():
     _, root = picture(patient())
     assert any("No dated therapy" in t for t in texts(root))
-    assert any("No dated therapy" in t for t in texts(parse(render_svg(None, HISTORY, TODAY))))
+    assert any("No dated therapy" in t for t in texts(parse(render_svg(None, TODAY))))
 
 
 def test_malformed_resources_do_not_break_the_picture():
@@ -161,7 +160,7 @@ def test_malformed_resources_do_not_break_the_picture():
              "onsetDateTime": "20"},
             med("ok", "trastuzumab", "2024-01")]
     p = build_profile(junk, {"patientId": "p1"}, terminology(), parameters(), TODAY)
-    labels = texts(parse(render_svg(p, junk, TODAY)))
+    labels = texts(parse(render_svg(p, TODAY)))
     assert "trastuzumab" in labels
 
 
@@ -182,7 +181,7 @@ ANCHOR = dt.date(2026, 6, 1)  # the committed fixtures' anchor day (fixtures/bui
 def test_timeline_lines_equal_the_profile_lines(path: Path):
     resources, context = resources_and_context(json.loads(path.read_text(encoding="utf-8")))
     p = build_profile(resources, context, terminology(), parameters(), ANCHOR)
-    root = parse(render_svg(p, resources, ANCHOR))
+    root = parse(render_svg(p, ANCHOR))
     assert drawn_lines(root) == [(ln.number, ln.start) for ln in p.lines]
     line = p.value("therapy.line")
     if p.lines:  # the cards act on the same line the picture ends with (or the drafted next one)
@@ -194,7 +193,7 @@ def test_p18_and_p22_are_drawn_on_line_1_as_the_cards_say(name):
     path = ROOT / "fixtures" / "requests" / f"{name}.json"
     resources, context = resources_and_context(json.loads(path.read_text(encoding="utf-8")))
     p = build_profile(resources, context, terminology(), parameters(), ANCHOR)
-    labels = texts(parse(render_svg(p, resources, ANCHOR)))
+    labels = texts(parse(render_svg(p, ANCHOR)))
     assert p.value("therapy.line") == 1
     assert "L1" in labels and "L2" not in labels
 

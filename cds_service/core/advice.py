@@ -19,6 +19,7 @@ from .criteria import build_profile
 from .criteria.profile import Fact, PatientProfile
 from .instrumentation import stage
 from .rules import rulebook as rules_mod
+from .rules.model import RuleFacts
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,12 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
         with stage("criteria"):
             profile = build_profile(resources, context or {}, knowledge.terminology, knowledge.parameters,
                                     today=today)
-    all_findings = list(profile.findings) + list(findings or [])
-    facts = _rule_facts(profile, findings, hook)
+    basis = RuleFacts(_rule_facts(profile, findings, hook), tuple(profile.findings) + tuple(findings or ()))
     with stage("rules"):
-        recommendations = rules_mod.evaluate(knowledge.rulebook, facts, hook)
+        recommendations = rules_mod.evaluate(knowledge.rulebook, basis.facts, hook)
     with stage("cards"):
-        issued = cards_mod.render(recommendations, knowledge.rulebook, profile, facts=facts,
-                                  findings=all_findings, base_url=base_url, fhir_server=fhir_server)
+        issued = cards_mod.render(recommendations, knowledge.rulebook, profile, basis,
+                                  base_url=base_url, fhir_server=fhir_server)
     return Advice(tuple(issued), profile)
 
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import json
 import re
 import uuid as uuid_mod
-from typing import Any, Iterable, Mapping
+from typing import AbstractSet, Any, Iterable, Mapping
 from urllib.parse import urlencode
 
 from . import parse as fp
 from .rules.conditions import fact_value
-from .rules.model import Recommendation, Rulebook, Suggestion
+from .rules.model import Recommendation, RuleFacts, Rulebook, Suggestion
 from .rules.wording import format_value, human_date, human_dates_in
 
 SUMMARY_LIMIT = 139
@@ -329,7 +329,7 @@ def active_medications(medications: Iterable[Any], index: Mapping[str, dict]) ->
 
 
 def build_actions(suggestion: Suggestion, rulebook: Rulebook, patient_id: str, draft_orders: Iterable[Any],
-                  taken: set[str], active: Iterable[tuple[Any, dict]] = ()) -> tuple[list[dict], bool]:
+                  taken: AbstractSet[str], active: Iterable[tuple[Any, dict]] = ()) -> tuple[list[dict], bool]:
     """Concrete actions of one suggestion, and whether anything was dropped as a duplicate.
 
     ``taken`` = ingredients active or already in draftOrders: never suggested again.
@@ -373,20 +373,49 @@ def build_actions(suggestion: Suggestion, rulebook: Rulebook, patient_id: str, d
     return actions, dropped
 
 
-def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, draft_orders: Iterable[Any],
-                taken: set[str], findings: Iterable[Any] = (), base_url: str | None = None,
-                fhir_server: str | None = None, index: Mapping[str, dict] | None = None,
-                active: Iterable[tuple[Any, dict]] = ()) -> dict:
+@dataclass(frozen=True)
+class CardInputs:
+    """What every card of one call is rendered with, derived once from the profile and the rule facts.
+
+    ``index`` is ``profile.records`` (the results "Why this card" names, the whole
+    resources a ``stop_active`` update sends back); ``active`` the records an update
+    may stop; ``taken`` the ingredients active or already drafted (never suggested
+    again); ``findings`` what a ``show_findings`` card lists.
+    """
+
+    patient_id: str
+    draft_orders: tuple[Any, ...]
+    drafts: Mapping[str, Any]  # delete reference (MedicationRequest/<id>) → draft order
+    taken: frozenset[str]
+    findings: tuple[Any, ...]
+    index: Mapping[str, dict]
+    active: tuple[tuple[Any, dict], ...]
+    base_url: str | None = None
+    fhir_server: str | None = None
+
+    @classmethod
+    def of(cls, profile: Any, basis: RuleFacts, base_url: str | None = None,
+           fhir_server: str | None = None) -> "CardInputs":
+        index = profile.records
+        drafts = tuple(profile.draft_orders)
+        taken = frozenset(fact_value(basis.facts, "meds.active.ingredients") or ()) | frozenset(
+            fact_value(basis.facts, "draft.all.ingredients") or ())
+        return cls(profile.patient_id or "unknown", drafts, {_delete_ref(d): d for d in drafts}, taken,
+                   tuple(basis.findings), index, tuple(active_medications(profile.medications, index=index)),
+                   base_url, fhir_server)
+
+
+def render_card(rec: Recommendation, rulebook: Rulebook, inputs: CardInputs) -> dict:
+    """One recommendation as a CDS Hooks card, rendered with what every card of the call shares."""
     rule = rec.rule
-    draft_orders = list(draft_orders)
-    drafts = {_delete_ref(d): d for d in draft_orders}
+    patient_id, draft_orders = inputs.patient_id, inputs.draft_orders
     first_ev = rulebook.cited(rule.evidence[0])
     labels = ", ".join(dict.fromkeys(rulebook.cited(e)["label"] for e in rule.evidence))
     card: dict[str, Any] = {
         "uuid": _new_uuid(),
         "summary": (rec.summary or rule.card["summary"])[:SUMMARY_LIMIT],
         "indicator": rule.card["indicator"],
-        "detail": render_detail(rec, rulebook, findings, index, drafts),
+        "detail": render_detail(rec, rulebook, inputs.findings, inputs.index, inputs.drafts),
         "source": {
             "label": f"HER2 MBC rulebook {rule.id}: {labels}"[:200],
             "topic": {"system": rulebook.topic_system, "code": rule.id, "display": rule.title},
@@ -396,7 +425,7 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
         card["source"]["url"] = first_ev["url"]
     suggestions = []
     for s in rec.suggestions:
-        actions, _dropped = build_actions(s, rulebook, patient_id, draft_orders, taken, active)
+        actions, _dropped = build_actions(s, rulebook, patient_id, draft_orders, inputs.taken, inputs.active)
         if not actions:
             continue
         item = {"label": s.label, "uuid": _new_uuid(), "actions": actions}
@@ -412,8 +441,8 @@ def render_card(rec: Recommendation, rulebook: Rulebook, *, patient_id: str, dra
              "display": rulebook.override_reasons[code]["display"]}
             for code in rule.override_reasons
         ]
-    if base_url:
-        card["links"] = app_links(base_url, fhir_server, patient_id, rule.id)
+    if inputs.base_url:
+        card["links"] = app_links(inputs.base_url, inputs.fhir_server, patient_id, rule.id)
     card["extension"] = {rulebook.extension_key: {
         "id": rule.id, "version": rule.version,
         "rulebookId": rulebook.id, "rulebookVersion": rulebook.version,
@@ -475,31 +504,21 @@ class IssuedCard:
         return self.uuid, self.rule_id, self.rulebook_version
 
 
-def render(recommendations: Iterable[Recommendation], rulebook: Rulebook, profile: Any, *,
-           facts: Mapping[str, Any] | None = None, findings: Iterable[Any] | None = None,
-           base_url: str | None = None, fhir_server: str | None = None) -> list[IssuedCard]:
+def render(recommendations: Iterable[Recommendation], rulebook: Rulebook, profile: Any,
+           basis: RuleFacts | None = None, *, base_url: str | None = None,
+           fhir_server: str | None = None) -> list[IssuedCard]:
     """All cards of one hook call, most severe first (stable within a severity).
 
-    ``profile`` is the patient profile of this call: its ``records`` (the
-    request's resources, flattened and de-duplicated once by intake) name the
-    results in "Why this card" and are the whole resources a ``stop_active``
-    update sends back; its ``medications`` say which records are active and
-    their ingredients, its ``draft_orders`` what may be removed.  ``facts`` and
-    ``findings`` default to the profile's own; the hooks pass them merged with
-    what prefetch could not read.
+    ``profile`` is the patient profile of this call: its ``records`` (what the
+    intake accepted, flattened and de-duplicated once) name the results in
+    "Why this card" and are the whole resources a ``stop_active`` update sends
+    back; its ``medications`` say which records are active and their
+    ingredients, its ``draft_orders`` what may be removed.  ``basis`` is what
+    the rules read (``advice`` passes the profile's facts and findings with the
+    call's additions: what prefetch could not read); by default the profile's own.
     """
-    facts = profile.facts if facts is None else facts
-    findings = list(profile.findings if findings is None else findings)
-    index = profile.records
-    active = active_medications(profile.medications, index=index)
-    taken = set(fact_value(facts, "meds.active.ingredients") or ()) | set(
-        fact_value(facts, "draft.all.ingredients") or ())
-    draft_orders = list(profile.draft_orders)
-    patient_id = profile.patient_id or "unknown"
+    inputs = CardInputs.of(profile, basis if basis is not None else RuleFacts.of(profile), base_url, fhir_server)
     out = []
     for r in recommendations:
-        card = render_card(r, rulebook, patient_id=patient_id, draft_orders=draft_orders, taken=taken,
-                           findings=findings, base_url=base_url, fhir_server=fhir_server, index=index,
-                           active=active)
-        out.append(IssuedCard(card, r.rule.id, str(rulebook.version)))
+        out.append(IssuedCard(render_card(r, rulebook, inputs), r.rule.id, str(rulebook.version)))
     return sorted(out, key=lambda c: _ORDER[c.indicator])

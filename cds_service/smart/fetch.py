@@ -44,10 +44,13 @@ def prefetch_queries(patient_id: str, templates: dict[str, str]) -> dict[str, st
 
 @dataclass(frozen=True)
 class PatientRecord:
-    """What was read: the resources (deduplicated), a finding per query that failed, and why (for the log).
+    """What was read: the resources of every query, a finding per query that failed, and why (for the log).
 
-    The findings name the query (refs ``prefetch:<key>``, as in the hooks) but
-    not the network outcome: the page shows them; ``failures`` is for the log.
+    ``resources`` are the queries' answers as read, in query order, like a
+    hook's prefetch: the criteria's intake drops the repeats (by type/id) once,
+    for the hooks and the page alike.  The findings name the query (refs
+    ``prefetch:<key>``, as in the hooks) but not the network outcome: the page
+    shows them; ``failures`` is for the log.
     """
 
     resources: list[dict]
@@ -73,7 +76,7 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
                          "was read. Launch the app again.", detail="session patient is not a FHIR id")
     results = client.fetch_all(entry.iss, entry.access_token, prefetch_queries(entry.patient, templates),
                                time.monotonic() + budget, EgressPolicy(networks=tuple(networks)))
-    resources, seen, failures, findings, empty = [], set(), {}, [], []
+    resources, failures, findings, empty = [], {}, [], []
     for key in templates:
         result = results.get(key)
         if result is None:
@@ -83,12 +86,7 @@ def read_patient(client: FhirClient, entry: AppSession, budget: float,
         if result.error:  # the detail names the read's path: the patient id stays out of the log
             failures[key] = result.error.replace(entry.patient, "{patient}")
             findings.append(read_failure(key, partial=bool(result.resources)))
-        for res in result.resources:
-            ident = (res.get("resourceType"), res.get("id"))
-            if ident[1] is not None and ident in seen:
-                continue
-            seen.add(ident)
-            resources.append(res)
+        resources.extend(result.resources)
     if not resources and failures:
         detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
         if all("(401)" in reason for reason in failures.values()):

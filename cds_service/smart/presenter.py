@@ -3,7 +3,11 @@
 Pure (no Flask, no I/O), so the page's content is unit-testable from plain
 dicts.  The profile is built once per page, and the same object feeds the
 recommendations (``advice.advise(profile=…)``), the fact table and the
-timeline picture: one derivation, three views.
+timeline picture: one derivation, three views.  Past ``assess`` nothing reads
+the resources as fetched: the page shows the profile (its ``records``, the
+resources the intake accepted, flattened and de-duplicated once; its facts,
+``medications``, ``lines`` and ``courses``), so it names exactly what the
+cards were derived from.
 """
 
 from __future__ import annotations
@@ -54,22 +58,6 @@ class Assessment:
     heart_checks: tuple = ()
 
 
-# What each prefetch query reads, as the "could not be read" notice names it.
-QUERY_LABELS = {
-    "patient": "the patient's demographics",
-    "her2": "HER2 test results",
-    "hormoneReceptors": "estrogen and progesterone receptor results",
-    "otherObservations": "LVEF, ECOG, liver tests and other results",
-    "menopausalStatus": "menopausal status",
-    "conditions": "diagnoses (conditions, metastatic sites)",
-    "medicationStatements": "medication history",
-    "medicationRequests": "medication orders",
-}
-# Queries whose empty answer the page calls out: an HER2 MBC record without them is suspect
-# (a proxy that breaks coded searches gives exactly that); other lists are often empty.
-EXPECTED_DATA = ("patient", "her2", "hormoneReceptors", "conditions")
-
-
 @dataclass(frozen=True)
 class Page:
     """Everything the page template and the timeline picture need."""
@@ -85,7 +73,6 @@ class Page:
     profile_error: str | None
     cards_error: str | None
     profile: PatientProfile | None = field(repr=False)
-    resources: list[dict] = field(repr=False)
     summary: dict = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)   # what could not be read (failed queries)
     empty: list[str] = field(default_factory=list)        # what the server returned nothing for
@@ -130,16 +117,15 @@ def assess(resources: list[dict], patient_id: str, knowledge, today: dt.date,
     return Assessment(profile, list(issued), heart_checks=tuple(heart))
 
 
-def present(resources: list[dict], assessment: Assessment, *, patient_id: str, iss: str, today: dt.date,
+def present(assessment: Assessment, *, patient_id: str, iss: str, today: dt.date,
             patient_hint: str | None = None, read_findings: tuple[Finding, ...] = (), knowledge=None,
             empty_queries: tuple[str, ...] = (), focus_rule: str | None = None) -> Page:
-    """The view-model of one page from what was read and what the pipeline made of it."""
+    """The view-model of one page from what the pipeline made of the record (and which reads failed)."""
     profile = assessment.profile
-    patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     words = Words(knowledge)
-    summary = summarize(profile, resources, words, today, assessment.heart_checks)
-    unreadable = [QUERY_LABELS.get(k, k) for k in read_keys(read_findings)]
-    empty = [QUERY_LABELS[k] for k in EXPECTED_DATA if k in empty_queries]
+    summary = summarize(profile, words, today, assessment.heart_checks)
+    unreadable = [words.query(k) for k in read_keys(read_findings)]
+    empty = [words.query(k) for k in words.expected_queries() if k in empty_queries]
     cards = [present_card(c) for c in assessment.cards]
     if focus_rule:
         cards.sort(key=lambda c: c["rule"] != focus_rule)
@@ -147,21 +133,20 @@ def present(resources: list[dict], assessment: Assessment, *, patient_id: str, i
         patient_id=patient_id,
         iss=iss,
         today=today,
-        patient=patient_summary(patient),
+        patient=patient_summary(patient_record(profile)),
         hint_mismatch=bool(patient_hint and patient_hint != patient_id),
-        facts=describe_facts(profile, resources, words),
+        facts=describe_facts(profile, words),
         cards=cards,
         findings=[f"{f.code}: {human_dates_in(f.message)}" for f in read_findings] + profile_findings(profile),
         profile_error=assessment.profile_error,
         cards_error=assessment.cards_error,
         profile=profile,
-        resources=resources,
         summary=summary,
         unreadable=unreadable,
         empty=empty,
         no_cards_reasons=[] if cards or assessment.cards_error else no_cards_reasons(summary, unreadable, empty),
-        timeline_wide=render_svg(profile, resources, today, words=words),
-        timeline_compact=render_svg(profile, resources, today, width=COMPACT_WIDTH, words=words),
+        timeline_wide=render_svg(profile, today, words=words),
+        timeline_compact=render_svg(profile, today, width=COMPACT_WIDTH, words=words),
     )
 
 
@@ -170,19 +155,30 @@ def build_page(resources: list[dict], *, patient_id: str, iss: str, knowledge, t
                empty_queries: tuple[str, ...] = (), focus_rule: str | None = None) -> Page:
     """``assess`` then ``present``: what ``/smart/app`` shows for these resources."""
     assessment = assess(resources, patient_id, knowledge, today, read_findings)
-    return present(resources, assessment, patient_id=patient_id, iss=iss, today=today,
+    return present(assessment, patient_id=patient_id, iss=iss, today=today,
                    patient_hint=patient_hint, read_findings=read_findings, knowledge=knowledge,
                    empty_queries=empty_queries, focus_rule=focus_rule)
 
 
 class Words:
-    """Human words for codes and facts: the terminology's display names and the rulebook's fact labels."""
+    """Human words for codes, facts and queries: the terminology's display names, the rulebook's fact
+    labels and the prefetch queries' labels (fhir_profiles/services/prefetch.json)."""
 
     def __init__(self, knowledge=None):
         self.terminology = getattr(knowledge, "terminology", None)
         rulebook = getattr(knowledge, "rulebook", None)
         self.rulebook = rulebook
         self.labels = dict(getattr(rulebook, "fact_labels", None) or {})
+        self.queries = dict(getattr(getattr(knowledge, "services", None), "queries", None) or {})
+
+    def query(self, key: str) -> str:
+        """What a prefetch query reads, by its label ("HER2 test results"); a key no query has stays as it is."""
+        q = self.queries.get(key)
+        return q.label if q is not None else key
+
+    def expected_queries(self) -> list[str]:
+        """The keys whose empty answer the page calls out (``expected`` in prefetch.json), in file order."""
+        return [k for k, q in self.queries.items() if q.expected]
 
     def value(self, fact: str, value) -> str:
         """A fact's value in the words the cards use (the facts' ``words`` in rulebook.yaml), one source."""
@@ -237,13 +233,13 @@ class Words:
 SITE_SYSTEM = "http://her2-cds.example.org/fhir/CodeSystem/metastatic-site"
 
 
-def describe_facts(profile: PatientProfile | None, resources: list[dict], words: Words | None = None) -> list[dict]:
+def describe_facts(profile: PatientProfile | None, words: Words | None = None) -> list[dict]:
     """Facts as rows (the "for integrators" table): key, label, value, note, each source with date and name."""
     words = words or Words()
     if profile is None or not profile.facts:
         return []
     facts = profile.facts
-    index = {fp.reference_of(r): r for r in resources}
+    index = profile.records
     names = [n for n in KEY_FACTS if n in facts] + sorted(n for n in facts if n not in KEY_FACTS)
     rows = []
     for name in names:
@@ -276,6 +272,12 @@ def profile_findings(profile: PatientProfile | None) -> list[str]:
     if profile is None:
         return []
     return [f"{f.code}: {human_dates_in(f.message)}" + (f" ({', '.join(f.refs)})" if f.refs else "") for f in profile.findings]
+
+
+def patient_record(profile: PatientProfile | None) -> dict | None:
+    """The Patient resource the profile read (the first valid one), or None."""
+    records = profile.records if profile is not None else {}
+    return next((r for r in records.values() if r.get("resourceType") == "Patient"), None)
 
 
 def patient_summary(patient: Any) -> dict:
@@ -311,8 +313,7 @@ def _fact(profile: PatientProfile | None, name: str):
     return None if profile is None or name not in profile.facts else profile.facts[name]
 
 
-def summarize(profile: PatientProfile | None, resources: list[dict], words: Words, today: dt.date,
-              heart_checks=()) -> dict:
+def summarize(profile: PatientProfile | None, words: Words, today: dt.date, heart_checks=()) -> dict:
     """The page's first block: status with the results behind it, disease, therapy, heart, gaps.
 
     Everything is read from the profile (its facts, ``lines``, ``courses``) and
@@ -320,7 +321,7 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
     """
     if profile is None:
         return {}
-    index = {fp.reference_of(r): r for r in resources if isinstance(r, dict)}
+    index = profile.records
 
     def status(name: str, label: str) -> dict:
         fact = _fact(profile, name)
@@ -334,7 +335,7 @@ def summarize(profile: PatientProfile | None, resources: list[dict], words: Word
     current = next((ln for ln in reversed(lines) if ln.end is None), None)
     courses = [present_course(c) for c in profile.courses]
     lvef = [obs for when, _, _, obs in reversed(lvef_readings(
-        [r for r in resources if isinstance(r, dict) and profile.kinds.get(fp.reference_of(r)) == "lvef"])) if when]
+        [r for ref, r in index.items() if profile.kinds.get(ref) == "lvef"])) if when]
     gaps = []
     if not status("her2.status", "")["known"]:
         gaps.append("No readable HER2 result on record.")

@@ -5,8 +5,8 @@ build or a plotting library in the service's environment, it must scale in
 any browser, and every label in it comes from the EHR (untrusted text), so
 each one goes through ``_text``/``_attr`` escaping here and nowhere else.
 
-``render_svg(profile, resources, today, width)`` is a pure function: the same
-profile and resources give the same bytes, which is what the tests check.
+``render_svg(profile, today, width)`` is a pure function: the same profile
+gives the same bytes, which is what the tests check.
 It is laid out *for a width* (the page embeds a 1000- and a 440-unit
 layout and CSS shows one): no label overlaps another or leaves the picture
 (``_Lanes``; the browser test measures the rendered boxes), long labels
@@ -24,10 +24,14 @@ Nothing clinical is derived here: the picture *shows the profile*
   has no ticks: the caption gives the profile's count, the picture invents no
   dose dates.
 * **Biomarkers** — the HER2, ER, PR, PIK3CA and LVEF results the profile read
-  (``profile.kinds``: which ValueSet each Observation is in), labelled with
-  their recorded value.
-* **Events** — metastatic, ILD and breast-cancer Conditions (by ValueSet),
-  progression (``profile.progression``) and the metastatic diagnosis date.
+  (``profile.records``, sorted by ``profile.kinds``: which ValueSet each
+  Observation is in), labelled with their recorded value.
+* **Events** — metastatic, ILD and breast-cancer Conditions of ``profile.records``
+  (by ValueSet), progression (``profile.progression``) and the metastatic
+  diagnosis date.
+
+The resources come from ``profile.records`` only (what the intake accepted,
+flattened and de-duplicated once), never from the raw prefetch.
 """
 
 from __future__ import annotations
@@ -157,7 +161,13 @@ def _kinds(profile) -> dict:
     return kinds if kinds is not None else {}
 
 
-def biomarker_points(profile, resources: list[dict], words=None) -> list[Point]:
+def _records(profile, resource_type: str) -> list[dict]:
+    """The profile's records of one type, in the order the intake read them."""
+    records = getattr(profile, "records", None) or {}
+    return [r for r in records.values() if r.get("resourceType") == resource_type]
+
+
+def biomarker_points(profile, words=None) -> list[Point]:
     """The profile's biomarker results (PIK3CA: the variant results it read as PIK3CA), labelled by value.
 
     ``words`` (the page's ``presenter.Words``) names a result by its clinical
@@ -167,9 +177,7 @@ def biomarker_points(profile, resources: list[dict], words=None) -> list[Point]:
     kinds = _kinds(profile)
     pik3ca_refs = set(getattr((getattr(profile, "facts", None) or {}).get("pik3ca"), "refs", ()) or ())
     points = []
-    for res in resources:
-        if not isinstance(res, dict) or res.get("resourceType") != "Observation":
-            continue
+    for res in _records(profile, "Observation"):
         ref = fp.reference_of(res)
         style = BIOMARKER_STYLES.get(kinds.get(ref))
         if style is None or res.get("status") not in FINAL:  # the results the criteria read, no others
@@ -184,7 +192,7 @@ def biomarker_points(profile, resources: list[dict], words=None) -> list[Point]:
     return points
 
 
-def event_points(profile, resources: list[dict], words=None) -> list[Point]:
+def event_points(profile, words=None) -> list[Point]:
     """Metastatic, ILD and breast-cancer Conditions, progression, and the metastatic date from the profile.
 
     A Condition is named as ``words`` names a concept (its text, a display, the
@@ -193,9 +201,7 @@ def event_points(profile, resources: list[dict], words=None) -> list[Point]:
     kinds = _kinds(profile)
     points = []
     metastatic_dates = set()
-    for res in resources:
-        if not isinstance(res, dict) or res.get("resourceType") != "Condition":
-            continue
+    for res in _records(profile, "Condition"):
         kind = kinds.get(fp.reference_of(res))
         colour = CONDITION_COLOURS.get(kind)
         if colour is None or not condition_counts(res):
@@ -336,15 +342,14 @@ def _label(x: float, y: float, lines: list[str], cls: str = "") -> str:
     return f'<text x="{round(x, 1)}" y="{y}"{klass}>{spans}</text>'
 
 
-def render_svg(profile, resources: list[dict], today: date, width: int = WIDTH, words=None) -> str:
-    """The whole picture as an SVG document (str), laid out for ``width`` px. Pure; never raises on odd resources.
+def render_svg(profile, today: date, width: int = WIDTH, words=None) -> str:
+    """The whole picture of ``profile`` as an SVG document (str), laid out for ``width`` px. Pure; never raises.
 
     ``words``: the page's ``presenter.Words`` (clinical names from the terminology), optional.
     """
-    resources = [r for r in resources or [] if isinstance(r, dict)]
     spans = drug_spans(profile)
-    biomarkers = biomarker_points(profile, resources, words)
-    events = event_points(profile, resources, words)
+    biomarkers = biomarker_points(profile, words)
+    events = event_points(profile, words)
     lines = therapy_lines(profile)
 
     dates = [s.start for s in spans] + [s.end for s in spans if s.end] + [p.when for p in biomarkers + events]

@@ -276,7 +276,7 @@ def timeline_svg():
     """The treatment timeline of the session's patient, drawn server-side from the page's profile."""
     page = _page(_part("secrets").load_session(session.get("smart_sid")))
     words = Words(current_app.extensions["her2cds.knowledge"])
-    resp = Response(render_svg(page.profile, page.resources, page.today, words=words), mimetype="image/svg+xml")
+    resp = Response(render_svg(page.profile, page.today, words=words), mimetype="image/svg+xml")
     # the SVG carries EHR text: no scripts, no external loads, even if opened directly
     resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     resp.headers["X-Content-Type-Options"] = "nosniff"

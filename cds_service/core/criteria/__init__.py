@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
@@ -42,6 +42,9 @@ from .patient import patient_facts
 from .progression import progression_facts
 from .profile import Course, Derived, DraftOrder, Fact, Finding, Line, MedEpisode, PatientProfile
 from .receptors import receptor_facts
+
+# The finding codes that say a resource could not be read at all (parse.check_r4, the readers).
+UNREADABLE = frozenset({"malformed-resource", "non-r4-resource"})
 
 __all__ = ["build_profile", "clear_history_memo", "Course", "DraftOrder", "Fact", "Finding", "Line", "MedEpisode", "PatientProfile"]
 
@@ -84,7 +87,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         kinds=MappingProxyType(dict(intake.kinds)),
         progression=tuple(progression),
         notices=tuple(derived.notices),
-        records=MappingProxyType(dict(intake.records)),
+        records=h.records,
     )
 
 
@@ -105,6 +108,7 @@ class _History:
     conditions: Derived
     ild_conditions: Any
     episodes: tuple[MedEpisode, ...]
+    records: Mapping[str, dict]  # PatientProfile.records: what the domains accepted and could read
     size: int  # records held, for the memo's bound
 
 
@@ -121,8 +125,13 @@ def _history(resources: list[Any], context: dict, t: Terminology, params: Criter
     derived.merge(conditions)
     med_facts, episodes = medication_history(intake, t, params, today)
     derived.merge(med_facts)
+    # A resource a domain found unreadable after the intake accepted it (a newest-wins result
+    # invalid as R4 once reached, a medication record that could not be read) is a finding,
+    # not a record: the page lists it under the findings, never as a source.
+    unreadable = {ref for f in derived.findings if f.code in UNREADABLE for ref in f.refs}
+    records = MappingProxyType({ref: r for ref, r in intake.records.items() if ref not in unreadable})
     return _History(intake, tuple(derived.facts.items()), tuple(derived.findings), tuple(derived.notices),
-                    tuple(progression), conditions, ild_conditions, tuple(episodes), len(intake.records) + 1)
+                    tuple(progression), conditions, ild_conditions, tuple(episodes), records, len(records) + 1)
 
 
 # The memo of ``_history`` (issue 23).  order-select fires on every selection in the order

@@ -47,8 +47,11 @@ class Intake:
     med_records: list[dict] = field(default_factory=list)
     medications: dict[str, dict] = field(default_factory=dict)  # Medication/<id> → Medication
     kinds: dict[str, str] = field(default_factory=dict)  # reference → kind, for the timeline's labels
-    # Type/id → every relevant resource of the request, flattened and de-duplicated once here:
-    # what cards, presenter and timeline look a fact's references up in (never the raw prefetch).
+    # Type/id → each resource a clinical domain was handed (``_accept``): relevant by type and
+    # code, the first of its type/id, valid R4 (``NEWEST_WINS`` kinds: validated when read, see
+    # ``criteria._history``, which drops those found invalid).  Not the drafts of this call, nor a
+    # resource without an id (nothing can name it).  What cards, presenter and timeline look a
+    # fact's references up in, never the raw prefetch.
     records: dict[str, dict] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[dict]:
@@ -88,7 +91,6 @@ def read_resources(resources: Iterable[Any], context: dict, t: Terminology) -> I
             if key in seen:
                 continue
             seen.add(key)
-            intake.records[key] = r
         if rtype == "Condition" and r.get("id"):
             intake.all_conditions[r["id"]] = r  # raw, for related-primary look-ups only
         try:
@@ -150,6 +152,8 @@ def _relevance(r: dict, t: Terminology, drafts: set[str]) -> str | None:
 
 
 def _accept(intake: Intake, kind: str, r: dict, t: Terminology) -> None:
+    if r.get("id"):
+        intake.records[f"{r['resourceType']}/{r['id']}"] = r
     if kind == "Patient":
         intake.patient = intake.patient or r
     elif kind == "menopausal":

@@ -126,8 +126,12 @@ class PatientProfile:
     # What the integrator should hear about and the clinician need not (a draft read leniently):
     # the shell logs these; they never become cards.  The core itself does not log.
     notices: tuple[Finding, ...] = ()
-    # Type/id → resource: the request's relevant resources as intake read them (Bundles opened,
-    # duplicates dropped).  Cards, presenter and timeline look references up here.
+    # Type/id → resource: what the intake accepted for a clinical domain (Bundles opened, duplicates
+    # dropped, relevant by type and code, valid FHIR R4), in the order read.  Not in it: a resource
+    # that became a malformed-resource / non-r4-resource finding, this call's drafts, a resource
+    # without an id.  One caveat: the newest-wins results (ECOG, liver tests, ANC) are validated
+    # when their reader reaches them, so an older one behind a usable newer one is kept unvalidated;
+    # no fact names it.  Cards, presenter and timeline read resources here, never the raw prefetch.
     records: Mapping[str, dict] = field(default_factory=dict)
 
     def value(self, name: str, default: Any = None) -> Any:

@@ -2,9 +2,12 @@
 
 ``fhir_profiles/services/<service-id>.json`` holds what discovery publishes
 for a service (hook, title, description) and the prefetch keys it asks for;
-``prefetch.json`` holds each key's query as ValueSets, never as codes, and
+``prefetch.json`` holds each key's query as ValueSets, never as codes,
 whether the key is *required* (no advice without it: 412 when it cannot be
-got).  This is the shape of AHRQ CDS Connect's CQL Services (one JSON per
+got), and how the SMART page speaks of it: its ``label`` (what it reads, in
+clinical words: "HER2 test results") and whether an empty answer is
+``expected`` to be called out (an HER2 MBC record without it is suspect).  So
+a key added to the prefetch is named on the page without a Python edit.  This is the shape of AHRQ CDS Connect's CQL Services (one JSON per
 hook): a service is described where the knowledge is, and adding a query
 key, a ValueSet to a query or a fourth service is an edit of data.
 
@@ -40,6 +43,8 @@ class PrefetchQuery:
     required: bool
     read: bool  # an instance read (Patient/{{context.patientId}}), not a search
     why: str
+    label: str  # what it reads, as the SMART page names it ("HER2 test results")
+    expected: bool  # the page calls out an empty answer (a record without it is suspect)
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,12 @@ def _query(path: Path, i: int, q: object, terminology: Terminology) -> PrefetchQ
         raise _fail(path, f"{where}.count", "a search needs a positive _count")
     if not isinstance(q.get("required"), bool) or not isinstance(q.get("why"), str) or not q["why"].strip():
         raise _fail(path, where, "say whether the key is required, and why it is fetched")
+    if not isinstance(q.get("label"), str) or not q["label"].strip():
+        raise _fail(path, f"{where}.label", "say what the query reads, as the SMART page names it")
+    if not isinstance(q.get("expected"), bool):
+        raise _fail(path, f"{where}.expected", "say whether the SMART page calls out an empty answer (true/false)")
     return PrefetchQuery(q["key"], q["resourceType"], tuple(valuesets), param, count, q["required"],
-                         bool(q.get("read")), q["why"])
+                         bool(q.get("read")), q["why"], q["label"].strip(), q["expected"])
 
 
 def _template(q: PrefetchQuery, terminology: Terminology) -> str:

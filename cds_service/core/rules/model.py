@@ -130,3 +130,22 @@ class Recommendation:
     suggestions: tuple[Suggestion, ...]
     notes: tuple[str, ...]
     summary: str = ""  # the card's summary for this patient (card.summary or the first card.summaries that holds)
+
+
+@dataclass(frozen=True)
+class RuleFacts:
+    """What the rules read for one call and every finding behind its cards: the seam advice → cards.
+
+    The profile's own facts and findings, plus what the call adds (``advice``:
+    the prefetch's reading findings, ``findings``, ``data.unavailable``,
+    ``hook``).  One frozen object instead of loose ``facts``/``findings``
+    overrides, so the cards always render from the facts the rules fired on.
+    """
+
+    facts: Mapping[str, Any]
+    findings: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, profile: Any) -> "RuleFacts":
+        """The profile's own facts and findings (no call additions): cards rendered without ``advice``."""
+        return cls(profile.facts, tuple(profile.findings))
