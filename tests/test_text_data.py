@@ -197,11 +197,11 @@ def test_the_criteria_and_the_timeline_drop_the_same_conditions():
                       verificationStatus=_verification("confirmed", "entered-in-error"))
     p = profile(*mbc_base(), wrong)
     assert "liver" not in p.value("metastatic.sites")
-    assert "Condition/liver" not in {pt.ref for pt in event_points(p, list(p.records.values()))}
+    assert "Condition/liver" not in {pt.ref for pt in event_points(p)}
     kept = condition(SNOMED, "94381002", onset="2024-09-01", id="liver2", verificationStatus=_verification("confirmed"))
     p = profile(*mbc_base(), kept)
     assert "liver" in p.value("metastatic.sites")
-    assert "Condition/liver2" in {pt.ref for pt in event_points(p, list(p.records.values()))}
+    assert "Condition/liver2" in {pt.ref for pt in event_points(p)}
 
 
 def test_metastatic_sites_are_listed_in_the_code_system_order(tmp_path):
