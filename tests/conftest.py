@@ -34,7 +34,7 @@ from jsonschema import Draft202012Validator
 from cds_service import create_app
 from cds_service.config import Settings
 from cds_service.core.knowledge import load_knowledge
-from cds_service.protocol.discovery import PREFETCH
+from cds_service.protocol import discovery
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "cds_service" / "schemas"
@@ -178,7 +178,7 @@ def searchset(*resources, next_url: str | None = None) -> dict:
 
 def empty_prefetch(patient_id: str = "p1") -> dict:
     """Every prefetch key satisfied: a Patient and empty searchsets."""
-    out = {key: searchset() for key in PREFETCH}
+    out = {key: searchset() for key in discovery.PREFETCH}  # read on use: xdist's controller never loads the knowledge
     out["patient"] = {"resourceType": "Patient", "id": patient_id, "gender": "female", "birthDate": "1968-03-01"}
     return out
 
