@@ -239,8 +239,8 @@ def test_feedback_needs_a_token(secured, keys):
     assert_401(secured.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": []}))
 
 
-def test_public_url_sets_the_audience_behind_a_proxy(db_url, issuer_file, keys):
-    app = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file),
+def test_public_url_sets_the_audience_behind_a_proxy(migrated_db_url, issuer_file, keys):
+    app = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(issuer_file),
                      public_url="https://cds.example.org/")
     client = app.test_client()
     assert_401(client.get("/cds-services", headers=bearer(es_token(keys))))  # http://localhost/… no longer
@@ -286,13 +286,13 @@ def test_reason_is_logged_with_request_id_but_never_the_token(secured, keys, aut
         assert token not in text and signature not in text and token.split(".")[1] not in text
 
 
-def test_replay_is_rejected_by_a_second_instance_on_the_same_database(db_url, issuer_file, keys):
+def test_replay_is_rejected_by_a_second_instance_on_the_same_database(migrated_db_url, issuer_file, keys):
     """Two workers/instances (or one restarted) share the replay record through the database."""
-    first = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file))
+    first = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(issuer_file))
     token = es_token(keys)
     assert first.test_client().get("/cds-services", headers=bearer(token)).status_code == 200
     first.extensions["her2cds.store"].dispose()
-    second = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file))
+    second = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(issuer_file))
     assert_401(second.test_client().get("/cds-services", headers=bearer(token)))
     assert second.test_client().get("/cds-services", headers=bearer(es_token(keys))).status_code == 200
 
@@ -305,9 +305,9 @@ def sandbox_token(aud: str) -> str:
     return mint_token(pem, SANDBOX_KID, SANDBOX_ISS, aud, alg="ES384", ttl=300, jku=SANDBOX_JKU)
 
 
-def test_sandbox_token_accepted_when_the_sandbox_file_is_configured(db_url, issuer_file):
+def test_sandbox_token_accepted_when_the_sandbox_file_is_configured(migrated_db_url, issuer_file):
     spec = os.pathsep.join([str(issuer_file), str(SANDBOX_ISSUERS)])
-    client = create_app(auth="required", database_url=db_url, trusted_issuers=spec).test_client()
+    client = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=spec).test_client()
     assert client.get("/cds-services", headers=bearer(sandbox_token(DISCOVERY))).status_code == 200
     body = hook_request(prefetch=empty_prefetch())
     resp = client.post(f"/cds-services/{SERVICE}", json=body, headers=bearer(sandbox_token(HOOK_URL)))
@@ -328,8 +328,8 @@ def test_sandbox_file_holds_the_published_public_key_only():
 
 # -- modes and start-up --------------------------------------------------------------------------
 
-def test_disabled_mode_needs_no_token_and_says_so_in_discovery(db_url):
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+def test_disabled_mode_needs_no_token_and_says_so_in_discovery(migrated_db_url):
+    client = create_app(auth="disabled", database_url=migrated_db_url).test_client()
     resp = client.get("/cds-services")
     assert resp.status_code == 200
     assert all("DISABLED" in s["usageRequirements"] for s in resp.get_json()["services"])
@@ -340,15 +340,15 @@ def test_required_mode_discovery_describes_the_jwt(secured, keys):
     assert all("JWT" in s["usageRequirements"] and "DISABLED" not in s["usageRequirements"] for s in services)
 
 
-def test_auth_is_required_by_default(db_url, monkeypatch):
+def test_auth_is_required_by_default(migrated_db_url, monkeypatch):
     monkeypatch.delenv("HER2CDS_AUTH", raising=False)
     monkeypatch.delenv("HER2CDS_TRUSTED_ISSUERS", raising=False)
-    client = create_app(database_url=db_url).test_client()
+    client = create_app(database_url=migrated_db_url).test_client()
     assert_401(client.get("/cds-services"))
 
 
-def test_example_issuer_file_loads(db_url):
-    create_app(auth="required", database_url=db_url,
+def test_example_issuer_file_loads(migrated_db_url):
+    create_app(auth="required", database_url=migrated_db_url,
                trusted_issuers=str(ROOT / "cds_service" / "issuers" / "trusted-issuers.example.json"))
 
 
@@ -373,7 +373,7 @@ BROKEN_FILES = {
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN_FILES))
-def test_broken_issuer_file_fails_start_up(tmp_path, db_url, keys, name):
+def test_broken_issuer_file_fails_start_up(tmp_path, migrated_db_url, keys, name):
     content = BROKEN_FILES[name]
     if content == "PRIVATE":
         private = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(keys.es))
@@ -387,19 +387,19 @@ def test_broken_issuer_file_fails_start_up(tmp_path, db_url, keys, name):
     path = tmp_path / "issuers.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(ConfigError) as exc:
-        create_app(auth="required", database_url=db_url, trusted_issuers=str(path))
+        create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(path))
     assert str(path) in str(exc.value) or "HER2CDS_TRUSTED_ISSUERS" in str(exc.value)
 
 
-def test_missing_issuer_file_fails_start_up(tmp_path, db_url):
+def test_missing_issuer_file_fails_start_up(tmp_path, migrated_db_url):
     with pytest.raises(ConfigError, match="does not exist"):
-        create_app(auth="required", database_url=db_url, trusted_issuers=str(tmp_path / "nope.json"))
+        create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(tmp_path / "nope.json"))
 
 
-def test_same_issuer_in_two_files_fails_start_up(db_url):
+def test_same_issuer_in_two_files_fails_start_up(migrated_db_url):
     spec = os.pathsep.join([str(SANDBOX_ISSUERS)] * 2)
     with pytest.raises(ConfigError, match="more than one file"):
-        create_app(auth="required", database_url=db_url, trusted_issuers=spec)
+        create_app(auth="required", database_url=migrated_db_url, trusted_issuers=spec)
 
 
 def test_odd_request_id_on_a_rejected_call_is_replaced(secured):
@@ -422,8 +422,8 @@ def test_token_for_another_vendor_is_refused_even_with_that_host_header(secured,
         assert_401(resp)
 
 
-def test_configured_accepted_audiences_are_accepted_whatever_the_host(db_url, issuer_file, keys):
-    app = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file),
+def test_configured_accepted_audiences_are_accepted_whatever_the_host(migrated_db_url, issuer_file, keys):
+    app = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(issuer_file),
                      accepted_audiences="https://cds.internal.example.org/, https://cds.example.org")
     client = app.test_client()
     for base in ("https://cds.internal.example.org", "https://cds.example.org", "http://localhost"):
@@ -433,17 +433,17 @@ def test_configured_accepted_audiences_are_accepted_whatever_the_host(db_url, is
                           headers=bearer(es_token(keys, aud=OTHER_VENDOR + "/cds-services"))))
 
 
-def test_the_bind_address_of_serve_is_the_default_audience(db_url, issuer_file, keys):
-    app = create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file), bind="127.0.0.1:8080")
+def test_the_bind_address_of_serve_is_the_default_audience(migrated_db_url, issuer_file, keys):
+    app = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(issuer_file), bind="127.0.0.1:8080")
     client = app.test_client()
     for aud in ("http://127.0.0.1:8080/cds-services", "http://localhost:8080/cds-services"):
         assert client.get("/cds-services", headers=bearer(es_token(keys, aud=aud))).status_code == 200, aud
     assert_401(client.get("/cds-services", headers=bearer(es_token(keys, aud=DISCOVERY))))  # port 80: not bound
 
 
-def test_a_malformed_accepted_audience_fails_start_up(db_url, issuer_file):
+def test_a_malformed_accepted_audience_fails_start_up(migrated_db_url, issuer_file):
     with pytest.raises(ConfigError, match="HER2CDS_ACCEPTED_AUDIENCES"):
-        create_app(auth="required", database_url=db_url, trusted_issuers=str(issuer_file),
+        create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(issuer_file),
                    accepted_audiences="cds.example.org")
 
 

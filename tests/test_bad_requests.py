@@ -74,9 +74,9 @@ def test_bad_request_table(client, name, url, data, ctype, status, where):
     assert all(issue["diagnostics"] for issue in body["issue"])
 
 
-def test_body_over_the_limit_is_413(db_url):
+def test_body_over_the_limit_is_413(migrated_db_url):
     from cds_service import create_app
-    app = create_app(auth="disabled", database_url=db_url, max_body_bytes=10_000)
+    app = create_app(auth="disabled", database_url=migrated_db_url, max_body_bytes=10_000)
     body = good()
     body["prefetch"]["conditions"]["entry"] = [{"resource": {"resourceType": "Condition", "id": str(i)}}
                                                for i in range(2000)]

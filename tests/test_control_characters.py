@@ -30,9 +30,9 @@ ISS = "urn:test:control-characters"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
+def database_url(request, migrated_db_url):
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cc.db'}"
+        return migrated_db_url
     url = os.environ.get("HER2CDS_TEST_POSTGRES_URL")
     if not url:
         pytest.fail("HER2CDS_TEST_POSTGRES_URL is not set (deselect with -m 'not postgres').")

@@ -366,10 +366,10 @@ def test_read_only_postgres_is_not_ready_and_recovers(issuer_file, signing_key):
     app.extensions["her2cds.store"].dispose()
 
 
-def test_a_flood_of_readiness_probes_costs_one_test_write_per_interval(db_url, monkeypatch):
+def test_a_flood_of_readiness_probes_costs_one_test_write_per_interval(migrated_db_url, monkeypatch):
     """/readyz is anonymous (issue 21: 1,059 probes/s raised hook p50 fourfold): a worker reuses the verdict
     of its write probe for ``readyz_probe_cache_seconds``; with 0 every call probes."""
-    app = create_app(auth="disabled", database_url=db_url, readyz_probe_cache_seconds=60)
+    app = create_app(auth="disabled", database_url=migrated_db_url, readyz_probe_cache_seconds=60)
     store = app.extensions["her2cds.store"]
     writes = []
     real = store.check_writable
@@ -377,7 +377,7 @@ def test_a_flood_of_readiness_probes_costs_one_test_write_per_interval(db_url, m
     client = app.test_client()
     assert all(client.get("/readyz").status_code == 200 for _ in range(50))
     assert len(writes) == 1
-    eager = create_app(auth="disabled", database_url=db_url, readyz_probe_cache_seconds=0)
+    eager = create_app(auth="disabled", database_url=migrated_db_url, readyz_probe_cache_seconds=0)
     probes = []
     monkeypatch.setattr(eager.extensions["her2cds.store"], "check_writable", lambda: probes.append(1))
     for _ in range(3):

@@ -106,8 +106,8 @@ def test_administrations_and_oophorectomy_procedures_are_prefetched():
     assert "http://www.cms.gov/Medicare/Coding/ICD10|0UT20ZZ" in PREFETCH["procedures"]
 
 
-def test_disabled_auth_is_announced_in_usage_requirements(db_url):
-    app = create_app(auth="disabled", database_url=db_url)
+def test_disabled_auth_is_announced_in_usage_requirements(migrated_db_url):
+    app = create_app(auth="disabled", database_url=migrated_db_url)
     services = app.test_client().get("/cds-services").get_json()["services"]
     assert all("DISABLED" in s["usageRequirements"] for s in services)
 

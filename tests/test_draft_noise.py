@@ -26,8 +26,8 @@ SANDBOX_NAPROXEN = {"resourceType": "MedicationRequest", "id": "request-456", "s
                          "display": "Naproxen sodium 220 MG Oral Tablet"}]}}
 
 
-def cards_for(db_url, request_json):
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+def cards_for(migrated_db_url, request_json):
+    client = create_app(auth="disabled", database_url=migrated_db_url).test_client()
     resp = client.post(SELECT, json=request_json)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     return resp.get_json()["cards"]
@@ -42,21 +42,21 @@ def with_draft(req: dict, draft: dict, select_only: bool = True) -> dict:
     return req
 
 
-def test_a_sandbox_draft_without_a_drug_gets_no_data_quality_card(db_url, fixtures_today):
+def test_a_sandbox_draft_without_a_drug_gets_no_data_quality_card(migrated_db_url, fixtures_today):
     req = with_draft(fixtures_today[1]["p01-de-novo-thp-order-select"], SANDBOX_NO_DRUG)
-    rules = [c["extension"][EXT]["id"] for c in cards_for(db_url, req)]
+    rules = [c["extension"][EXT]["id"] for c in cards_for(migrated_db_url, req)]
     assert "D4" not in rules
 
 
-def test_a_non_oncology_sandbox_draft_gets_no_data_quality_card(db_url, fixtures_today):
+def test_a_non_oncology_sandbox_draft_gets_no_data_quality_card(migrated_db_url, fixtures_today):
     req = with_draft(fixtures_today[1]["p01-de-novo-thp-order-select"], SANDBOX_NAPROXEN)
-    rules = [c["extension"][EXT]["id"] for c in cards_for(db_url, req)]
+    rules = [c["extension"][EXT]["id"] for c in cards_for(migrated_db_url, req)]
     assert "D4" not in rules
 
 
-def test_the_thp_advice_is_unchanged_beside_a_sandbox_draft(db_url, fixtures_today):
+def test_the_thp_advice_is_unchanged_beside_a_sandbox_draft(migrated_db_url, fixtures_today):
     base = fixtures_today[1]["p02-no-pertuzumab-order-select"]
-    before = sorted(c["extension"][EXT]["id"] for c in cards_for(db_url, base))
+    before = sorted(c["extension"][EXT]["id"] for c in cards_for(migrated_db_url, base))
     req = with_draft(base, SANDBOX_NAPROXEN, select_only=False)
-    after = sorted(c["extension"][EXT]["id"] for c in cards_for(db_url, req))
+    after = sorted(c["extension"][EXT]["id"] for c in cards_for(migrated_db_url, req))
     assert before == after and before

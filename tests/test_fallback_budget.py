@@ -60,9 +60,9 @@ class Records(logging.Handler):
         self.logger.setLevel(self.level_before)
 
 
-def patient_client(db_url):
+def patient_client(migrated_db_url):
     """Generous FHIR timeouts where a test is about data, not speed (the machine may be busy)."""
-    return create_app(auth="disabled", database_url=db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
+    return create_app(auth="disabled", database_url=migrated_db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
                       fhir_time_budget=20, **LOOPBACK_FHIR).test_client()
 
 
@@ -77,10 +77,10 @@ def fallback(request: dict, base: str) -> dict:
 @pytest.mark.parametrize("name,url", [("p69-male-letrozole-order-select", SELECT),
                                       ("p63-period-only-patient-view", VIEW),
                                       ("p67-unknown-42-order-sign", SIGN)])
-def test_defaults_give_the_prefetch_cards_from_a_fhir_server_at_600_ms_per_query(db_url, built, name, url):
+def test_defaults_give_the_prefetch_cards_from_a_fhir_server_at_600_ms_per_query(migrated_db_url, built, name, url):
     gen, patients, requests = built
     pid = requests[name]["context"]["patientId"]
-    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
+    client = create_app(auth="disabled", database_url=migrated_db_url, **LOOPBACK_FHIR).test_client()
     expected = card_rules(client.post(url, json=requests[name]))
     behaviour = PatientBehaviour(resources_of(patients, pid), gen.searchset, delay=0.6)
     # transport of a real server: keep-alive, and a listen backlog that does not drop the
@@ -98,7 +98,7 @@ def test_defaults_are_the_documented_production_budget():
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 501])
-def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
+def test_a_refused_optional_query_costs_its_data_only(migrated_db_url, built, status):
     gen, patients, requests = built
     name = "p67-unknown-42-order-select"
     pid = requests[name]["context"]["patientId"]
@@ -111,7 +111,7 @@ def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
         else:
             serve(handler, path, query)
 
-    client = patient_client(db_url)
+    client = patient_client(migrated_db_url)
     with Records("her2cds.fhir") as records, FakeFhir(refuse_procedures) as fhir:
         resp = client.post(SELECT, json=fallback(requests[name], fhir.base))
     got = card_rules(resp)
@@ -122,10 +122,10 @@ def test_a_refused_optional_query_costs_its_data_only(db_url, built, status):
     assert refused and refused[0].status == status
 
 
-def test_a_refused_required_query_is_still_a_412(db_url, built):
+def test_a_refused_required_query_is_still_a_412(migrated_db_url, built):
     gen, patients, requests = built
     name = "p67-unknown-42-order-select"
-    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
+    client = create_app(auth="disabled", database_url=migrated_db_url, **LOOPBACK_FHIR).test_client()
 
     def refuse_conditions(handler, path, query):
         send_json(handler, {"resourceType": "OperationOutcome", "issue": []}, 404)
@@ -135,13 +135,13 @@ def test_a_refused_required_query_is_still_a_412(db_url, built):
     assert resp.status_code == 412
 
 
-def test_a_leniently_read_draft_is_logged_not_a_could_not_be_read_card(db_url, built):
+def test_a_leniently_read_draft_is_logged_not_a_could_not_be_read_card(migrated_db_url, built):
     """The sandbox sends a draft's ``category`` as an object: read leniently, nothing lost."""
     _, _, requests = built
     req = copy.deepcopy(requests["p69-male-letrozole-order-sign"])  # the session's copy stays as built
     draft = req["context"]["draftOrders"]["entry"][0]["resource"]
     draft["category"] = {"coding": [{"code": "outpatient"}]}
-    client = create_app(auth="disabled", database_url=db_url, **LOOPBACK_FHIR).test_client()
+    client = create_app(auth="disabled", database_url=migrated_db_url, **LOOPBACK_FHIR).test_client()
     with Records("her2cds.hooks") as records:
         got = card_rules(client.post(SIGN, json=req))
     assert "D4" not in got and "S9" in got

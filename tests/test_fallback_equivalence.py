@@ -24,9 +24,9 @@ EXT = "org.her2-cds.rule"
 
 
 @pytest.fixture
-def patient_client(db_url):
+def patient_client(migrated_db_url):
     """Generous FHIR timeouts: this compares data, not speed, and the machine may be busy."""
-    return create_app(auth="disabled", database_url=db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
+    return create_app(auth="disabled", database_url=migrated_db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
                       fhir_time_budget=20, **LOOPBACK_FHIR).test_client()
 
 

@@ -20,15 +20,15 @@ def overridden(card="card-2", code="patient-declined", display="Patient declined
                                           "display": display}, "userComment": "discussed"}}
 
 
-def test_feedback_is_stored_and_survives_recreating_the_app(db_url):
-    app = create_app(auth="disabled", database_url=db_url)
+def test_feedback_is_stored_and_survives_recreating_the_app(migrated_db_url):
+    app = create_app(auth="disabled", database_url=migrated_db_url)
     _issue(app)
     resp = app.test_client().post(URL, json={"feedback": [accepted(), overridden()]})
     assert resp.status_code == 200
     assert resp.get_json() == {"received": 2, "stored": 2, "duplicates": 0}
     app.extensions["her2cds.store"].dispose()
 
-    again = create_app(auth="disabled", database_url=db_url)
+    again = create_app(auth="disabled", database_url=migrated_db_url)
     rows = feedback_rows(again.extensions["her2cds.store"])
     assert [(r["card_uuid"], r["outcome"]) for r in rows] == [("card-1", "accepted"), ("card-2", "overridden")]
     assert rows[0]["accepted_suggestions"] == '["sugg-1"]'
@@ -95,14 +95,14 @@ P26 = Path(__file__).resolve().parent.parent / "fixtures" / "requests" / "p26-lv
 
 
 @pytest.fixture
-def two_ehrs(tmp_path, db_url):
+def two_ehrs(tmp_path, migrated_db_url):
     """An app trusting two issuers (one with tenants); ``call(who, path, body)`` signs as ``who``."""
     keys = {name: generate_private_key("ES384") for name in ("urn:ehr-a", "urn:ehr-b")}
     issuers = {iss: {"jwks": {"keys": [public_jwk(k, "k1", "ES384")]}} for iss, k in keys.items()}
     issuers["urn:ehr-a"]["tenants"] = ["t1", "t2"]
     path = tmp_path / "issuers.json"
     path.write_text(json.dumps(issuers))
-    app = create_app(auth="required", database_url=db_url, trusted_issuers=str(path))
+    app = create_app(auth="required", database_url=migrated_db_url, trusted_issuers=str(path))
     client = app.test_client()
 
     def call(who, url, body, tenant=None):
@@ -125,25 +125,25 @@ def _override(card):
                           "overrideReason": {"reason": card["overrideReasons"][0]}}]}
 
 
-def _report(db_url):
-    result = CliRunner().invoke(feedback_cmd, ["report", "--json", "--database-url", db_url])
+def _report(migrated_db_url):
+    result = CliRunner().invoke(feedback_cmd, ["report", "--json", "--database-url", migrated_db_url])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
 
-def test_another_issuers_override_is_refused_and_not_counted(two_ehrs, db_url):
+def test_another_issuers_override_is_refused_and_not_counted(two_ehrs, migrated_db_url):
     app, call = two_ehrs
     card = _critical_card(call)
     resp = call("urn:ehr-b", SIGN + "/feedback", _override(card))
     assert resp.status_code == 404
     assert resp.get_json()["issue"][0]["expression"] == ["/feedback/0/card"]
     assert feedback_rows(app.extensions["her2cds.store"]) == []
-    [row] = [r for r in _report(db_url) if r["rule_id"] == "S2-C"]
+    [row] = [r for r in _report(migrated_db_url) if r["rule_id"] == "S2-C"]
     assert row["overridden"] == 0
     # the same override from the client that received the card is stored, with its issuer, and counted
     assert call("urn:ehr-a", SIGN + "/feedback", _override(card), tenant="t1").get_json()["stored"] == 1
     assert [r["client_iss"] for r in feedback_rows(app.extensions["her2cds.store"])] == ["urn:ehr-a"]
-    [row] = [r for r in _report(db_url) if r["rule_id"] == "S2-C"]
+    [row] = [r for r in _report(migrated_db_url) if r["rule_id"] == "S2-C"]
     assert row["overridden"] == 1
 
 

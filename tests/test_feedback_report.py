@@ -17,7 +17,7 @@ def _request(name):
     return json.loads((ROOT / "fixtures" / "requests" / f"{name}.json").read_text())
 
 
-def test_feedback_report_counts(client, db_url):
+def test_feedback_report_counts(client, migrated_db_url):
     resp = client.post("/cds-services/her2-mbc-order-sign", json=_request("p26-lvef35-order-sign"))
     cards = resp.get_json()["cards"]
     # S2-C (critical) first; the committed fixture's LVEF may be old enough for S2-DUE at order-sign too
@@ -34,11 +34,11 @@ def test_feedback_report_counts(client, db_url):
     ]}
     assert client.post("/cds-services/her2-mbc-order-sign/feedback", json=fb).status_code == 200
 
-    result = CliRunner().invoke(feedback_cmd, ["report", "--json", "--database-url", db_url])
+    result = CliRunner().invoke(feedback_cmd, ["report", "--json", "--database-url", migrated_db_url])
     assert result.exit_code == 0, result.output
     rows = {r["rule_id"]: r for r in json.loads(result.output)}
     assert rows["S2-C"]["issued"] == 1 and rows["S2-C"]["overridden"] == 1
     assert rows["S2-C"]["override_reasons"] == {reason["display"]: 1}
     assert rows["S3"]["accepted"] == 1 and rows["S3"]["overridden"] == 0
-    text = CliRunner().invoke(feedback_cmd, ["report", "--database-url", db_url]).output
+    text = CliRunner().invoke(feedback_cmd, ["report", "--database-url", migrated_db_url]).output
     assert "S2-C" in text and f"override: {reason['display']} (1)" in text

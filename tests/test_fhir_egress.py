@@ -224,11 +224,10 @@ def key():
     return generate_private_key("ES384")
 
 
-def secured_app(tmp_path, key, entry: dict, **settings):
+def secured_app(tmp_path, key, entry: dict, database_url: str, **settings):
     path = tmp_path / "issuers.json"
     path.write_text(json.dumps({ISS: {"jwks": {"keys": [public_jwk(key, "k1", "ES384")]}, **entry}}))
-    return create_app(auth="required", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-                      trusted_issuers=str(path), **settings)
+    return create_app(auth="required", database_url=database_url, trusted_issuers=str(path), **settings)
 
 
 def invoke(app, key, base, prefetch=None):
@@ -247,8 +246,8 @@ def invoke(app, key, base, prefetch=None):
 
 
 @pytest.fixture
-def make_app(tmp_path, key):
-    return lambda entry, **settings: secured_app(tmp_path, key, entry, **settings)
+def make_app(tmp_path, key, migrated_db_url):
+    return lambda entry, **settings: secured_app(tmp_path, key, entry, migrated_db_url, **settings)
 
 
 def serving():
@@ -342,9 +341,9 @@ def test_a_listed_pattern_resolving_inside_is_refused_after_resolution(make_app,
                                    {"fhir_servers": ["https://*"]},
                                    {"fhir_networks": ["10.0.0.1/8"]},
                                    {"fhir_networks": ["not-a-network"]}])
-def test_a_bad_fhir_policy_in_the_issuer_file_fails_start_up(tmp_path, key, entry):
+def test_a_bad_fhir_policy_in_the_issuer_file_fails_start_up(tmp_path, key, entry, migrated_db_url):
     with pytest.raises(ConfigError, match="fhir_"):
-        secured_app(tmp_path, key, entry)
+        secured_app(tmp_path, key, entry, migrated_db_url)
 
 
 @pytest.mark.parametrize("settings", [{"fhir_servers": "ftp://x"}, {"fhir_allowed_networks": "10.0.0.0/33"}])

@@ -63,8 +63,8 @@ FAST_TIMEOUTS = {"fhir_connect_timeout": 0.3, "fhir_read_timeout": 0.4, "fhir_ti
 
 
 @pytest.fixture
-def fast_client(db_url):
-    return create_app(auth="disabled", database_url=db_url, **FAST_TIMEOUTS, **LOOPBACK_FHIR).test_client()
+def fast_client(migrated_db_url):
+    return create_app(auth="disabled", database_url=migrated_db_url, **FAST_TIMEOUTS, **LOOPBACK_FHIR).test_client()
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_connection_refused(client, fhir_log):
     assert_generic_412(resp, fhir_log, "could not connect")
 
 
-def test_queries_run_in_parallel(db_url, captured):
+def test_queries_run_in_parallel(migrated_db_url, captured):
     """The prefetch queries overlap instead of running one after another.
 
     Measured as concurrency, not as time: the fake server counts how many
@@ -206,7 +206,7 @@ def test_queries_run_in_parallel(db_url, captured):
             with lock:
                 state["now"] -= 1
 
-    app = create_app(auth="disabled", database_url=db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
+    app = create_app(auth="disabled", database_url=migrated_db_url, fhir_connect_timeout=5, fhir_read_timeout=10,
                      fhir_time_budget=20, **LOOPBACK_FHIR)
     with FakeFhir(handler) as fhir:
         resp = app.test_client().post("/cds-services/her2-mbc-patient-view",

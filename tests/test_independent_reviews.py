@@ -20,7 +20,9 @@ stays untouched in ``expected.yaml``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -57,6 +59,13 @@ def _adjudicated(case: dict, adjudication: dict) -> dict:
 
 
 def _load(folder: str) -> tuple[list[dict], dict]:
+    """The folder's cases (adjudicated) and decisions: a fresh copy each call, so no test sees another's edits."""
+    return copy.deepcopy(_parsed(folder))
+
+
+@functools.cache
+def _parsed(folder: str) -> tuple[list[dict], dict]:
+    """Parsed once per folder: the YAML is the same for all ~80 cases (re-reading it per case was most of this file's time)."""
     here = TESTS / folder
     cases = yaml.safe_load((here / "expected.yaml").read_text())["cases"]
     decisions = yaml.safe_load((here / "decisions.yaml").read_text())["decisions"]

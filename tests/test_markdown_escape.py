@@ -18,9 +18,9 @@ def test_md_text_leaves_no_link_emphasis_or_html():
     assert "Re-login" in html and "evil.example" in html  # the text is still there, as text
 
 
-def test_a_hostile_condition_text_is_not_a_link_in_the_critical_card(db_url, fixtures_today):
+def test_a_hostile_condition_text_is_not_a_link_in_the_critical_card(migrated_db_url, fixtures_today):
     req = copy.deepcopy(fixtures_today[1]["p26-lvef35-order-sign"])
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+    client = create_app(auth="disabled", database_url=migrated_db_url).test_client()
     # the LVEF result's own text is named in the hard stop's "Why this card"
     renamed = 0
     for bundle in req["prefetch"].values():

@@ -26,21 +26,21 @@ SELECT = "/cds-services/her2-mbc-order-select"
 SIGN = "/cds-services/her2-mbc-order-sign"
 
 
-def two_instances(db_url, **settings):
-    return (create_app(auth="disabled", database_url=db_url, **settings).test_client(),
-            create_app(auth="disabled", database_url=db_url, **settings).test_client())
+def two_instances(migrated_db_url, **settings):
+    return (create_app(auth="disabled", database_url=migrated_db_url, **settings).test_client(),
+            create_app(auth="disabled", database_url=migrated_db_url, **settings).test_client())
 
 
-def test_order_warnings_fire_at_order_sign_when_order_select_was_not_called(db_url, requests_today):
+def test_order_warnings_fire_at_order_sign_when_order_select_was_not_called(migrated_db_url, requests_today):
     """An EHR integrating only order-sign sees S9 for a man on letrozole alone."""
-    one, _ = two_instances(db_url)
+    one, _ = two_instances(migrated_db_url)
     assert "S9" in card_rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
 @pytest.fixture
-def shared_database(backend_url, db_url):
+def shared_database(backend_url, migrated_db_url):
     """The database two instances share: a SQLite file, or the PostgreSQL test server (emptied first)."""
-    if backend_url != db_url:
+    if backend_url != migrated_db_url:
         store = create_app(auth="disabled", database_url=backend_url).extensions["her2cds.store"]
         with store.engine.begin() as conn:
             conn.execute(issued_cards.delete())
@@ -54,8 +54,8 @@ def test_a_card_shown_at_order_select_is_not_repeated_at_order_sign_by_another_i
     assert "S9" not in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
-def test_other_drafts_or_another_patient_are_shown_again(db_url, requests_today):
-    one, two = two_instances(db_url)
+def test_other_drafts_or_another_patient_are_shown_again(migrated_db_url, requests_today):
+    one, two = two_instances(migrated_db_url)
     card_rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
     other = copy.deepcopy(requests_today["p69-male-letrozole-order-sign"])
     other["context"]["draftOrders"]["entry"][0]["resource"]["medicationCodeableConcept"] = {
@@ -65,8 +65,8 @@ def test_other_drafts_or_another_patient_are_shown_again(db_url, requests_today)
     assert "S9-UNKNOWN" in card_rules(two.post(SIGN, json=requests_today["p67-unknown-42-order-sign"]))
 
 
-def test_the_window_bounds_the_memory(db_url, requests_today):
-    one, two = two_instances(db_url, order_sign_repeat_window_hours=12)
+def test_the_window_bounds_the_memory(migrated_db_url, requests_today):
+    one, two = two_instances(migrated_db_url, order_sign_repeat_window_hours=12)
     card_rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
     store = one.application.extensions["her2cds.store"]
     with store.engine.begin() as conn:  # the order-select card was 13 hours ago
@@ -75,20 +75,20 @@ def test_the_window_bounds_the_memory(db_url, requests_today):
     assert "S9" in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
-def test_window_zero_always_repeats(db_url, requests_today):
-    one, two = two_instances(db_url, order_sign_repeat_window_hours=0)
+def test_window_zero_always_repeats(migrated_db_url, requests_today):
+    one, two = two_instances(migrated_db_url, order_sign_repeat_window_hours=0)
     card_rules(one.post(SELECT, json=requests_today["p69-male-letrozole-order-select"]))
     assert "S9" in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))
 
 
-def test_critical_only_setting_restores_hard_stops_only_at_order_sign(db_url, requests_today):
-    one, _ = two_instances(db_url, order_sign_cards="critical-only")
+def test_critical_only_setting_restores_hard_stops_only_at_order_sign(migrated_db_url, requests_today):
+    one, _ = two_instances(migrated_db_url, order_sign_cards="critical-only")
     assert card_rules(one.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"])) == []
     assert card_rules(one.post(SIGN, json=requests_today["p29-anthracycline-order-sign"])) == ["S3"]
 
 
-def test_the_database_never_holds_the_patient_id_in_the_repeat_key(db_url, requests_today):
-    one, _ = two_instances(db_url)
+def test_the_database_never_holds_the_patient_id_in_the_repeat_key(migrated_db_url, requests_today):
+    one, _ = two_instances(migrated_db_url)
     req = requests_today["p69-male-letrozole-order-select"]
     card_rules(one.post(SELECT, json=req))
     store = one.application.extensions["her2cds.store"]
@@ -142,9 +142,9 @@ def critical_uuid(resp, rule="S2-C"):
     return next(c["uuid"] for c in resp.get_json()["cards"] if c["extension"][EXT]["id"] == rule)
 
 
-def test_an_unanswered_hard_stop_is_shown_again_at_order_sign(db_url, requests_today):
+def test_an_unanswered_hard_stop_is_shown_again_at_order_sign(migrated_db_url, requests_today):
     """The sandbox finding: p26 (LVEF 35 %) critical at order-select, not answered -> critical again at signing."""
-    one, two = two_instances(db_url)
+    one, two = two_instances(migrated_db_url)
     sign = requests_today["p26-lvef35-order-sign"]
     critical_uuid(one.post(SELECT, json=as_order_select(sign)))
     assert "S2-C" in card_rules(two.post(SIGN, json=sign))
@@ -157,19 +157,19 @@ def test_an_unanswered_hard_stop_is_shown_again_at_order_sign(db_url, requests_t
     ("overridden", {"overrideReason": {"userComment": "cardiology agreed"}}, False),
     ("overridden", {}, True),  # dismissed without a reason is not an answer
 ])
-def test_a_hard_stop_answered_at_order_select_is_not_repeated(db_url, requests_today, outcome, extra, repeated):
-    one, two = two_instances(db_url)
+def test_a_hard_stop_answered_at_order_select_is_not_repeated(migrated_db_url, requests_today, outcome, extra, repeated):
+    one, two = two_instances(migrated_db_url)
     sign = requests_today["p26-lvef35-order-sign"]
     uuid = critical_uuid(one.post(SELECT, json=as_order_select(sign)))
     feedback(one, uuid, outcome, **extra)
     assert ("S2-C" in card_rules(two.post(SIGN, json=sign))) is repeated
 
 
-def test_another_user_encounter_or_fhir_server_never_suppresses(db_url, requests_today):
+def test_another_user_encounter_or_fhir_server_never_suppresses(migrated_db_url, requests_today):
     """Patient ids are local to an EHR: who saw the card is part of the repeat key."""
     sign = requests_today["p69-male-letrozole-order-sign"]
     for field, value in (("userId", "Practitioner/someone-else"), ("encounterId", "enc-other")):
-        one, two = two_instances(db_url)
+        one, two = two_instances(migrated_db_url)
         other = copy.deepcopy(requests_today["p69-male-letrozole-order-select"])
         other["context"][field] = value
         assert "S9" in card_rules(one.post(SELECT, json=other))
@@ -209,8 +209,8 @@ def test_odd_codings_give_a_key_never_an_exception(coding):
     assert len(repeats.repeat_key([], "p", "S2-C", ctx)) == 64
 
 
-def test_odd_codings_at_order_sign_still_return_the_hard_stop(db_url, requests_today):
-    one, _ = two_instances(db_url)
+def test_odd_codings_at_order_sign_still_return_the_hard_stop(migrated_db_url, requests_today):
+    one, _ = two_instances(migrated_db_url)
     sign = copy.deepcopy(requests_today["p26-lvef35-order-sign"])
     extra = copy.deepcopy(sign["context"]["draftOrders"]["entry"][0])
     extra["resource"]["id"] = "odd-1"
@@ -220,8 +220,8 @@ def test_odd_codings_at_order_sign_still_return_the_hard_stop(db_url, requests_t
     assert resp.status_code == 200 and "S2-C" in card_rules(resp)
 
 
-def test_every_suppression_is_in_the_audit_trail(db_url, requests_today):
-    one, two = two_instances(db_url)
+def test_every_suppression_is_in_the_audit_trail(migrated_db_url, requests_today):
+    one, two = two_instances(migrated_db_url)
     select_req = requests_today["p69-male-letrozole-order-select"]
     card_rules(one.post(SELECT, json=select_req))
     assert "S9" not in card_rules(two.post(SIGN, json=requests_today["p69-male-letrozole-order-sign"]))

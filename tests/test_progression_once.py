@@ -22,18 +22,18 @@ VIEW = "/cds-services/her2-mbc-patient-view"
 def requests_today(fixtures_today):
     return fixtures_today[1]
 
-def test_the_next_line_card_opens_once_per_progression(db_url, requests_today):
+def test_the_next_line_card_opens_once_per_progression(migrated_db_url, requests_today):
     req = requests_today["p90-progression-on-hp-patient-view"]
-    one = create_app(auth="disabled", database_url=db_url).test_client()
-    other_instance = create_app(auth="disabled", database_url=db_url).test_client()
+    one = create_app(auth="disabled", database_url=migrated_db_url).test_client()
+    other_instance = create_app(auth="disabled", database_url=migrated_db_url).test_client()
     assert card_rules(one.post(VIEW, json=req)) == ["L4"]
     assert card_rules(other_instance.post(VIEW, json=req)) == []  # the same clinician, the same progression
     store = one.application.extensions["her2cds.store"]
     assert audit_rows(store)[-1]["suppressed"].startswith("L4@")
 
-def test_another_clinician_or_a_new_progression_sees_it(db_url, requests_today):
+def test_another_clinician_or_a_new_progression_sees_it(migrated_db_url, requests_today):
     req = requests_today["p90-progression-on-hp-patient-view"]
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+    client = create_app(auth="disabled", database_url=migrated_db_url).test_client()
     assert card_rules(client.post(VIEW, json=req)) in (["L4"], [])
     colleague = copy.deepcopy(req)
     colleague["context"]["userId"] = "Practitioner/covering-oncologist"
@@ -44,9 +44,9 @@ def test_another_clinician_or_a_new_progression_sees_it(db_url, requests_today):
     obs["id"] = obs["id"] + "-rescan"  # a second CT showing progression: another event
     assert card_rules(client.post(VIEW, json=newer)) == ["L4"]
 
-def test_a_database_that_cannot_answer_costs_the_memory_not_the_card(db_url, requests_today, monkeypatch):
+def test_a_database_that_cannot_answer_costs_the_memory_not_the_card(migrated_db_url, requests_today, monkeypatch):
     req = requests_today["p90-progression-on-hp-patient-view"]
-    client = create_app(auth="disabled", database_url=db_url).test_client()
+    client = create_app(auth="disabled", database_url=migrated_db_url).test_client()
     card_rules(client.post(VIEW, json=req))
     store = client.application.extensions["her2cds.store"]
 

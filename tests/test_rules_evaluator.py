@@ -5,11 +5,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cds_service.core.knowledge import KnowledgeError
 from cds_service.core.rules.rulebook import (
     check_rulebook_dir, compile_condition, evaluate, load_rulebook, load_rulebook_document, validate_document,
 )
+from cds_service.core.rules.source import read_part
 
 PROFILES = Path(__file__).resolve().parents[1] / "fhir_profiles"
 
@@ -63,6 +65,22 @@ def test_shipped_rulebook_is_valid_and_covers_every_table_rule():
     assert set(table) <= ids
     for r in rulebook.rules:
         assert r.evidence and len(r.card["summary"]) < 140 and r.override_reasons
+
+
+def test_the_rulebook_files_read_as_the_pure_python_safe_loader_reads_them():
+    """``read_part`` uses libyaml's loader for speed; it must give exactly the documents PyYAML's own
+    safe loader gives, for every shipped file (a libyaml difference would change the rules silently)."""
+    files = sorted((PROFILES / "rulebook").glob("*.yaml"))
+    assert files
+    for path in files:
+        assert read_part(path) == yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader), path.name
+
+
+def test_a_yaml_syntax_error_is_a_knowledge_error_naming_the_file(tmp_path):
+    bad = tmp_path / "rules-bad.yaml"
+    bad.write_text("rules:\n  - id: X1\n    when: [unclosed\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match="rules-bad.yaml: not valid YAML"):
+        read_part(bad, "rules")
 
 
 def _doc():

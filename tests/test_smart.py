@@ -214,8 +214,8 @@ def test_standalone_launch_asks_for_launch_patient_scope(client, ehr):
     assert "launch" not in params
 
 
-def test_configured_client_id_scopes_and_redirect_are_used(db_url, ehr):
-    app = create_app(auth="disabled", database_url=db_url, smart_client_id="my-app", smart_allowed_issuers=ehr.iss,
+def test_configured_client_id_scopes_and_redirect_are_used(migrated_db_url, ehr):
+    app = create_app(auth="disabled", database_url=migrated_db_url, smart_client_id="my-app", smart_allowed_issuers=ehr.iss,
                      **LOOPBACK,
                      smart_scopes="launch patient/*.read", smart_redirect_url="https://cds.example.org/smart/callback")
     _, params = _launch(app.test_client(), ehr)
@@ -255,8 +255,8 @@ def test_launch_against_server_without_s256_is_refused(client, httpserver, smart
     assert "PKCE S256 not supported" in _logged_errors(smart_log)
 
 
-def test_allowed_issuers_setting_blocks_other_servers(db_url, ehr):
-    app = create_app(auth="disabled", database_url=db_url, **LOOPBACK,
+def test_allowed_issuers_setting_blocks_other_servers(migrated_db_url, ehr):
+    app = create_app(auth="disabled", database_url=migrated_db_url, **LOOPBACK,
                      smart_allowed_issuers=f"https://ehr.example.org/fhir, {ehr.iss}/")
     client = app.test_client()
     resp = client.get("/smart/launch", query_string={"iss": "http://10.0.0.1/fhir", "launch": "x"})
@@ -483,10 +483,10 @@ def test_fhir_server_down_is_a_502_page(client, ehr, httpserver):
 SECRET = "test-secret-key-shared-by-all-workers"
 
 
-def _worker(ehr, db_url, secret_key=SECRET, **settings):
+def _worker(ehr, migrated_db_url, secret_key=SECRET, **settings):
     """One gunicorn worker (or instance): its own app object on the shared database, allowing the fake EHR."""
     settings.setdefault("smart_allowed_issuers", ehr.iss)
-    return create_app(auth="disabled", database_url=db_url, secret_key=secret_key, **{**LOOPBACK, **settings})
+    return create_app(auth="disabled", database_url=migrated_db_url, secret_key=secret_key, **{**LOOPBACK, **settings})
 
 
 def _move_cookie(src, dst, value=None):
@@ -506,8 +506,8 @@ def _rows(app, kind=None):
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def test_launch_started_on_one_worker_completes_on_another(db_url, ehr):
-    first, second = _worker(ehr, db_url), _worker(ehr, db_url)
+def test_launch_started_on_one_worker_completes_on_another(migrated_db_url, ehr):
+    first, second = _worker(ehr, migrated_db_url), _worker(ehr, migrated_db_url)
     browser1, browser2 = first.test_client(), second.test_client()
     _, params = _launch(browser1, ehr)
     _move_cookie(browser1, browser2)
@@ -526,8 +526,8 @@ def test_launch_started_on_one_worker_completes_on_another(db_url, ehr):
     assert set(ehr.fhir_auth_headers) == {f"Bearer {ACCESS_TOKEN}"}
 
 
-def test_state_cannot_be_replayed_on_another_worker(db_url, ehr):
-    first, second = _worker(ehr, db_url), _worker(ehr, db_url)
+def test_state_cannot_be_replayed_on_another_worker(migrated_db_url, ehr):
+    first, second = _worker(ehr, migrated_db_url), _worker(ehr, migrated_db_url)
     browser1, browser2 = first.test_client(), second.test_client()
     _, params = _launch(browser1, ehr)
     started = browser1.get_cookie("session").value  # the cookie as it was before the callback
@@ -539,10 +539,10 @@ def test_state_cannot_be_replayed_on_another_worker(db_url, ehr):
     assert len(ehr.token_requests) == 1
 
 
-def test_concurrent_callbacks_with_one_state_exchange_the_code_once(db_url, ehr):
+def test_concurrent_callbacks_with_one_state_exchange_the_code_once(migrated_db_url, ehr):
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = [_worker(ehr, db_url) for _ in range(2)]
+    workers = [_worker(ehr, migrated_db_url) for _ in range(2)]
     browsers = [w.test_client() for w in workers]
     _, params = _launch(browsers[0], ehr)
     _move_cookie(browsers[0], browsers[1])
@@ -581,8 +581,8 @@ def test_pop_secret_is_single_use_under_concurrency(backend_url):
         store.dispose()
 
 
-def test_database_rows_hold_no_clear_text_token_verifier_or_ids(db_url, ehr):
-    app = _worker(ehr, db_url)
+def test_database_rows_hold_no_clear_text_token_verifier_or_ids(migrated_db_url, ehr):
+    app = _worker(ehr, migrated_db_url)
     browser = app.test_client()
     _full_flow(browser, ehr)
     sid = app.session_interface.get_signing_serializer(app).loads(browser.get_cookie("session").value)["smart_sid"]
@@ -599,8 +599,8 @@ def test_database_rows_hold_no_clear_text_token_verifier_or_ids(db_url, ehr):
     assert session_row["key"] == sessions.SecretStore.row_key("session", sid)
 
 
-def test_different_secret_key_cannot_read_the_session(db_url, ehr):
-    first, other = _worker(ehr, db_url), _worker(ehr, db_url, secret_key="another-secret")
+def test_different_secret_key_cannot_read_the_session(migrated_db_url, ehr):
+    first, other = _worker(ehr, migrated_db_url), _worker(ehr, migrated_db_url, secret_key="another-secret")
     browser, stranger = first.test_client(), other.test_client()
     _full_flow(browser, ehr)
     # the plain case: the other instance cannot even verify the cookie
@@ -618,8 +618,8 @@ def test_different_secret_key_cannot_read_the_session(db_url, ehr):
     assert browser.get("/smart/app").status_code == 200  # the right key still reads it
 
 
-def test_different_secret_key_cannot_complete_a_launch(db_url, ehr):
-    first, other = _worker(ehr, db_url), _worker(ehr, db_url, secret_key="another-secret")
+def test_different_secret_key_cannot_complete_a_launch(migrated_db_url, ehr):
+    first, other = _worker(ehr, migrated_db_url), _worker(ehr, migrated_db_url, secret_key="another-secret")
     browser, stranger = first.test_client(), other.test_client()
     _, params = _launch(browser, ehr)
     content = first.session_interface.get_signing_serializer(first).loads(browser.get_cookie("session").value)
@@ -630,13 +630,13 @@ def test_different_secret_key_cannot_complete_a_launch(db_url, ehr):
     assert ehr.token_requests == []
 
 
-def test_a_row_moved_onto_another_session_does_not_decrypt(db_url, ehr):
+def test_a_row_moved_onto_another_session_does_not_decrypt(migrated_db_url, ehr):
     """Ciphertext is bound to its row key: copying a victim's row onto one's own id gains nothing."""
     from sqlalchemy import update
 
     from cds_service.storage import smart_session
 
-    app = _worker(ehr, db_url)
+    app = _worker(ehr, migrated_db_url)
     victim, attacker = app.test_client(), app.test_client()
     _full_flow(victim, ehr)
     _full_flow(attacker, ehr)
@@ -654,8 +654,8 @@ def test_a_row_moved_onto_another_session_does_not_decrypt(db_url, ehr):
     assert victim.get("/smart/app").status_code == 200
 
 
-def test_expired_rows_are_purged_on_write(db_url, ehr, monkeypatch):
-    app = _worker(ehr, db_url)
+def test_expired_rows_are_purged_on_write(migrated_db_url, ehr, monkeypatch):
+    app = _worker(ehr, migrated_db_url)
     browser = app.test_client()
     _, old = _launch(browser, ehr)
     assert len(_rows(app, "launch")) == 1
@@ -725,8 +725,8 @@ def test_fernet_key_is_derived_from_the_secret_key():
     ("http://cds.local:8080", False, "Lax"),
     ("https://cds.example.org", True, "None"),
 ])
-def test_session_cookie_flags(db_url, ehr, public_url, secure, samesite):
-    app = _worker(ehr, db_url, public_url=public_url)
+def test_session_cookie_flags(migrated_db_url, ehr, public_url, secure, samesite):
+    app = _worker(ehr, migrated_db_url, public_url=public_url)
     resp = app.test_client().get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
     assert resp.status_code == 302
     header = resp.headers["Set-Cookie"]
@@ -738,8 +738,8 @@ def test_session_cookie_flags(db_url, ehr, public_url, secure, samesite):
 # -- which FHIR servers: no launch to hosts nobody allowed (issue 13, item 1) ---------------------
 
 @pytest.mark.parametrize("path", ["/smart/launch", "/smart/open"])
-def test_without_allowed_issuers_every_launch_is_refused_and_nothing_is_fetched(db_url, ehr, httpserver, path):
-    client = create_app(auth="disabled", database_url=db_url).test_client()  # the default settings
+def test_without_allowed_issuers_every_launch_is_refused_and_nothing_is_fetched(migrated_db_url, ehr, httpserver, path):
+    client = create_app(auth="disabled", database_url=migrated_db_url).test_client()  # the default settings
     resp = client.get(path, query_string={"iss": ehr.iss, "launch": "l", "patient": PATIENT_ID})
     assert resp.status_code == 403 and resp.mimetype == "text/html"
     assert "SMART launch not configured" in resp.get_data(as_text=True)
@@ -783,8 +783,8 @@ def test_development_mode_allows_nothing_but_loopback(iss):
     assert err.value.status == 403
 
 
-def test_development_mode_launches_against_a_loopback_fhir_server(db_url, ehr):
-    client = create_app(auth="disabled", database_url=db_url, smart_dev_loopback=True).test_client()
+def test_development_mode_launches_against_a_loopback_fhir_server(migrated_db_url, ehr):
+    client = create_app(auth="disabled", database_url=migrated_db_url, smart_dev_loopback=True).test_client()
     _launch(client, ehr)  # 302 to the authorize endpoint
     assert client.get("/smart/launch", query_string={"iss": "http://10.0.0.1/fhir"}).status_code == 403
 
@@ -884,17 +884,17 @@ def drip():
 JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
 
 
-def _bounded_app(db_url, *issuers, deadline=0.3, **settings):
-    return create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=",".join(issuers),
+def _bounded_app(migrated_db_url, *issuers, deadline=0.3, **settings):
+    return create_app(auth="disabled", database_url=migrated_db_url, smart_allowed_issuers=",".join(issuers),
                       smart_http_deadline=deadline, **{**LOOPBACK, **settings})
 
 
 @pytest.mark.parametrize("kind", ["status line", "headers", "body"])
-def test_slow_drip_smart_configuration_is_cut_at_the_deadline(db_url, drip, kind, smart_log):
+def test_slow_drip_smart_configuration_is_cut_at_the_deadline(migrated_db_url, drip, kind, smart_log):
     head, piece = {"status line": (b"", b"H"), "headers": (b"HTTP/1.1 200 OK\r\n", b"X"),
                    "body": (JSON_HEAD, b" ")}[kind]
     server = drip(head=head, piece=piece, interval=0.02, count=1500)  # 30 s of drip, the deadline is 0.3 s
-    client = _bounded_app(db_url, server.url + "/fhir").test_client()
+    client = _bounded_app(migrated_db_url, server.url + "/fhir").test_client()
     resp = client.get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
     assert resp.status_code == 502
     assert "could not read a usable SMART configuration" in resp.get_data(as_text=True)
@@ -946,9 +946,9 @@ def test_slow_drip_over_tls_is_cut_at_the_deadline(tmp_path, drip, head):
     assert conn["hung_up"] and conn["sent"] < 1500
 
 
-def test_oversized_smart_configuration_is_cut_at_the_cap(db_url, drip, smart_log):
+def test_oversized_smart_configuration_is_cut_at_the_cap(migrated_db_url, drip, smart_log):
     server = drip(head=JSON_HEAD, piece=b" " * 65536, interval=0, count=200)  # 13 MB, the cap is 256 KB
-    client = _bounded_app(db_url, server.url + "/fhir", deadline=10).test_client()
+    client = _bounded_app(migrated_db_url, server.url + "/fhir", deadline=10).test_client()
     resp = client.get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
     assert resp.status_code == 502
     server.wait()
@@ -957,16 +957,16 @@ def test_oversized_smart_configuration_is_cut_at_the_cap(db_url, drip, smart_log
     assert "byte cap" in _logged_errors(smart_log)
 
 
-def test_declared_oversized_answer_is_not_read(db_url, httpserver, smart_log):
+def test_declared_oversized_answer_is_not_read(migrated_db_url, httpserver, smart_log):
     httpserver.expect_request("/big/.well-known/smart-configuration").respond_with_data(
         b"{}" + b" " * (oauth.MAX_OAUTH_BYTES + 10), content_type="application/json")
-    client = _bounded_app(db_url, httpserver.url_for("/big"), deadline=10).test_client()
+    client = _bounded_app(migrated_db_url, httpserver.url_for("/big"), deadline=10).test_client()
     resp = client.get("/smart/launch", query_string={"iss": httpserver.url_for("/big"), "launch": "l"})
     assert resp.status_code == 502
     assert "Content-Length" in _logged_errors(smart_log)
 
 
-def test_error_page_does_not_tell_an_open_port_from_a_closed_one(db_url, httpserver, drip, smart_log):
+def test_error_page_does_not_tell_an_open_port_from_a_closed_one(migrated_db_url, httpserver, drip, smart_log):
     """Closed port, open port answering 404, HTML, a redirect, nothing at all, or dripping: one page."""
     closed = socket.create_server(("127.0.0.1", 0))
     closed_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
@@ -979,7 +979,7 @@ def test_error_page_does_not_tell_an_open_port_from_a_closed_one(db_url, httpser
         "", status=302, headers={"Location": "http://169.254.169.254/"})
     targets = [closed_url + "/fhir", silent.url + "/fhir", slow.url + "/fhir", httpserver.url_for("/e404"),
                httpserver.url_for("/html"), httpserver.url_for("/moved")]
-    client = _bounded_app(db_url, *targets).test_client()
+    client = _bounded_app(migrated_db_url, *targets).test_client()
     pages = set()
     for iss in targets:
         resp = client.get("/smart/launch", query_string={"iss": iss, "launch": "l"})
@@ -991,10 +991,10 @@ def test_error_page_does_not_tell_an_open_port_from_a_closed_one(db_url, httpser
     assert "ConnectionError" in logged and "HTTP 404" in logged and "HTTP 302" in logged and "deadline" in logged
 
 
-def test_slow_drip_token_endpoint_is_cut_at_the_deadline(db_url, httpserver, drip):
+def test_slow_drip_token_endpoint_is_cut_at_the_deadline(migrated_db_url, httpserver, drip):
     server = drip(head=JSON_HEAD, piece=b" ", interval=0.02, count=1500)
     ehr = FakeEhr(httpserver, token_endpoint=server.url + "/token")
-    client = _bounded_app(db_url, ehr.iss, server.url).test_client()  # its origin listed: plain http allowed
+    client = _bounded_app(migrated_db_url, ehr.iss, server.url).test_client()  # its origin listed: plain http allowed
     _, params = _launch(client, ehr)
     resp = client.get("/smart/callback", query_string={"code": "c", "state": params["state"]})
     assert resp.status_code == 502
@@ -1024,10 +1024,10 @@ def test_slow_drip_fhir_reads_are_cut_at_the_deadline(drip):
 
 
 @pytest.mark.integration
-def test_slow_drip_launch_with_the_default_deadline_is_cut(db_url, drip):
+def test_slow_drip_launch_with_the_default_deadline_is_cut(migrated_db_url, drip):
     """The attack as reported (one byte per second), against the default 10 s deadline; ~10 s."""
     server = drip(head=b"HTTP/1.1 200 OK\r\n", piece=b"X", interval=1.0, count=60)
-    client = create_app(auth="disabled", database_url=db_url,
+    client = create_app(auth="disabled", database_url=migrated_db_url,
                         smart_allowed_issuers=server.url + "/fhir", **LOOPBACK).test_client()
     resp = client.get("/smart/launch", query_string={"iss": server.url + "/fhir", "launch": "l"})
     assert resp.status_code == 502
@@ -1036,9 +1036,9 @@ def test_slow_drip_launch_with_the_default_deadline_is_cut(db_url, drip):
     assert conn["hung_up"] and conn["sent"] < 60
 
 
-def test_a_failed_query_is_a_finding_without_the_network_outcome(db_url, httpserver):
+def test_a_failed_query_is_a_finding_without_the_network_outcome(migrated_db_url, httpserver):
     ehr = FakeEhr(httpserver, failing_paths={"/fhir/Condition"})
-    client = _bounded_app(db_url, ehr.iss, deadline=10).test_client()
+    client = _bounded_app(migrated_db_url, ehr.iss, deadline=10).test_client()
     _full_flow(client, ehr)
     page = client.get("/smart/app")
     assert page.status_code == 200
@@ -1139,12 +1139,12 @@ def _listener(host: str):
 
 @pytest.mark.parametrize("where", ["https://127.0.0.2:{port}/token", "https://169.254.169.254/token",
                                    "http://127.0.0.2:{port}/token", "https://[::ffff:127.0.0.2]:{port}/token"])
-def test_a_token_endpoint_on_a_refused_address_never_receives_the_code(db_url, httpserver, where, smart_log):
+def test_a_token_endpoint_on_a_refused_address_never_receives_the_code(migrated_db_url, httpserver, where, smart_log):
     """The allowed issuer's configuration names a token endpoint inside: the code and verifier stay here."""
     sock, accepted = _listener("127.0.0.2")
     try:
         ehr = FakeEhr(httpserver, token_endpoint=where.format(port=sock.getsockname()[1]))
-        client = create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=ehr.iss,
+        client = create_app(auth="disabled", database_url=migrated_db_url, smart_allowed_issuers=ehr.iss,
                             fhir_allowed_networks="127.0.0.1/32,::1/128").test_client()  # the EHR's address only
         resp = client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
         if resp.status_code == 302:  # refused at connect time rather than at discovery
@@ -1158,11 +1158,11 @@ def test_a_token_endpoint_on_a_refused_address_never_receives_the_code(db_url, h
         sock.close()
 
 
-def test_an_allowed_issuer_resolving_to_loopback_is_not_contacted_without_an_allowed_network(db_url, ehr,
+def test_an_allowed_issuer_resolving_to_loopback_is_not_contacted_without_an_allowed_network(migrated_db_url, ehr,
                                                                                              httpserver):
     """With the development mode off and no allowed network, a listed name that resolves to 127.0.0.1 is refused:
     no discovery, and no FHIR read with a session's bearer token."""
-    app = create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=ehr.iss)
+    app = create_app(auth="disabled", database_url=migrated_db_url, smart_allowed_issuers=ehr.iss)
     client = app.test_client()
     resp = client.get("/smart/launch", query_string={"iss": ehr.iss, "launch": "l"})
     assert resp.status_code == 502
@@ -1178,13 +1178,13 @@ def test_an_allowed_issuer_resolving_to_loopback_is_not_contacted_without_an_all
 
 
 @pytest.mark.parametrize("address", ["10.1.2.3", "192.168.7.7", "169.254.169.254", "::1", "fd00:ec2::254"])
-def test_the_smart_reads_check_the_address_after_dns(db_url, monkeypatch, address):
+def test_the_smart_reads_check_the_address_after_dns(migrated_db_url, monkeypatch, address):
     """An allowed https issuer whose name resolves inside: the reads are refused after resolution, never connected."""
     from test_fhir_egress import Resolver
     from cds_service.fhir import egress
 
     iss = "https://ehr.internal.test/fhir"
-    app = create_app(auth="disabled", database_url=db_url, smart_allowed_issuers=iss)
+    app = create_app(auth="disabled", database_url=migrated_db_url, smart_allowed_issuers=iss)
     resolver = Resolver({"ehr.internal.test": [address]})
     app.extensions["her2cds.smart"]["fhir"].session.get_adapter(iss).resolver = resolver
     connects = []
@@ -1232,11 +1232,11 @@ def test_an_issuers_configuration_is_fetched_once_per_ttl(client, ehr, httpserve
     assert len(discoveries) == 1
 
 
-def test_a_dripping_issuer_holds_at_most_the_configured_threads(db_url, drip):
+def test_a_dripping_issuer_holds_at_most_the_configured_threads(migrated_db_url, drip):
     """Six launches at once against a dripping allowed issuer: two wait (502 at the deadline), four get an
     immediate 503 page, and only two connections are ever opened; the worker's other threads stay free."""
     server = drip(head=b"HTTP/1.1 200 OK\r\n", piece=b"X", interval=0.02, count=1500)
-    app = _bounded_app(db_url, server.url + "/fhir", deadline=1.0, smart_max_concurrent=2)
+    app = _bounded_app(migrated_db_url, server.url + "/fhir", deadline=1.0, smart_max_concurrent=2)
     barrier = threading.Barrier(6)
     answers = []
 
