@@ -177,3 +177,33 @@ def _entries(v: dict):
     if v.get("resourceType") == "Bundle":
         return [e["resource"] for e in v.get("entry") or () if isinstance(e, dict) and "resource" in e]
     return [v]
+
+
+
+
+
+def test_courses_are_remembered_per_line_layout_and_date(knowledge):
+    """A history remembers its course list per (lines, line numbering, today, terminology): a variant
+    asked in turn with the original gets exactly what ``courses`` derives for it, never the other's list."""
+    from cds_service.core.criteria.lines import therapy_facts
+    from cds_service.core.criteria.medications import courses
+
+    t = knowledge.terminology
+    exercised = set()
+    for path in REQUESTS:
+        req = _load(path)
+        h = criteria._history(_resources(req), req["context"], t, ANCHOR)
+        _facts, history = therapy_facts(list(h.episodes), [], [d for d, _ in h.progression], h.conditions, ANCHOR, t)
+        base = (history.lines, history.line_of, ANCHOR)
+        variants = {"lines": (history.lines[:1], history.line_of, ANCHOR),
+                    "numbering": (history.lines, {ref: n + 1 for ref, n in history.line_of.items()}, ANCHOR),
+                    "today": (history.lines, history.line_of, ANCHOR + dt.timedelta(days=90))}
+        for kind, variant in variants.items():
+            pair = [(v, tuple(courses(list(h.episodes), list(v[0]), v[1], v[2], t.parameters, t.standard_schedules)))
+                    for v in (base, variant)]
+            if pair[0][1] == pair[1][1]:
+                continue  # this record's courses do not depend on that part
+            exercised.add(kind)
+            for (lines, line_of, today), want in pair * 2:
+                assert h.courses(lines, line_of, today, t) == want, (path.name, kind)
+    assert exercised == set(variants), "each part of the key must change some record's courses"

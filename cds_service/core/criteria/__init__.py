@@ -23,7 +23,7 @@ import datetime as dt
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -71,7 +71,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(progression_facts(progression, history.lines, intake, t, params))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
-    course_list = tuple(courses(episodes, list(history.lines), history.line_of, today, params, t.standard_schedules))
+    course_list = h.courses(history.lines, history.line_of, today, t)
     return PatientProfile(
         patient_id=context.get("patientId") or (intake.patient or {}).get("id"),
         facts=MappingProxyType(dict(derived.facts)),
@@ -105,6 +105,23 @@ class _History:
     ild_conditions: Any
     episodes: tuple[MedEpisode, ...]
     size: int  # records held, for the memo's bound
+    # (lines, line_of, today, terminology) → the courses of these episodes: ``courses`` is a
+    # pure function of the episodes, the lines and their numbering, today and the terminology's
+    # parameters.  The lines are derived fresh on every call, drafts included; only when they
+    # come out the same is the course list (2/5 of a warm call's criteria) not derived again.
+    _courses: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def courses(self, lines: tuple[Line, ...], line_of: dict[str, int], today: dt.date,
+                t: Terminology) -> tuple[Course, ...]:
+        key = (tuple(lines), tuple(sorted(line_of.items())), today, id(t))
+        found = self._courses.get(key)
+        if found is None:
+            found = tuple(courses(list(self.episodes), list(lines), line_of, today, t.parameters,
+                                  t.standard_schedules))
+            if len(self._courses) >= _COURSES_PER_HISTORY:
+                self._courses.clear()
+            self._courses[key] = found
+        return found
 
 
 def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> _History:
@@ -123,6 +140,9 @@ def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date
                     tuple(progression), conditions, ild_conditions, tuple(episodes), len(intake.records) + 1)
 
 
+_COURSES_PER_HISTORY = 16  # line layouts remembered per history (a chart's drafts give one or two)
+
+
 # The memo of ``_history`` (issue 23).  order-select fires on every selection in the order
 # composer with the same prefetch and new drafts, and a chart's later hooks repeat the prefetch:
 # reading the record again gives the same answer.  The key is the content of every resource
@@ -130,7 +150,8 @@ def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date
 # (the intake leaves them out of the history), today (ages, "current" medications) and the
 # loaded terminology (the entry keeps it and is used only for that same object, so a reloaded
 # knowledge folder never meets an old entry).  The drafts themselves, and all that depends on
-# them (lines, courses, progression on therapy), are read fresh on every call.  Bounded by the
+# them (lines, progression on therapy), are read fresh on every call; the courses are derived
+# from those fresh lines (``_History.courses`` remembers them per line layout).  Bounded by the
 # records held (a 1,000-resource patient weighs 1,000), oldest out first: an entry keeps the
 # request's parsed resources alive (about 4 KB a record measured at 1,000 resources, more with
 # what the history derives), so 5,000 records are 20–30 MB per worker: a hundred typical charts,
