@@ -67,7 +67,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     derived.merge(draft_facts)
     therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t)
     derived.merge(therapy)
-    derived.merge(ild_on_tdxd(h.ild_conditions, episodes, t))
+    derived.merge(h.ild_on_tdxd)
     derived.merge(progression_facts(progression, history.lines, intake, t, params))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
@@ -105,6 +105,9 @@ class _History:
     ild_conditions: Any
     episodes: tuple[MedEpisode, ...]
     size: int  # records held, for the memo's bound
+    # ild.on_tdxd*: from the ILD conditions and the medication history alone (merged by
+    # build_profile where it always was, after the draft-dependent therapy facts).
+    ild_on_tdxd: Derived = field(default_factory=Derived)
     # (lines, line_of, today, terminology) → the courses of these episodes: ``courses`` is a
     # pure function of the episodes, the lines and their numbering, today and the terminology's
     # parameters.  The lines are derived fresh on every call, drafts included; only when they
@@ -137,7 +140,8 @@ def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date
     med_facts, episodes = medication_history(intake, t, today)
     derived.merge(med_facts)
     return _History(intake, tuple(derived.facts.items()), tuple(derived.findings), tuple(derived.notices),
-                    tuple(progression), conditions, ild_conditions, tuple(episodes), len(intake.records) + 1)
+                    tuple(progression), conditions, ild_conditions, tuple(episodes), len(intake.records) + 1,
+                    ild_on_tdxd=ild_on_tdxd(ild_conditions, episodes, t))
 
 
 _COURSES_PER_HISTORY = 16  # line layouts remembered per history (a chart's drafts give one or two)
