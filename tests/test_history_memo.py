@@ -207,3 +207,22 @@ def test_courses_are_remembered_per_line_layout_and_date(knowledge):
             for (lines, line_of, today), want in pair * 2:
                 assert h.courses(lines, line_of, today, t) == want, (path.name, kind)
     assert exercised == set(variants), "each part of the key must change some record's courses"
+
+
+def test_progression_facts_are_remembered_per_line_layout(knowledge):
+    """Like the courses: the progression facts a history remembers are those of the lines asked about."""
+    from cds_service.core.criteria.lines import therapy_facts
+    from cds_service.core.criteria.progression import progression_facts
+
+    t = knowledge.terminology
+    differed = 0
+    for path in REQUESTS:
+        req = _load(path)
+        h = criteria._history(_resources(req), req["context"], t, ANCHOR)
+        _facts, history = therapy_facts(list(h.episodes), [], [d for d, _ in h.progression], h.conditions, ANCHOR, t)
+        pair = [(lines, progression_facts(list(h.progression), lines, h.intake, t, t.parameters).facts)
+                for lines in (history.lines, history.lines[:1])]
+        differed += pair[0][1] != pair[1][1]
+        for lines, want in pair * 2:
+            assert h.progression_facts(lines, t).facts == want, path.name
+    assert differed, "some record's progression facts must depend on its lines, or the test shows nothing"

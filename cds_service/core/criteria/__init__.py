@@ -68,7 +68,7 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t)
     derived.merge(therapy)
     derived.merge(h.ild_on_tdxd)
-    derived.merge(progression_facts(progression, history.lines, intake, t, params))
+    derived.merge(h.progression_facts(history.lines, t))
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
     course_list = h.courses(history.lines, history.line_of, today, t)
@@ -121,9 +121,23 @@ class _History:
         if found is None:
             found = tuple(courses(list(self.episodes), list(lines), line_of, today, t.parameters,
                                   t.standard_schedules))
-            if len(self._courses) >= _COURSES_PER_HISTORY:
+            if len(self._courses) >= _LAYOUTS_PER_HISTORY:
                 self._courses.clear()
             self._courses[key] = found
+        return found
+
+    # The same for the progression facts: a function of the lines (the current one), the
+    # worsened results and the conditions of this history, and the terminology.
+    _progression: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def progression_facts(self, lines: tuple[Line, ...], t: Terminology) -> Derived:
+        key = (tuple(lines), id(t))
+        found = self._progression.get(key)
+        if found is None:
+            found = progression_facts(list(self.progression), lines, self.intake, t, t.parameters)
+            if len(self._progression) >= _LAYOUTS_PER_HISTORY:
+                self._progression.clear()
+            self._progression[key] = found
         return found
 
 
@@ -144,7 +158,7 @@ def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date
                     ild_on_tdxd=ild_on_tdxd(ild_conditions, episodes, t))
 
 
-_COURSES_PER_HISTORY = 16  # line layouts remembered per history (a chart's drafts give one or two)
+_LAYOUTS_PER_HISTORY = 16  # line layouts remembered per history (a chart's drafts give one or two)
 
 
 # The memo of ``_history`` (issue 23).  order-select fires on every selection in the order
