@@ -179,50 +179,24 @@ def _entries(v: dict):
     return [v]
 
 
-
-
-
-def test_courses_are_remembered_per_line_layout_and_date(knowledge):
-    """A history remembers its course list per (lines, line numbering, today, terminology): a variant
-    asked in turn with the original gets exactly what ``courses`` derives for it, never the other's list."""
-    from cds_service.core.criteria.lines import therapy_facts
-    from cds_service.core.criteria.medications import courses
-
+def test_the_line_a_draft_starts_is_decided_per_call_with_one_history(knowledge):
+    """The lines on record come with the remembered history; whether the drafted regimen starts a new
+    line (therapy.line) is decided for each call's drafts: alternating drafts with the same id and the same
+    prefetch share one history and each get their own line, as without the memo."""
     t = knowledge.terminology
-    exercised = set()
-    for path in REQUESTS:
-        req = _load(path)
-        h = criteria._history(_resources(req), req["context"], t, ANCHOR)
-        _facts, history = therapy_facts(list(h.episodes), [], [d for d, _ in h.progression], h.conditions, ANCHOR, t)
-        base = (history.lines, history.line_of, ANCHOR)
-        variants = {"lines": (history.lines[:1], history.line_of, ANCHOR),
-                    "numbering": (history.lines, {ref: n + 1 for ref, n in history.line_of.items()}, ANCHOR),
-                    "today": (history.lines, history.line_of, ANCHOR + dt.timedelta(days=90))}
-        for kind, variant in variants.items():
-            pair = [(v, tuple(courses(list(h.episodes), list(v[0]), v[1], v[2], t.parameters, t.standard_schedules)))
-                    for v in (base, variant)]
-            if pair[0][1] == pair[1][1]:
-                continue  # this record's courses do not depend on that part
-            exercised.add(kind)
-            for (lines, line_of, today), want in pair * 2:
-                assert h.courses(lines, line_of, today, t) == want, (path.name, kind)
-    assert exercised == set(variants), "each part of the key must change some record's courses"
-
-
-def test_progression_facts_are_remembered_per_line_layout(knowledge):
-    """Like the courses: the progression facts a history remembers are those of the lines asked about."""
-    from cds_service.core.criteria.lines import therapy_facts
-    from cds_service.core.criteria.progression import progression_facts
-
-    t = knowledge.terminology
-    differed = 0
-    for path in REQUESTS:
-        req = _load(path)
-        h = criteria._history(_resources(req), req["context"], t, ANCHOR)
-        _facts, history = therapy_facts(list(h.episodes), [], [d for d, _ in h.progression], h.conditions, ANCHOR, t)
-        pair = [(lines, progression_facts(list(h.progression), lines, h.intake, t, t.parameters).facts)
-                for lines in (history.lines, history.lines[:1])]
-        differed += pair[0][1] != pair[1][1]
-        for lines, want in pair * 2:
-            assert h.progression_facts(lines, t).facts == want, path.name
-    assert differed, "some record's progression facts must depend on its lines, or the test shows nothing"
+    req = _load("p21-tdm1-order-select.json")
+    draft_id = req["context"]["draftOrders"]["entry"][0]["resource"]["id"]
+    variants = []
+    for name in ("p06-low-tdxd-order-select.json", "p07-zero-order-select.json"):  # T-DXd: a new line; the other not
+        changed = copy.deepcopy(req)
+        draft = copy.deepcopy(_load(name)["context"]["draftOrders"]["entry"][0]["resource"])
+        draft["id"] = draft_id
+        changed["context"]["draftOrders"]["entry"] = [{"resource": draft}]
+        variants.append(changed)
+    seen = []
+    for changed in variants * 2:
+        got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+        assert got == _fresh(changed, t)
+        seen.append(got.facts["therapy.line"].value)
+    assert len(criteria._memo) == 1
+    assert seen[0] != seen[1] and seen[:2] == seen[2:], seen

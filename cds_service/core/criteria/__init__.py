@@ -33,7 +33,7 @@ from ..knowledge.terminology import Terminology
 from .conditions import condition_facts, ild_on_tdxd
 from .her2 import her2_facts
 from .intake import Intake, draft_ids, read_resources
-from .lines import therapy_facts, with_regimens
+from .lines import TherapyRecord, therapy_line, therapy_record, with_regimens
 from .medications import courses, draft_orders, medication_history
 from .observations import observation_facts
 from .patient import patient_facts
@@ -61,27 +61,25 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         raise ValueError("terminology has no criteria parameters (load it with load_terminology)")
 
     h = _remembered_history(resources, context, t, today)
-    intake, episodes, progression, conditions = h.intake, list(h.episodes), list(h.progression), h.conditions
+    intake = h.intake
     derived = Derived(dict(h.facts), list(h.findings), list(h.notices))
     draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
     derived.merge(draft_facts)
-    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t)
-    derived.merge(therapy)
+    derived.merge(therapy_line(h.therapy, chosen))
     derived.merge(h.ild_on_tdxd)
-    derived.merge(h.progression_facts(history.lines, t))
+    derived.merge(h.progression_facts)
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
-    course_list = h.courses(history.lines, history.line_of, today, t)
     return PatientProfile(
         patient_id=context.get("patientId") or (intake.patient or {}).get("id"),
         facts=MappingProxyType(dict(derived.facts)),
         findings=tuple(derived.findings),
         draft_orders=tuple(drafts),
-        medications=tuple(episodes),
-        lines=with_regimens(history.lines, course_list, t.anticancer_classes),
-        courses=course_list,
+        medications=h.episodes,
+        lines=h.lines,
+        courses=h.courses,
         kinds=MappingProxyType(dict(intake.kinds)),
-        progression=tuple(progression),
+        progression=h.progression,
         notices=tuple(derived.notices),
         records=MappingProxyType(dict(intake.records)),
     )
@@ -108,37 +106,15 @@ class _History:
     # ild.on_tdxd*: from the ILD conditions and the medication history alone (merged by
     # build_profile where it always was, after the draft-dependent therapy facts).
     ild_on_tdxd: Derived = field(default_factory=Derived)
-    # (lines, line_of, today, terminology) → the courses of these episodes: ``courses`` is a
-    # pure function of the episodes, the lines and their numbering, today and the terminology's
-    # parameters.  The lines are derived fresh on every call, drafts included; only when they
-    # come out the same is the course list (2/5 of a warm call's criteria) not derived again.
-    _courses: dict = field(default_factory=dict, compare=False, repr=False)
-
-    def courses(self, lines: tuple[Line, ...], line_of: dict[str, int], today: dt.date,
-                t: Terminology) -> tuple[Course, ...]:
-        key = (tuple(lines), tuple(sorted(line_of.items())), today, id(t))
-        found = self._courses.get(key)
-        if found is None:
-            found = tuple(courses(list(self.episodes), list(lines), line_of, today, t.parameters,
-                                  t.standard_schedules))
-            if len(self._courses) >= _LAYOUTS_PER_HISTORY:
-                self._courses.clear()
-            self._courses[key] = found
-        return found
-
-    # The same for the progression facts: a function of the lines (the current one), the
-    # worsened results and the conditions of this history, and the terminology.
-    _progression: dict = field(default_factory=dict, compare=False, repr=False)
-
-    def progression_facts(self, lines: tuple[Line, ...], t: Terminology) -> Derived:
-        key = (tuple(lines), id(t))
-        found = self._progression.get(key)
-        if found is None:
-            found = progression_facts(list(self.progression), lines, self.intake, t, t.parameters)
-            if len(self._progression) >= _LAYOUTS_PER_HISTORY:
-                self._progression.clear()
-            self._progression[key] = found
-        return found
+    # The lines of therapy on record and all that follows from them: the therapy facts but
+    # therapy.line's draft decision (``lines.therapy_line``, per call), the progression facts,
+    # the courses and the lines with their regimens.  The drafts never change the lines on
+    # record (a drafted regimen is counted by therapy.line, not listed), so these are the
+    # history's; deriving them again was about half of a warm call's criteria.
+    therapy: TherapyRecord | None = None
+    progression_facts: Derived = field(default_factory=Derived)
+    courses: tuple[Course, ...] = ()
+    lines: tuple[Line, ...] = ()
 
 
 def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date) -> _History:
@@ -153,12 +129,14 @@ def _history(resources: list[Any], context: dict, t: Terminology, today: dt.date
     derived.merge(conditions)
     med_facts, episodes = medication_history(intake, t, today)
     derived.merge(med_facts)
+    therapy = therapy_record(episodes, [d for d, _ in progression], conditions, today, t)
+    lines, line_of = therapy.history.lines, therapy.history.line_of
+    course_list = tuple(courses(episodes, list(lines), line_of, today, t.parameters, t.standard_schedules))
     return _History(intake, tuple(derived.facts.items()), tuple(derived.findings), tuple(derived.notices),
                     tuple(progression), conditions, ild_conditions, tuple(episodes), len(intake.records) + 1,
-                    ild_on_tdxd=ild_on_tdxd(ild_conditions, episodes, t))
-
-
-_LAYOUTS_PER_HISTORY = 16  # line layouts remembered per history (a chart's drafts give one or two)
+                    ild_on_tdxd=ild_on_tdxd(ild_conditions, episodes, t), therapy=therapy,
+                    progression_facts=progression_facts(progression, lines, intake, t, t.parameters),
+                    courses=course_list, lines=with_regimens(lines, course_list, t.anticancer_classes))
 
 
 # The memo of ``_history`` (issue 23).  order-select fires on every selection in the order
@@ -168,8 +146,8 @@ _LAYOUTS_PER_HISTORY = 16  # line layouts remembered per history (a chart's draf
 # (the intake leaves them out of the history), today (ages, "current" medications) and the
 # loaded terminology (the entry keeps it and is used only for that same object, so a reloaded
 # knowledge folder never meets an old entry).  The drafts themselves, and all that depends on
-# them (lines, progression on therapy), are read fresh on every call; the courses are derived
-# from those fresh lines (``_History.courses`` remembers them per line layout).  Bounded by the
+# them (the draft facts, therapy.line's decision whether a drafted regimen starts a new line),
+# are read fresh on every call.  Bounded by the
 # records held (a 1,000-resource patient weighs 1,000), oldest out first: an entry keeps the
 # request's parsed resources alive (about 4 KB a record measured at 1,000 resources, more with
 # what the history derives), so 5,000 records are 20–30 MB per worker: a hundred typical charts,
