@@ -32,9 +32,16 @@ REDACTED = "[redacted]"
 
 
 def redact(text: str, *, query_strings: bool = False) -> str:
-    """``text`` with JWTs and ``Bearer`` credentials masked (and query strings, if asked)."""
-    text = _JWT.sub(REDACTED, text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    """``text`` with JWTs and ``Bearer`` credentials masked (and query strings, if asked).
+
+    Every field of every log line passes here, so each pattern runs only where it can match:
+    a JWT needs the literal ``eyJ``; in ASCII text "bearer" in any case is ``bearer`` once
+    lowered (other text goes through the pattern as before).
+    """
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    if not text.isascii() or "bearer" in text.lower():
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     if query_strings:
         text = _QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text)
     return text

@@ -178,3 +178,26 @@ def _entries(v: dict):
     if v.get("resourceType") == "Bundle":
         return [e["resource"] for e in v.get("entry") or () if isinstance(e, dict) and "resource" in e]
     return [v]
+
+
+def test_the_line_a_draft_starts_is_decided_per_call_with_one_history(knowledge):
+    """The lines on record come with the remembered history; whether the drafted regimen starts a new
+    line (therapy.line) is decided for each call's drafts: alternating drafts with the same id and the same
+    prefetch share one history and each get their own line, as without the memo."""
+    t = knowledge.terminology
+    req = _load("p21-tdm1-order-select.json")
+    draft_id = req["context"]["draftOrders"]["entry"][0]["resource"]["id"]
+    variants = []
+    for name in ("p06-low-tdxd-order-select.json", "p07-zero-order-select.json"):  # T-DXd: a new line; the other not
+        changed = copy.deepcopy(req)
+        draft = copy.deepcopy(_load(name)["context"]["draftOrders"]["entry"][0]["resource"])
+        draft["id"] = draft_id
+        changed["context"]["draftOrders"]["entry"] = [{"resource": draft}]
+        variants.append(changed)
+    seen = []
+    for changed in variants * 2:
+        got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+        assert got == _fresh(changed, t)
+        seen.append(got.facts["therapy.line"].value)
+    assert len(criteria._memo) == 1
+    assert seen[0] != seen[1] and seen[:2] == seen[2:], seen

@@ -38,3 +38,20 @@ def test_recorders_nest_and_are_restored():
             pass
     assert (outer, inner) == (["cards"], ["rules"])
     assert instrumentation._recorder is None
+
+
+def test_every_cprofile_group_names_a_function_that_exists():
+    """The benchmark's cProfile table sums functions by file and name: a moved or renamed one read 0 %
+    silently (``rules`` and ``storage`` did, after the rulebook and the store were split into packages)."""
+    import ast
+
+    from benchmarks.scenarios import PROFILE_GROUPS
+
+    root = Path(__file__).resolve().parent.parent
+    for label, funcs in PROFILE_GROUPS:
+        for path, name in funcs:
+            if not path.startswith("cds_service/"):
+                continue  # a library's own function (flask, logging)
+            tree = ast.parse((root / path).read_text())
+            defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            assert name in defined, (label, path, name)

@@ -34,6 +34,24 @@ def test_jwts_and_bearer_credentials_are_masked_everywhere():
     assert JWT not in json.dumps(_format(record))
 
 
+def test_masking_skips_no_text_it_would_mask():
+    """``redact`` runs each pattern only where it can match; the answer is the patterns' own everywhere."""
+    from cds_service.logs import REDACTED, _BEARER, _JWT, _QUERY
+
+    def reference(text, query_strings=False):
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", _JWT.sub(REDACTED, text))
+        return _QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text) if query_strings else text
+
+    words = ["", "plain", JWT, f"x{JWT}y", "Bearer abc", "BEARER abc", "bEaReR\tabc", "bearer", "bearerx y",
+             "Authorization: Bearer abc.def", "é bearer ü", "\u212aBearer k", "ｂearer x", "eyJ", "eyJa.b",
+             "/p?q=1", "bearer  eyJa.bc.d", "naïve Bearer 😀tok"]
+    for a in words:
+        for b in words:
+            text = f"{a} {b}"
+            for q in (False, True):
+                assert redact(text, query_strings=q) == reference(text, q), (text, q)
+
+
 def test_gunicorn_messages_lose_their_query_strings():
     record = logging.makeLogRecord({"name": "gunicorn.error", "msg": "Error handling request /smart/callback?code=C&state=S"})
     assert _format(record)["msg"] == "Error handling request /smart/callback?[redacted]"

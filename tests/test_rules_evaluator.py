@@ -47,6 +47,62 @@ def test_boolean_combinators_and_facts_read():
     assert cond({"a": 2, "b": 2}) is False
 
 
+_VALUES = [None, True, False, 0, 1, 1.0, 2, -1, 5.5, float("nan"), "", "a", "b", [], (), ["a"], ["a", "b"], [1],
+           [True], [0, "a"], ("a",), ("b", 1), {"a"}, frozenset({"a", "b"}), {"k": 1}, [["a"]]]
+_OPERANDS = {
+    "eq": [None, True, False, 0, 1, 1.0, "a", "", ["a"]], "ne": [True, False, 1, "a", None],
+    "in": [[], ["a"], ["a", "b"], [1], [True], [0, False], [1.0, "b"], [["a"]], [None]],
+    "not_in": [[], ["a"], [1, True], [False], [0]],
+    "gt": [0, 1, 1.5, -1], "gte": [0, 1, 5.5], "lt": [0, 2, 1.5], "lte": [1, -1, 5.5],
+    "contains": ["a", 1, True, 0, None, ["a"]], "contains_any": [[], ["a"], [1], [True, "x"], [0]],
+    "contains_all": [[], ["a"], ["a", "b"], [1, "a"], [True]], "exists": [True, False],
+}
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the same failure on both sides is agreement too
+        return type(exc)
+
+
+def test_compiled_fact_tests_agree_with_the_reference_comparison():
+    """Each operator is compiled to its own closure (speed); ``_compare`` is the written meaning.
+    They must give the same answer (the same bool, or the same exception) for every value,
+    read plain or from a ``Fact``, and a missing fact."""
+    from cds_service.core.criteria.profile import Fact
+    from cds_service.core.rules.conditions import COMPARATORS, _compare
+
+    assert set(_OPERANDS) == set(COMPARATORS)
+    checked = 0
+    for op, operands in _OPERANDS.items():
+        for operand in operands:
+            test = compile_condition({"fact": "x", op: operand})
+            for value in _VALUES:
+                expected = _outcome(lambda: _compare(op, value, operand))
+                for facts in ({"x": value}, {"x": Fact(value, ("Observation/o1",))}):
+                    got = _outcome(lambda: test(facts))
+                    assert got is expected or (type(got) is type(expected) and got == expected), (op, operand, value)
+                    checked += 1
+            assert _outcome(lambda: test({})) is _outcome(lambda: _compare(op, None, operand)), (op, operand)
+    assert checked > 2000
+
+
+def test_combinators_short_circuit_like_all_and_any():
+    """``all`` stops at the first false part and ``any`` at the first true one, as Python's do."""
+    seen = []
+    cond = compile_condition({"any": [{"fact": "a", "eq": 1}, {"all": [{"fact": "b", "eq": 2}, {"fact": "c", "eq": 3}]}]})
+
+    class Facts(dict):
+        def get(self, key, default=None):
+            seen.append(key)
+            return super().get(key, default)
+
+    assert cond(Facts(a=1)) is True and seen == ["a"]
+    seen.clear()
+    assert cond(Facts(a=0, b=0)) is False and seen == ["a", "b"]
+
+
 def test_bad_condition_names_the_path():
     with pytest.raises(ValueError) as exc:
         compile_condition({"all": [{"fact": "a", "eq": 1}, {"fact": "b", "between": [1, 2]}]}, "/rules/0/when")

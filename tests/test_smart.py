@@ -1169,7 +1169,7 @@ def test_an_allowed_issuer_resolving_to_loopback_is_not_contacted_without_an_all
     sid = "sid-for-a-session-made-elsewhere"
     app.extensions["her2cds.smart"]["secrets"].save_session(
         sid, sessions.AppSession(ehr.iss, PATIENT_ID, ACCESS_TOKEN), None)
-    with client.session_transaction() as browser:
+    with client.session_transaction("/smart/app") as browser:  # the session exists on the SMART pages only
         browser["smart_sid"] = sid
     resp = client.get("/smart/app")
     assert resp.status_code == 502 and "FHIR server unavailable" in resp.get_data(as_text=True)
@@ -1192,7 +1192,7 @@ def test_the_smart_reads_check_the_address_after_dns(migrated_db_url, monkeypatc
     client = app.test_client()
     app.extensions["her2cds.smart"]["secrets"].save_session(
         "sid-1", sessions.AppSession(iss, PATIENT_ID, ACCESS_TOKEN), None)
-    with client.session_transaction() as browser:
+    with client.session_transaction("/smart/app") as browser:  # the session exists on the SMART pages only
         browser["smart_sid"] = "sid-1"
     resp = client.get("/smart/app")
     assert resp.status_code == 502
@@ -1204,7 +1204,7 @@ def test_the_smart_reads_check_the_address_after_dns(migrated_db_url, monkeypatc
 def test_a_session_patient_that_is_no_fhir_id_is_never_read(client, ehr, app, patient):
     app.extensions["her2cds.smart"]["secrets"].save_session(
         "sid-2", sessions.AppSession(ehr.iss, patient, ACCESS_TOKEN), None)
-    with client.session_transaction() as browser:
+    with client.session_transaction("/smart/app") as browser:  # the session exists on the SMART pages only
         browser["smart_sid"] = "sid-2"
     resp = client.get("/smart/app")
     assert resp.status_code == 400 and "not a valid FHIR id" in resp.get_data(as_text=True)
@@ -1329,3 +1329,21 @@ def test_smart_log_lines_carry_no_patient_id(client, ehr, smart_log):
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in smart_log.records if r.name.startswith("her2cds"))
     assert "smart session started" in logged and "FHIR reads incomplete" in logged
     assert PATIENT_ID not in logged
+
+
+def test_the_cookie_session_is_opened_on_the_smart_pages_only(app, client):
+    """The hooks and the other endpoints never use the session: it is not opened there (a cost on every
+    hook call), and no answer outside /smart sets or varies on the cookie, even when the browser sends one."""
+    from flask import request
+
+    interface = app.session_interface
+    for path, opened in (("/smart", True), ("/smart/app", True), ("/smart/timeline.svg", True),
+                         ("/smartx", False), ("/cds-services", False), ("/cds-services/her2-mbc-order-sign", False),
+                         ("/readyz", False), ("/", False)):
+        with app.test_request_context(path):
+            assert (interface.open_session(app, request) is not None) is opened, path
+    with client.session_transaction("/smart/app") as browser:
+        browser["smart_sid"] = "sid-x"
+    resp = client.get("/cds-services")
+    assert resp.status_code == 200
+    assert "Set-Cookie" not in resp.headers and "Cookie" not in resp.headers.get("Vary", "")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import json
 import re
 import uuid as uuid_mod
@@ -86,6 +86,18 @@ def _evidence_key(ev: dict) -> str:
     if numbers:
         return numbers
     return ev["summary"].split(". ")[0].rstrip(".")
+
+
+def _evidence_block(rulebook: Rulebook, ids: tuple[str, ...]) -> tuple[str, str, str | None]:
+    """A rule's evidence as its card shows it: the detail's lines, the source label's names and
+    the first source's url.  Knowledge only, so made once per rulebook and evidence list."""
+    key = ("evidence", ids)
+    block = rulebook.derived.get(key)
+    if block is None:
+        labels = ", ".join(dict.fromkeys(rulebook.cited(e)["label"] for e in ids))
+        block = ("\n".join(_evidence_lines(rulebook, ids)), labels, rulebook.cited(ids[0]).get("url"))
+        rulebook.derived[key] = block
+    return block
 
 
 def _evidence_lines(rulebook: Rulebook, ids: Iterable[str]) -> list[str]:
@@ -189,14 +201,19 @@ def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mappi
 
 
 def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict] | None = None,
-               drafts: Mapping[str, Any] | None = None) -> list[str]:
+               drafts: Mapping[str, Any] | None = None, described: dict | None = None) -> list[str]:
     """Each fact the rule read, by its clinical label, with the results behind it.
 
     Facts the rule tests itself come first and are shown even when empty ("LVEF:
     not recorded" is why S2-DUE fired) unless the rule only asks them not to be
     true (no conflicting results); facts read through a named scope are shown
     only when they hold a value, to keep the list short.
+
+    ``described``: refs → their description, shared by the cards of one call (same
+    ``index`` and ``drafts``): several facts rest on the same records (five of eleven
+    at the bench patient's order-select), which are described once.
     """
+    described = {} if described is None else described
     direct = rec.rule.direct_tests
     own = {name for name, ops in direct.items() if ops - {"ne"}}
     items = sorted(rec.facts, key=lambda f: f[0] not in own)
@@ -217,15 +234,18 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
         label = rulebook.fact_labels.get(name)
         if not label:  # every contract fact has a label (rulebook check); never show a key
             continue
-        described = _describe_refs(refs, index or {}, drafts or {})
+        key = tuple(refs)
+        texts = described.get(key)
+        if texts is None:
+            texts = described[key] = _describe_refs(refs, index or {}, drafts or {})
         where = ""
-        if described and described == previous:
+        if texts and texts == previous:
             where = " (same records)"  # taxane cycles, schedule, dates: one course, named once
-        elif described:
-            more = len(described) - WHY_MAX_REFS
-            where = " (" + "; ".join(described[:WHY_MAX_REFS]) + (f"; +{more} more" if more > 0 else "") + ")"
+        elif texts:
+            more = len(texts) - WHY_MAX_REFS
+            where = " (" + "; ".join(texts[:WHY_MAX_REFS]) + (f"; +{more} more" if more > 0 else "") + ")"
         lines.append(f"- {label}: {format_value(rulebook.word(name, value))}{where}")
-        previous = described
+        previous = texts
     return lines
 
 
@@ -240,7 +260,8 @@ def _finding_lines(findings: Iterable[Any]) -> list[str]:
 
 
 def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[Any] = (),
-                  index: Mapping[str, dict] | None = None, drafts: Mapping[str, Any] | None = None) -> str:
+                  index: Mapping[str, dict] | None = None, drafts: Mapping[str, Any] | None = None,
+                  described: dict | None = None) -> str:
     rule = rec.rule
     out = [rule.card["detail"].strip()]
     if rec.notes:
@@ -249,8 +270,8 @@ def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[An
         lines = _finding_lines(findings)
         if lines:
             out.append("**Results and findings involved**\n" + "\n".join(lines))
-    out.append("**Evidence**\n" + "\n".join(_evidence_lines(rulebook, rule.evidence)))
-    why = _why_lines(rec, rulebook, index, drafts)
+    out.append("**Evidence**\n" + _evidence_block(rulebook, rule.evidence)[0])
+    why = _why_lines(rec, rulebook, index, drafts, described)
     # The rule in words; its version and the rulebook's travel in the card's source and extension.
     why.append(f"- Rule {rule.id}: {rule.title}")
     out.append("**Why this card**\n" + "\n".join(why))
@@ -300,9 +321,24 @@ def _service_request(sr: dict, patient_id: str) -> dict:
     }
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy of parsed JSON (dicts, lists, immutable scalars); anything else by ``copy.deepcopy``.
+
+    A fifth of an order-select's card rendering was ``copy.deepcopy`` of the resource a stop
+    action sends back, most of it deepcopy's memo bookkeeping, which JSON does not need.
+    """
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(v) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return copy.deepcopy(value)
+
+
 def _stop_action(episode: Any, resource: dict) -> dict:
     """CDS Hooks ``update``: the whole active resource with status ``stopped``."""
-    stopped = copy.deepcopy(resource)
+    stopped = _json_copy(resource)
     stopped["status"] = "stopped"
     name = _concept_name(resource.get("medicationCodeableConcept")) or ", ".join(episode.ingredients)
     if resource["resourceType"] == "MedicationRequest":
@@ -392,6 +428,8 @@ class CardInputs:
     active: tuple[tuple[Any, dict], ...]
     base_url: str | None = None
     fhir_server: str | None = None
+    # the call's memo of record descriptions (see ``_why_lines``): the same index and drafts for every card
+    described: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, profile: Any, basis: RuleFacts, base_url: str | None = None,
@@ -409,20 +447,19 @@ def render_card(rec: Recommendation, rulebook: Rulebook, inputs: CardInputs) -> 
     """One recommendation as a CDS Hooks card, rendered with what every card of the call shares."""
     rule = rec.rule
     patient_id, draft_orders = inputs.patient_id, inputs.draft_orders
-    first_ev = rulebook.cited(rule.evidence[0])
-    labels = ", ".join(dict.fromkeys(rulebook.cited(e)["label"] for e in rule.evidence))
+    _lines, labels, first_url = _evidence_block(rulebook, rule.evidence)
     card: dict[str, Any] = {
         "uuid": _new_uuid(),
         "summary": (rec.summary or rule.card["summary"])[:SUMMARY_LIMIT],
         "indicator": rule.card["indicator"],
-        "detail": render_detail(rec, rulebook, inputs.findings, inputs.index, inputs.drafts),
+        "detail": render_detail(rec, rulebook, inputs.findings, inputs.index, inputs.drafts, inputs.described),
         "source": {
             "label": f"HER2 MBC rulebook {rule.id}: {labels}"[:200],
             "topic": {"system": rulebook.topic_system, "code": rule.id, "display": rule.title},
         },
     }
-    if first_ev.get("url"):
-        card["source"]["url"] = first_ev["url"]
+    if first_url:
+        card["source"]["url"] = first_url
     suggestions = []
     for s in rec.suggestions:
         actions, _dropped = build_actions(s, rulebook, patient_id, draft_orders, inputs.taken, inputs.active)

@@ -98,9 +98,14 @@ def audience(client: Mapping | None, context: dict, fhir_server) -> list[str]:
             _text(context.get("userId")), _text(context.get("encounterId")), _text(fhir_server)]
 
 
-def repeat_key(scope: list[str], patient_id: str, rule_id: str, context: dict) -> str:
-    """The digest that says "this rule, for this patient, about these orders, seen by this audience"."""
-    payload = json.dumps([KEY_VERSION, scope, patient_id, rule_id, draft_identity(context)],
+def repeat_key(scope: list[str], patient_id: str, rule_id: str, context: dict,
+               drafts: list[str] | None = None) -> str:
+    """The digest that says "this rule, for this patient, about these orders, seen by this audience".
+
+    ``drafts``: ``draft_identity(context)`` when the caller has it already (one per call, not per card).
+    """
+    drafts = draft_identity(context) if drafts is None else drafts
+    payload = json.dumps([KEY_VERSION, scope, patient_id, rule_id, drafts],
                          separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -133,7 +138,9 @@ def keys_of(issued: Iterable, patient_id, context: dict, scope: list[str]) -> di
     """card uuid → repeat key, for the ``IssuedCard``s of a named patient."""
     if not isinstance(patient_id, str) or not patient_id:
         return {}
-    return {i.uuid: repeat_key(scope, patient_id, i.rule_id, context) for i in issued}
+    issued = list(issued)
+    drafts = draft_identity(context) if issued else []
+    return {i.uuid: repeat_key(scope, patient_id, i.rule_id, context, drafts) for i in issued}
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,18 @@ def _storable(value, length: int | None):
     return value if length is None else value[:length]
 
 
+_LENGTHS: dict[Table, dict[str, int | None]] = {}
+
+
 def _fit(table: Table, row: dict) -> dict:
-    """A row whose text fits ``table``'s columns (see ``_storable``)."""
-    return {k: _storable(v, getattr(table.c[k].type, "length", None)) for k, v in row.items()}
+    """A row whose text fits ``table``'s columns (see ``_storable``).
+
+    The column lengths are read from the table once (an audit row is fitted on every hook call).
+    """
+    lengths = _LENGTHS.get(table)
+    if lengths is None:
+        lengths = _LENGTHS[table] = {c.name: getattr(c.type, "length", None) for c in table.c}
+    return {k: _storable(v, lengths[k]) for k, v in row.items()}
 
 
 def _sqlite_pragmas(dbapi_conn, _record):

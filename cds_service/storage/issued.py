@@ -6,9 +6,25 @@ import datetime as dt
 import json
 from typing import Iterable
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from .tables import feedback, issued_cards, _utcnow
+
+
+def _earlier(keys: int):
+    """The look-up for ``keys`` repeat keys, with one parameter per key."""
+    return (select(issued_cards.c.repeat_key, issued_cards.c.hook_instance,
+                   feedback.c.outcome, feedback.c.override_code, feedback.c.user_comment)
+            .select_from(issued_cards.outerjoin(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid))
+            .where(issued_cards.c.repeat_key.in_([bindparam(f"k{i}") for i in range(keys)]),
+                   issued_cards.c.hook == bindparam("hook"), issued_cards.c.issued_at >= bindparam("since"))
+            .order_by(issued_cards.c.issued_at))
+
+
+# The repeat look-up, built once per number of keys (a call has one key per card): constructing
+# the select and its cache key on every order-sign call was ≈0.11 ms of a 0.16 ms look-up, and an
+# expanding IN list is rendered again on every execution (another ≈0.03 ms in a warm call).
+_EARLIER: dict[int, object] = {}
 
 
 class IssuedCards:
@@ -51,11 +67,10 @@ class IssuedCards:
         keys = sorted(set(keys))
         if not keys:
             return []
-        q = (select(issued_cards.c.repeat_key, issued_cards.c.hook_instance,
-                    feedback.c.outcome, feedback.c.override_code, feedback.c.user_comment)
-             .select_from(issued_cards.outerjoin(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid))
-             .where(issued_cards.c.repeat_key.in_(keys), issued_cards.c.hook == hook,
-                    issued_cards.c.issued_at >= since)
-             .order_by(issued_cards.c.issued_at))
+        query = _EARLIER.get(len(keys))
+        if query is None:
+            query = _EARLIER.setdefault(len(keys), _earlier(len(keys)))
+        params = {f"k{i}": k for i, k in enumerate(keys)}
+        params.update(hook=hook, since=since)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(r._mapping) for r in conn.execute(query, params)]

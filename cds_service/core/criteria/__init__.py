@@ -24,7 +24,7 @@ import datetime as dt
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -35,7 +35,7 @@ from ..knowledge.terminology import Terminology
 from .conditions import condition_facts, ild_on_tdxd
 from .her2 import her2_facts
 from .intake import Intake, draft_ids, read_resources
-from .lines import therapy_facts, with_regimens
+from .lines import TherapyRecord, therapy_line, therapy_record, with_regimens
 from .medications import courses, draft_orders, medication_history
 from .observations import observation_facts
 from .patient import patient_facts
@@ -65,27 +65,25 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         raise TypeError("build_profile needs the criteria parameters (knowledge.parameters)")
 
     h = _remembered_history(resources, context, t, params, today)
-    intake, episodes, progression, conditions = h.intake, list(h.episodes), list(h.progression), h.conditions
+    intake = h.intake
     derived = Derived(dict(h.facts), list(h.findings), list(h.notices))
     draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
     derived.merge(draft_facts)
-    therapy, history = therapy_facts(episodes, chosen, [d for d, _ in progression], conditions, today, t, params)
-    derived.merge(therapy)
-    derived.merge(ild_on_tdxd(h.ild_conditions, episodes, t))
-    derived.merge(progression_facts(progression, history.lines, intake, t, params))
+    derived.merge(therapy_line(h.therapy, chosen))
+    derived.merge(h.ild_on_tdxd)
+    derived.merge(h.progression_facts)
     codes = sorted({f.code for f in derived.findings})
     derived.set("findings", codes, [r for f in derived.findings for r in f.refs])
-    course_list = tuple(courses(episodes, list(history.lines), history.line_of, today, params, t.standard_schedules))
     return PatientProfile(
         patient_id=context.get("patientId") or (intake.patient or {}).get("id"),
         facts=MappingProxyType(dict(derived.facts)),
         findings=tuple(derived.findings),
         draft_orders=tuple(drafts),
-        medications=tuple(episodes),
-        lines=with_regimens(history.lines, course_list, t.anticancer_classes),
-        courses=course_list,
+        medications=h.episodes,
+        lines=h.lines,
+        courses=h.courses,
         kinds=MappingProxyType(dict(intake.kinds)),
-        progression=tuple(progression),
+        progression=h.progression,
         notices=tuple(derived.notices),
         records=h.records,
     )
@@ -110,6 +108,18 @@ class _History:
     episodes: tuple[MedEpisode, ...]
     records: Mapping[str, dict]  # PatientProfile.records: what the domains accepted and could read
     size: int  # records held, for the memo's bound
+    # ild.on_tdxd*: from the ILD conditions and the medication history alone (merged by
+    # build_profile where it always was, after the draft-dependent therapy facts).
+    ild_on_tdxd: Derived = field(default_factory=Derived)
+    # The lines of therapy on record and all that follows from them: the therapy facts but
+    # therapy.line's draft decision (``lines.therapy_line``, per call), the progression facts,
+    # the courses and the lines with their regimens.  The drafts never change the lines on
+    # record (a drafted regimen is counted by therapy.line, not listed), so these are the
+    # history's; deriving them again was about half of a warm call's criteria.
+    therapy: TherapyRecord | None = None
+    progression_facts: Derived = field(default_factory=Derived)
+    courses: tuple[Course, ...] = ()
+    lines: tuple[Line, ...] = ()
 
 
 def _history(resources: list[Any], context: dict, t: Terminology, params: CriteriaParameters,
@@ -130,8 +140,14 @@ def _history(resources: list[Any], context: dict, t: Terminology, params: Criter
     # not a record: the page lists it under the findings, never as a source.
     unreadable = {ref for f in derived.findings if f.code in UNREADABLE for ref in f.refs}
     records = MappingProxyType({ref: r for ref, r in intake.records.items() if ref not in unreadable})
+    therapy = therapy_record(episodes, [d for d, _ in progression], conditions, today, t, params)
+    lines, line_of = therapy.history.lines, therapy.history.line_of
+    course_list = tuple(courses(episodes, list(lines), line_of, today, params, t.standard_schedules))
     return _History(intake, tuple(derived.facts.items()), tuple(derived.findings), tuple(derived.notices),
-                    tuple(progression), conditions, ild_conditions, tuple(episodes), records, len(records) + 1)
+                    tuple(progression), conditions, ild_conditions, tuple(episodes), records, len(records) + 1,
+                    ild_on_tdxd=ild_on_tdxd(ild_conditions, episodes, t), therapy=therapy,
+                    progression_facts=progression_facts(progression, lines, intake, t, params),
+                    courses=course_list, lines=with_regimens(lines, course_list, t.anticancer_classes))
 
 
 # The memo of ``_history`` (issue 23).  order-select fires on every selection in the order
@@ -140,8 +156,9 @@ def _history(resources: list[Any], context: dict, t: Terminology, params: Criter
 # (orjson bytes, so 1, 1.0 and true differ, hashed with blake2b), the ids of this call's drafts
 # (the intake leaves them out of the history), today (ages, "current" medications) and the
 # loaded terminology and parameters (the entry keeps them and is used only for those same objects,
-# so a reloaded knowledge folder never meets an old entry).  The drafts themselves, and all that depends on
-# them (lines, courses, progression on therapy), are read fresh on every call.  Bounded by the
+# so a reloaded knowledge folder never meets an old entry).  The drafts themselves, and all that
+# depends on them (the draft facts, therapy.line's decision whether a drafted regimen starts a new
+# line), are read fresh on every call.  Bounded by the
 # records held (a 1,000-resource patient weighs 1,000), oldest out first: an entry keeps the
 # request's parsed resources alive (about 4 KB a record measured at 1,000 resources, more with
 # what the history derives), so 5,000 records are 20–30 MB per worker: a hundred typical charts,

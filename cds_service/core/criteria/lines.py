@@ -38,6 +38,26 @@ class TherapyHistory:
     line_of: dict[str, int]  # anti-HER2 episode ref → its line number
 
 
+@dataclass(frozen=True)
+class TherapyRecord:
+    """The therapy facts the record alone decides, and what the draft orders' line decision needs.
+
+    ``before`` and ``after`` are the facts set before and after ``therapy.line``
+    (kept apart so the profile lists the facts in the same order as ever).
+    A function of the history (episodes, metastatic date, progression, today),
+    so the history memo keeps it; ``therapy_line`` adds the drafts, per call.
+    """
+
+    before: Derived
+    after: Derived
+    history: TherapyHistory
+    line: int | None  # therapy.line without the drafts (None where ``note`` says why not)
+    note: str | None
+    line_refs: tuple[str, ...]
+    current: frozenset[str] | None  # the agents of the current line; None where the line is decided without it
+    switched: bool  # the current line is switched as of today: a new drafted regimen starts the next line
+
+
 def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], progression: list[dt.date],
                   metastatic: Derived, today: dt.date, t: Terminology,
                   params: CriteriaParameters) -> tuple[Derived, TherapyHistory]:
@@ -48,6 +68,25 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     ``t`` gives the anticancer drug classes a regimen is made of
     (CodeSystem-drug-class) and the trastuzumab-based ValueSet; ``params`` the windows.
     """
+    record = therapy_record(episodes, progression, metastatic, today, t, params)
+    return therapy_line(record, chosen_drafts), record.history
+
+
+def therapy_line(record: TherapyRecord, chosen_drafts: list[DraftOrder]) -> Derived:
+    """The therapy facts of one call: the record's, with ``therapy.line`` decided for these drafts."""
+    out = Derived().merge(record.before)
+    line, note = record.line, record.note
+    draft_anti = {i for d in chosen_drafts if "anti-her2" in d.classes for i in (d.moieties or d.ingredients)}
+    if record.current is not None and draft_anti and not draft_anti <= record.current and record.switched:
+        line, note = line + 1, "drafted anti-HER2 regimen follows a switch or progression"
+    out.set("therapy.line", line, list(record.line_refs) + [draft_ref(d) for d in chosen_drafts
+                                                            if "anti-her2" in d.classes], note)
+    return out.merge(record.after)
+
+
+def therapy_record(episodes: list[MedEpisode], progression: list[dt.date], metastatic: Derived, today: dt.date,
+                   t: Terminology, params: CriteriaParameters) -> TherapyRecord:
+    """What ``therapy_facts`` reads from the record alone (see ``TherapyRecord``)."""
     anticancer = t.anticancer_classes
     out = Derived()
     window = params.line_of_therapy_window_days
@@ -56,7 +95,6 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     anti = [e for e in episodes if "anti-her2" in e.classes]
     regimen = [e for e in episodes if e.state == "active" and set(e.classes) & anticancer]
     out.set("therapy.regimen.ingredients", sorted({i for e in regimen for i in e.ingredients}), [e.ref for e in regimen])
-    draft_anti = {i for d in chosen_drafts if "anti-her2" in d.classes for i in (d.moieties or d.ingredients)}
     regimens: list[_Regimen] = []
     if mdate:
         after = sorted((e for e in anti if e.start and e.start >= mdate), key=lambda e: e.start)
@@ -83,6 +121,8 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     undated_anti = [e for e in anti if e.start is None]
     line: int | None
     note = None
+    current: frozenset[str] | None = None
+    switched = False
     if not met:
         line, note = None, "not metastatic"
     elif mdate is None:
@@ -92,15 +132,13 @@ def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], p
     elif not regimens:
         line = 1
     else:
-        cur = regimens[-1]
-        if draft_anti and not draft_anti <= cur.ingredients and _switched(cur, today, progression, window):
-            line, note = len(regimens) + 1, "drafted anti-HER2 regimen follows a switch or progression"
-        else:
-            line = len(regimens)
-    out.set("therapy.line", line, line_refs + [draft_ref(d) for d in chosen_drafts if "anti-her2" in d.classes], note)
-    _taxane(episodes, regimens[-1].start if regimens else mdate, today, params, out, t.standard_schedules)
+        line = len(regimens)
+        current = frozenset(regimens[-1].ingredients)
+        switched = _switched(regimens[-1], today, progression, window)
+    after_line = Derived()
+    _taxane(episodes, regimens[-1].start if regimens else mdate, today, params, after_line, t.standard_schedules)
     history = TherapyHistory(_as_lines(regimens), {e.ref: n for n, r in enumerate(regimens, 1) for e in r.episodes})
-    return out, history
+    return TherapyRecord(out, after_line, history, line, note, tuple(line_refs), current, switched)
 
 
 def with_regimens(lines: tuple[Line, ...], course_list: Iterable[Course], anticancer: frozenset[str]) -> tuple[Line, ...]:

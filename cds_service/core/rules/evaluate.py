@@ -22,15 +22,15 @@ def evaluate(rulebook: Rulebook, facts: Mapping[str, Any], hook: str) -> list[Re
     """
     fired: list[Recommendation] = []
     in_scope: dict[str, bool] = {}  # a scope is a pure function of the facts: asked once per call, not per rule
-    for rule in rulebook.rules:
-        if hook not in rule.hooks or not rulebook.enabled(rule):
+    for rule in rulebook.rules_of(hook):
+        if rule.enabled_by is not None and not rulebook.enabled(rule):
             continue
-        scope = rulebook.scopes[rule.scope]
         held = in_scope.get(rule.scope)
         if held is None:
-            held = in_scope[rule.scope] = bool(scope(facts))
-        if not held or not rule.when(facts):
+            held = in_scope[rule.scope] = bool(rulebook.scopes[rule.scope].test(facts))
+        if not held or not rule.when.test(facts):
             continue
+        scope = rulebook.scopes[rule.scope]
         names = tuple(dict.fromkeys(scope.facts + rule.when.facts))
         snapshot = tuple((n, fact_value(facts, n), fact_refs(facts, n)) for n in names)
         suggestions = tuple(s for s in rule.suggestions if s.when is None or s.when(facts))

@@ -85,6 +85,25 @@ class Rulebook:
     # that holds "taxane" is written without its broader "chemotherapy".
     broader: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+    # hook → its rules in rulebook order (made from ``rules``, again by dataclasses.replace): the
+    # evaluator walks a hook's own rules rather than testing every rule's hooks on every call.
+    by_hook: Mapping[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    # What the cards derive from this rulebook alone (a rule's evidence lines), made on first
+    # use and kept: it is the same text on every call (core/cards.py).
+    derived: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_hook: dict[str, list[Rule]] = {}
+        for r in self.rules:
+            for h in dict.fromkeys(r.hooks):
+                by_hook.setdefault(h, []).append(r)
+        object.__setattr__(self, "by_hook", {h: tuple(rs) for h, rs in by_hook.items()})
+        object.__setattr__(self, "derived", {})
+
+    def rules_of(self, hook: str) -> tuple[Rule, ...]:
+        """The rules that run at ``hook``, in rulebook order (flags not applied)."""
+        return self.by_hook.get(hook, ())
+
     def word(self, fact: str, value: Any) -> Any:
         """``value`` of ``fact`` in clinical words (lists item by item); unknown values unchanged."""
         words = self.value_words.get(fact)
