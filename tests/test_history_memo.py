@@ -196,7 +196,7 @@ def test_the_line_a_draft_starts_is_decided_per_call_with_one_history(knowledge)
         variants.append(changed)
     seen = []
     for changed in variants * 2:
-        got = build_profile(_resources(changed), changed["context"], t, today=ANCHOR)
+        got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
         assert got == _fresh(changed, t)
         seen.append(got.facts["therapy.line"].value)
     assert len(criteria._memo) == 1
