@@ -49,6 +49,8 @@ def test_the_shipped_parameters_load_with_the_knowledge():
     (lambda d: d["parameter"].append({"name": "staleness-dayz", "valueInteger": 3}), "unknown criteria parameter"),
     (lambda d: by_name(d, "reflex-ish-pairing-days").pop("extension"), "needs its why"),
     (lambda d: d.update(resourceType="Basic"), "$.resourceType"),
+    (lambda d: by_name(d, "default-uln-alt")["valueQuantity"].pop("code"), "needs its unit"),
+    (lambda d: by_name(d, "default-uln-ast").update(valueQuantity={"value": 900, "code": "U/L"}), "from 10 to 200"),
 ])
 def test_a_broken_parameter_is_a_knowledge_error_naming_file_and_path(tmp_path, change, where):
     profiles = copy_profiles(tmp_path)
@@ -85,3 +87,16 @@ def test_the_line_window_is_read_from_the_parameters():
 
 def test_er_percent_reading_uses_the_bounds():
     assert profile(obs("85329-1", **pct(5))).value("er.status") == "low"
+
+
+def test_a_default_upper_limit_is_used_only_in_its_own_unit():
+    """ALT without a reference range: divided by the default ULN (40 U/L) when the result is in U/L;
+    the unit is the parameter's own (valueQuantity.code), so a result in another unit gets no ×ULN."""
+    alt = obs("1742-6", date="2025-03-01", id="alt", valueQuantity={"value": 80, "unit": "U/L"})
+    assert parameters().default_uln_alt.value == 40 and parameters().default_uln_alt.unit == "U/L"
+    p = profile(alt)
+    assert p.value("liver.alt_x_uln") == 2.0 and "default ULN 40 U/L" in p.facts["liver.alt_x_uln"].note
+    other = replace(parameters(), default_uln_alt=replace(parameters().default_uln_alt, unit="ukat/L"))
+    q = build_profile([alt], {"patientId": "p1"}, terminology(), other, TODAY)
+    assert q.value("liver.alt_x_uln") is None
+    assert "unparsed-value" in {f.code for f in q.findings}

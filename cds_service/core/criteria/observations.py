@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from .. import parse as fp
-from ..knowledge.parameters import CriteriaParameters
+from ..knowledge.parameters import CriteriaParameters, DefaultLimit
 from ..knowledge.terminology import Terminology
 from .intake import Intake
 from .profile import Derived
@@ -18,10 +18,11 @@ from .readings import answer, is_final, newest_final, newest_usable
 
 # kind → (fact, default ULN parameter, the unit that default is in): a result without
 # referenceRange.high is read against the stated default (knowledge file §2.6), and says so.
-LIVER_LABS = (("alt", "liver.alt_x_uln", "default_uln_alt_u_per_l", "U/L"),
-              ("ast", "liver.ast_x_uln", "default_uln_ast_u_per_l", "U/L"),
-              ("bilirubin", "liver.bili_x_uln", "default_uln_bilirubin_mg_per_dl", "mg/dL"),
-              ("alkaline-phosphatase", "liver.alp_x_uln", "default_uln_alkaline_phosphatase_u_per_l", "U/L"))
+# (observation kind, fact, the parameter holding its default upper limit with the limit's unit)
+LIVER_LABS = (("alt", "liver.alt_x_uln", "default_uln_alt"),
+              ("ast", "liver.ast_x_uln", "default_uln_ast"),
+              ("bilirubin", "liver.bili_x_uln", "default_uln_bilirubin"),
+              ("alkaline-phosphatase", "liver.alp_x_uln", "default_uln_alkaline_phosphatase"))
 # The units of a neutrophil count, each with its factor to cells/mm³ (= cells/µL): a CodeSystem of
 # unit spellings with a conversion-factor property (CodeSystem-neutrophil-count-unit).
 ANC_UNITS = "neutrophil-count-unit"
@@ -33,8 +34,8 @@ def observation_facts(intake: Intake, t: Terminology, params: CriteriaParameters
     _pik3ca(intake.of_kind("genetic-variant"), t, out)
     _ecog(intake.of_kind("ecog"), t, today, out)
     _lvef(intake.of_kind("lvef"), today, out, params.lvef_default_lln_percent)
-    for kind, name, default, unit in LIVER_LABS:
-        _x_uln(intake.of_kind(kind), name, out, (getattr(params, default), unit))
+    for kind, name, default in LIVER_LABS:
+        _x_uln(intake.of_kind(kind), name, out, getattr(params, default))
     _anc(intake.of_kind("neutrophils"), t, out)
     progression = _disease_status(intake.of_kind("disease-status"), t, out)
     return out, progression
@@ -171,7 +172,7 @@ def _anc(observations: list[dict], t: Terminology, out: Derived) -> None:
     out.set("blood.anc_per_mm3", None)
 
 
-def _x_uln(observations: list[dict], name: str, out: Derived, default: tuple[float, str] | None = None) -> None:
+def _x_uln(observations: list[dict], name: str, out: Derived, default: DefaultLimit | None = None) -> None:
     for date, obs in newest_usable(observations, name, out):
         ref = fp.reference_of(obs)
         q = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
@@ -189,9 +190,9 @@ def _x_uln(observations: list[dict], name: str, out: Derived, default: tuple[flo
         note = f"{value:g} / ULN {high:g} on {date}" if value is not None and high is not None else None
         if value is not None and high is None and default is not None and not obs.get("referenceRange"):
             unit = str(q.get("code") or q.get("unit") or "")
-            if unit.lower() == default[1].lower():
-                high = default[0]
-                note = f"{value:g} / default ULN {high:g} {default[1]} on {date} (no reference range on the result)"
+            if unit.lower() == default.unit.lower():
+                high = default.value
+                note = f"{value:g} / default ULN {high:g} {default.unit} on {date} (no reference range on the result)"
         if value is None or high is None:
             out.finding("unparsed-value", f"{ref}: value or reference-range high missing; ×ULN not computed", (ref,))
             continue

@@ -22,6 +22,14 @@ WHY_URL = "http://her2-cds.example.org/fhir/StructureDefinition/parameter-why"
 
 
 @dataclass(frozen=True)
+class DefaultLimit:
+    """A limit with its unit (a ``valueQuantity`` parameter): used only for a result in that same unit."""
+
+    value: float
+    unit: str  # the UCUM code, compared with the result's unit
+
+
+@dataclass(frozen=True)
 class CriteriaParameters:
     """The thresholds ``criteria`` uses; field names are the parameter names with ``_`` for ``-``."""
 
@@ -33,10 +41,10 @@ class CriteriaParameters:
     lvef_default_lln_percent: float
     periodic_administration_grace_days: int
     periodic_administration_max_interval_multiple: int
-    default_uln_alt_u_per_l: float
-    default_uln_ast_u_per_l: float
-    default_uln_bilirubin_mg_per_dl: float
-    default_uln_alkaline_phosphatase_u_per_l: float
+    default_uln_alt: DefaultLimit
+    default_uln_ast: DefaultLimit
+    default_uln_bilirubin: DefaultLimit
+    default_uln_alkaline_phosphatase: DefaultLimit
     postmenopausal_age_years: int
     three_weekly_cycle_days: int
     schedule_tolerance_days: int
@@ -56,10 +64,11 @@ _SPEC = {
     "lvef-default-lln-percent": (("valueDecimal", "valueInteger"), 30, 70),
     "periodic-administration-grace-days": (("valueInteger",), 0, 60),
     "periodic-administration-max-interval-multiple": (("valueInteger",), 1, 12),
-    "default-uln-alt-u-per-l": (("valueDecimal", "valueInteger"), 10, 200),
-    "default-uln-ast-u-per-l": (("valueDecimal", "valueInteger"), 10, 200),
-    "default-uln-bilirubin-mg-per-dl": (("valueDecimal", "valueInteger"), 0.5, 3),
-    "default-uln-alkaline-phosphatase-u-per-l": (("valueDecimal", "valueInteger"), 50, 500),
+    # a default upper limit of normal is a quantity: its unit is data, beside its value
+    "default-uln-alt": (("valueQuantity",), 10, 200),
+    "default-uln-ast": (("valueQuantity",), 10, 200),
+    "default-uln-bilirubin": (("valueQuantity",), 0.5, 3),
+    "default-uln-alkaline-phosphatase": (("valueQuantity",), 50, 500),
     "postmenopausal-age-years": (("valueInteger",), 40, 70),
     "three-weekly-cycle-days": (("valueInteger",), 14, 28),
     "schedule-tolerance-days": (("valueInteger",), 0, 7),
@@ -75,7 +84,7 @@ def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
     path = Path(profiles_dir) / FILE
     data = read_json(path, ("Parameters",))
     validate_r4(path, data)
-    values: dict[str, float | int] = {}
+    values: dict[str, float | int | DefaultLimit] = {}
     for i, p in enumerate(data.get("parameter") or ()):
         name = p.get("name")
         where = f"$.parameter[{i}]"
@@ -88,8 +97,15 @@ def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
         if key is None:
             raise KnowledgeError(f"{path}: {where}: {name} needs {' or '.join(keys)}")
         value = p[key]
+        if key == "valueQuantity":
+            unit = value.get("code") if isinstance(value, dict) else None
+            if not isinstance(unit, str) or not unit.strip():
+                raise KnowledgeError(f"{path}: {where}.{key}.code: {name} needs its unit (a UCUM code)")
+            value = value.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise KnowledgeError(f"{path}: {where}.{key}: {name} must be a number from {low} to {high}")
+        if key == "valueQuantity":
+            value = DefaultLimit(float(value), unit)
         if not any(isinstance(e, dict) and e.get("url") == WHY_URL and e.get("valueString")
                    for e in p.get("extension") or ()):
             raise KnowledgeError(f"{path}: {where}.extension: {name} needs its why ({WHY_URL})")
@@ -97,7 +113,7 @@ def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
     missing = [n for n in _SPEC if n not in values]
     if missing:
         raise KnowledgeError(f"{path}: $.parameter: missing {', '.join(missing)}")
-    cast = {"int": int, "float": float}
+    cast = {"int": int, "float": float, "DefaultLimit": lambda v: v}
     params = CriteriaParameters(**{f.name: cast[f.type](values[f.name.replace("_", "-")])
                                    for f in fields(CriteriaParameters)})
     if params.er_low_max_percent < params.receptor_positive_min_percent:
