@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,9 @@ import pytest
 
 from cds_service.commands.profile import resources_and_context
 from cds_service.core.criteria import build_profile
+from cds_service.config import Settings
+from cds_service.core.knowledge import load_knowledge
+from cds_service.smart.presenter import Words
 from cds_service.smart.timeline import drug_spans, render_svg, therapy_lines
 from criteria_builders import ROOT, SNOMED, cc, condition, med_statement, obs, parameters, patient, profile, terminology
 
@@ -89,11 +93,32 @@ def test_lines_are_the_profiles_and_maintenance_endocrine_stays_in_the_first_lin
 
 def test_drug_classes_come_from_the_terminology():
     p, _ = picture(*HISTORY)
-    klass = {s.name: s.klass for s in drug_spans(p)}
+    klass = {s.name: s.klass for s in drug_spans(p, Words(load_knowledge(Settings(profiles_dir=ROOT / "fhir_profiles"))))}
     assert klass["fam-trastuzumab deruxtecan"] == "HER2 ADC"
     assert klass["trastuzumab"] == "anti-HER2 antibody"
     assert klass["docetaxel"] == "taxane"
     assert klass["letrozole"] == "endocrine"
+    assert {s.class_code for s in drug_spans(p)} >= {"her2-adc", "anti-her2-antibody", "taxane", "endocrine"}
+
+
+def test_a_drug_class_is_named_by_its_short_name_in_the_codesystem(tmp_path):
+    """The picture's class names are data: editing the CodeSystem's clinical short name renames the bar."""
+    folder = tmp_path / "fhir_profiles"
+    shutil.copytree(ROOT / "fhir_profiles", folder)
+    path = folder / "terminology" / "CodeSystem-drug-class.json"
+    data = json.loads(path.read_text())
+
+    def rename(concepts):
+        for c in concepts:
+            for d in c.get("designation", []):
+                if c["code"] == "taxane":
+                    d["value"] = "taxane (renamed)"
+            rename(c.get("concept", []))
+    rename(data["concept"])
+    path.write_text(json.dumps(data))
+    p, _ = picture(*HISTORY)
+    klass = {s.name: s.klass for s in drug_spans(p, Words(load_knowledge(Settings(profiles_dir=folder))))}
+    assert klass["docetaxel"] == "taxane (renamed)"
 
 
 def test_an_estimated_taxane_course_gets_the_profiles_count_and_no_invented_dose_dates():

@@ -22,6 +22,7 @@ from ..core.cards import format_value
 from ..core.rules.rulebook import human_date, human_dates_in
 from ..core.criteria import Finding, PatientProfile, build_profile
 from ..core.criteria.observations import lvef_readings
+from ..core.knowledge import DRUG_CLASS_SYSTEM
 from ..core import parse as fp
 from . import rich_text
 from .timeline import COMPACT_WIDTH, render_svg, value_text
@@ -224,6 +225,13 @@ class Words:
             if name:
                 return name
         return str(res.get("resourceType", ""))
+
+    def drug_class(self, code: str) -> str:
+        """A drug class as the timeline names it: the CodeSystem's clinical short name ("HER2 ADC"), else its display."""
+        t = self.terminology
+        if t is None:
+            return code
+        return t.short_name(DRUG_CLASS_SYSTEM, code) or t.display(DRUG_CLASS_SYSTEM, code) or code
 
     def site(self, code: str) -> str:
         shown = self.terminology.display(SITE_SYSTEM, code) if self.terminology is not None else None

@@ -44,18 +44,20 @@ from ..core import parse as fp
 from ..core.criteria.readings import FINAL, condition_counts
 from ..core.rules.rulebook import human_date
 
-# (drug-class code of CodeSystem-drug-class, drawing label, colour). Order
-# matters: the antibody-drug conjugates must match before the anti-HER2 antibody.
-CLASS_STYLES: list[tuple[str, str, str]] = [
-    ("her2-adc", "HER2 ADC", "#7b3294"),
-    ("her2-tki", "HER2 TKI", "#c2185b"),
-    ("anti-her2-antibody", "anti-HER2 antibody", "#1f5fa8"),
-    ("taxane", "taxane", "#e66101"),
-    ("cdk46-inhibitor", "CDK4/6 inhibitor", "#1a9850"),
-    ("endocrine", "endocrine", "#4dac26"),
-    ("gnrh-agonist", "endocrine", "#4dac26"),
-    ("pi3k-inhibitor", "PI3K inhibitor", "#66bd63"),
-    ("chemotherapy", "chemotherapy", "#fdb863"),
+# (drug-class code of CodeSystem-drug-class, colour): which class a course is drawn as, and in
+# which colour.  Order matters: the antibody-drug conjugates must match before the anti-HER2
+# antibody.  The class's name on the picture is the CodeSystem's clinical short name
+# (designation use clinical-short-name: "HER2 ADC"), read through the page's ``Words``.
+CLASS_COLOURS: list[tuple[str, str]] = [
+    ("her2-adc", "#7b3294"),
+    ("her2-tki", "#c2185b"),
+    ("anti-her2-antibody", "#1f5fa8"),
+    ("taxane", "#e66101"),
+    ("cdk46-inhibitor", "#1a9850"),
+    ("endocrine", "#4dac26"),
+    ("gnrh-agonist", "#4dac26"),
+    ("pi3k-inhibitor", "#66bd63"),
+    ("chemotherapy", "#fdb863"),
 ]
 OTHER_COLOUR = "#878787"
 
@@ -86,7 +88,7 @@ POINT_LEGEND = [("HER2 result", "#1f5fa8"), ("ER / PR / PIK3CA result", "#4dac26
 @dataclass(frozen=True)
 class DrugSpan:
     name: str
-    klass: str
+    klass: str           # the class as the picture names it (the CodeSystem's short name)
     colour: str
     start: date
     end: date | None     # None = ongoing
@@ -96,6 +98,7 @@ class DrugSpan:
     doses: tuple[date, ...] = ()       # administration dates
     estimated: bool = False            # Course.cycles_estimated: the count assumes every dose was given
     weeks: int | None = None           # weekly courses: weeks given (never cycles)
+    class_code: str | None = None      # the CodeSystem-drug-class code it is drawn as (None: other)
 
 
 @dataclass(frozen=True)
@@ -108,25 +111,27 @@ class Point:
 
 # -- what the profile says --------------------------------------------------------
 
-def drug_style(classes) -> tuple[str, str]:
-    """(drawing label, colour) of a course by its drug-class codes; colours only, no clinical logic."""
-    for code, label, colour in CLASS_STYLES:
+def drug_style(classes) -> tuple[str | None, str]:
+    """(drug-class code, colour) a course is drawn as, by its drug-class codes; colours only, no clinical logic."""
+    for code, colour in CLASS_COLOURS:
         if code in classes:
-            return label, colour
-    return "other", OTHER_COLOUR
+            return code, colour
+    return None, OTHER_COLOUR
 
 
-def drug_spans(profile) -> list[DrugSpan]:
-    """One bar per course of the profile (dated courses only)."""
+def drug_spans(profile, words=None) -> list[DrugSpan]:
+    """One bar per course of the profile (dated courses only); ``words`` names the classes."""
     spans = []
     for course in getattr(profile, "courses", ()) or ():
         if not isinstance(course.start, date):
             continue
-        klass, colour = drug_style(set(course.classes))
+        code, colour = drug_style(set(course.classes))
+        klass = (words.drug_class(code) if words is not None and code else code) or "other"
         name = " + ".join(course.ingredients) or course.text or "medication"
         spans.append(DrugSpan(name, klass, colour, course.start, course.end, ", ".join(course.refs),
                               course.cycles, course.period_days, tuple(course.doses),
-                              bool(getattr(course, "cycles_estimated", False)), getattr(course, "weeks", None)))
+                              bool(getattr(course, "cycles_estimated", False)), getattr(course, "weeks", None),
+                              code))
     spans.sort(key=lambda s: (s.start, s.name))
     return spans
 
@@ -347,7 +352,7 @@ def render_svg(profile, today: date, width: int = WIDTH, words=None) -> str:
 
     ``words``: the page's ``presenter.Words`` (clinical names from the terminology), optional.
     """
-    spans = drug_spans(profile)
+    spans = drug_spans(profile, words)
     biomarkers = biomarker_points(profile, words)
     events = event_points(profile, words)
     lines = therapy_lines(profile)
@@ -400,7 +405,7 @@ def render_svg(profile, today: date, width: int = WIDTH, words=None) -> str:
             body.append(f'<g class="drug-bar"><title>{_text(f"{span.name} ({span.klass}) {status} [{span.ref}]")}'
                         f'</title><rect x="{x1}" y="{bar_y - 6}" width="{round(x2 - x1, 1)}" height="12" rx="3" '
                         f'fill={_attr(span.colour)} stroke={_attr(span.colour)}{pattern}/></g>')
-            if span.klass == "taxane":
+            if span.class_code == "taxane":
                 body.extend(_cycle_ticks(axis, span, today, bar_y))
         y += ROW
     # -- results and events: markers on a band, labels on lanes below
@@ -432,7 +437,7 @@ def _cycles_caption(group: list[DrugSpan]) -> str:
     One count per course (a drug restarted in a later line has two courses,
     written '6 cycles; 4 cycles'); nothing is re-counted here.
     """
-    if not group or group[0].klass != "taxane":
+    if not group or group[0].class_code != "taxane":
         return ""
     parts = []
     for s in group:

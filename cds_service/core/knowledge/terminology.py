@@ -448,6 +448,10 @@ def load_terminology(profiles_dir) -> Terminology:
             for c, parents in _walk_concepts(data.get("concept") or ()):
                 if c.get("display"):
                     displays.setdefault((data["url"], c["code"]), c["display"])
+                for d in c.get("designation") or ():
+                    use = (d or {}).get("use") or {}
+                    if (use.get("system"), use.get("code")) == SHORT_NAME_USE and d.get("value"):
+                        short_names.setdefault((data["url"], c["code"]), d["value"])
                 if parents:
                     broader.setdefault(data["url"], {})[c["code"]] = parents
                 if any(x.get("code") == "anticancer" and x.get("valueBoolean") for x in c.get("property") or ()):
