@@ -28,6 +28,7 @@ import os
 import socket
 import sqlite3
 import threading
+import uuid
 from collections import namedtuple
 from pathlib import Path
 
@@ -334,8 +335,9 @@ def test_postgres_down_is_not_ready_503_and_recovers_when_it_is_back(postgres_fo
 
     forwarder.start()  # back, on the same address: no restart of the service
     assert call_hook(client, pem).status_code == 200
-    issue_card(app.extensions["her2cds.store"], "card-pg-back", SERVICE, iss=ISS)
-    assert post_feedback(client, pem, card="card-pg-back").status_code == 200
+    card = f"card-pg-back-{uuid.uuid4().hex}"  # the PostgreSQL test database outlives a run: a fresh id each time
+    issue_card(app.extensions["her2cds.store"], card, SERVICE, iss=ISS)
+    assert post_feedback(client, pem, card=card).status_code == 200
     assert readiness(client) == (200, "ok")
     app.extensions["her2cds.store"].dispose()
 
