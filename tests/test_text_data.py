@@ -147,8 +147,10 @@ def test_a_pattern_that_is_not_a_regular_expression_names_file_and_path(tmp_path
 
 def test_a_pattern_target_must_be_a_finding(tmp_path):
     dest = _copy(tmp_path)
-    _edit(dest, "ConceptMap-report-text.json", lambda d: _group(d, PATTERN)["element"].append(_element("stage v", "stage-v")))
-    with pytest.raises(KnowledgeError, match=r"ConceptMap-report-text\.json: \$\.group\[1\]\.element\[9\]\.target\[0\]"):
+    added = []
+    _edit(dest, "ConceptMap-report-text.json", lambda d: added.append(
+        _group(d, PATTERN)["element"].append(_element("stage v", "stage-v")) or len(_group(d, PATTERN)["element"]) - 1))
+    with pytest.raises(KnowledgeError, match=rf"ConceptMap-report-text\.json: \$\.group\[1\]\.element\[{added[0]}\]\.target\[0\]"):
         load_terminology(dest)
 
 
@@ -211,3 +213,17 @@ def test_metastatic_sites_are_listed_in_the_code_system_order(tmp_path):
     _edit(dest, "CodeSystem-metastatic-site.json", lambda d: d["concept"].reverse())
     p = build_profile(records, {"patientId": "p1"}, load_terminology(dest), parameters(), TODAY)
     assert p.value("metastatic.sites") == ["liver", "bone"]
+
+
+@pytest.mark.parametrize("text", ["HER2 IHC 0 (null): no membrane staining observed", "IHC 0", "HER2 IHC 0",
+                                  "HER2: 0", "IHC 0, no staining", "HER2/neu IHC score 0", "HER2 IHC: 0"])
+def test_a_zero_written_as_the_report_line_is_ihc_0(text):
+    """Fifth independent review, case 27: a zero after 'HER2 IHC' was unread, and the only card said no
+    HER2 result was on record. The pattern is data (ConceptMap-report-text, target her2-ihc-0)."""
+    p = profile(*mbc_base(), her2_ihc(text))
+    assert (p.value("her2.ihc"), p.value("her2.status")) == ("0", "zero")
+
+
+@pytest.mark.parametrize("text", ["HER2 IHC 0.5", "IHC 0-1+", "0,5", "HER2 IHC 0/3", "HER2 IHC 0 to 1+"])
+def test_a_zero_that_is_not_the_score_alone_is_not_read_as_ihc_0(text):
+    assert profile(*mbc_base(), her2_ihc(text)).value("her2.ihc") != "0"
