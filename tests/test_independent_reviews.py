@@ -1,4 +1,4 @@
-"""The second, third and fourth independent reviewers' patients, kept as tests (issue 20).
+"""The second to fifth independent reviewers' patients, kept as tests (issues 19, 20).
 
 Synthetic patients written from the drug labels and guidelines by reviewers who had not read the
 rulebook, coded as EHRs code them (``independentN/cases``), with what a careful oncologist must
@@ -13,6 +13,10 @@ and must not see (``independentN/expected.yaml``), checked by the second review'
   applied); cases 13, 15 and 29 led to fixes; 19 follows a documented decision; 21b (order-sign
   after order-select, a repeat across calls) needs the server's memory and is tested over HTTP in
   ``test_order_sign_repeats.py`` instead.
+- ``independent5``: 30 cases on how EHR records are read (units, staging text, HER2 text, refuted
+  conditions, SI-unit bilirubin, quantitative beta-hCG), first run 2026-12-04 22/30, 26/30 with the
+  reviewer's adjudication; cases 05 (S23-N: T-DXd with grade 3-4 neutropenia), 09 (bilirubin LOINC
+  14631-6), 16 (beta-hCG LOINC 21198-7) and 27 ("HER2 IHC 0 (null)" text) led to fixes: 30/30.
 
 A case in ``decisions.yaml`` is held to the decided behaviour; the reviewer's own expectation
 stays untouched in ``expected.yaml``.
@@ -40,7 +44,8 @@ review = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(review)
 
 # review folder → (the number of cases it holds, where its case files are relative to it)
-REVIEWS = {"independent2": (20, "cases"), "independent3": (33, "."), "independent4": (30, "cases")}
+REVIEWS = {"independent2": (20, "cases"), "independent3": (33, "."), "independent4": (30, "cases"),
+           "independent5": (30, "cases")}
 # Cases that are the second call of a sequence over HTTP (the repeat rules need the server's record
 # of the first call): tested over HTTP elsewhere, named here so none is dropped silently.
 SEQUENCE_ONLY = {"independent4": {"21b-select-then-sign-sign"}}
