@@ -134,6 +134,14 @@ def test_invalid_json(client, fhir_log):
     assert_generic_412(resp, fhir_log, "invalid JSON")
 
 
+def test_nan_from_the_fhir_server_is_invalid_json(client, fhir_log):
+    """NaN/Infinity are not JSON: Python's parser would accept them, the service does not (as for requests)."""
+    body = b'{"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "Patient", "id": "p1", "x": NaN}}]}'
+    with FakeFhir(lambda h, p, q: send_json(h, body)) as fhir:
+        resp = call(client, fhir.base)
+    assert_generic_412(resp, fhir_log, "invalid JSON")
+
+
 def test_stalled_server_times_out_within_budget(fast_client, fhir_log):
     with FakeFhir(lambda h, p, q: send_json(h, empty_bundle(), delay=3)) as fhir:
         resp = call(fast_client, fhir.base)

@@ -223,12 +223,18 @@ class FhirClient:
                 raise FhirError(_status_message(resp.status_code, path), status=resp.status_code)
             raw = _read_body(resp, deadline, path)
         try:
-            body = json.loads(raw)
+            # NaN / Infinity are not JSON (RFC 8259) and not FHIR: refused, as in request bodies, so a
+            # server's malformed number never reaches the criteria (or the history memo's key) as a float
+            body = json.loads(raw, parse_constant=_not_json)
         except ValueError:
             raise FhirError(f"{path} returned invalid JSON") from None
         if not isinstance(body, dict):
             raise FhirError(f"{path} returned JSON that is not a FHIR resource")
         return body
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _read_body(resp: requests.Response, deadline: float, path: str) -> bytes:
