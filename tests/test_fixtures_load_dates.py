@@ -34,10 +34,8 @@ EXT = "org.her2-cds.rule"
 SERVICE_FOR_HOOK = {s.hook: s.id for s in SERVICES.values()}
 
 
-@pytest.fixture
-def recording_fhir(httpserver):
-    """A FHIR base that accepts every transaction and keeps what it was sent."""
-    posted: list[dict] = []
+def _accepting(posted: list[dict]):
+    """A FHIR transaction endpoint's handler: every entry 201 Created, each Bundle kept in ``posted``."""
 
     def handle(request):
         bundle = json.loads(request.get_data())
@@ -46,7 +44,14 @@ def recording_fhir(httpserver):
                 "entry": [{"response": {"status": "201 Created"}} for _ in bundle.get("entry") or []]}
         return Response(json.dumps(body), status=200, content_type="application/fhir+json")
 
-    httpserver.expect_request("/fhir", method="POST").respond_with_handler(handle)
+    return handle
+
+
+@pytest.fixture
+def recording_fhir(httpserver):
+    """A FHIR base that accepts every transaction and keeps what it was sent."""
+    posted: list[dict] = []
+    httpserver.expect_request("/fhir", method="POST").respond_with_handler(_accepting(posted))
     return httpserver.url_for("/fhir"), posted
 
 
@@ -121,16 +126,8 @@ def _cards(cards: list[dict]) -> list[tuple]:
 def loaded_today():
     """What `fixtures load` (no options: moved to today) posts for the repository's fixtures, by patient id."""
     posted: list[dict] = []
-
-    def handle(request):
-        bundle = json.loads(request.get_data())
-        posted.append(bundle)
-        body = {"resourceType": "Bundle", "type": "transaction-response",
-                "entry": [{"response": {"status": "201 Created"}} for _ in bundle.get("entry") or []]}
-        return Response(json.dumps(body), status=200, content_type="application/fhir+json")
-
     server = HTTPServer(host="127.0.0.1", port=0)
-    server.expect_request("/fhir", method="POST").respond_with_handler(handle)
+    server.expect_request("/fhir", method="POST").respond_with_handler(_accepting(posted))
     server.start()
     try:
         result = _load(server.url_for("/fhir"))
