@@ -223,3 +223,11 @@ def test_queries_run_in_parallel(migrated_db_url, captured):
     assert len(fhir.requests) == len(PREFETCH)
     assert captured[0]["findings"] == []
     assert state["peak"] > 1, "the queries ran one at a time"
+
+
+def test_a_number_beyond_a_float_from_the_fhir_server_is_invalid_json(client, fhir_log):
+    """1e999 would be read as infinity (and written as null in the history memo's key): refused like NaN."""
+    body = b'{"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "Patient", "id": "p1", "x": 1e999}}]}'
+    with FakeFhir(lambda h, p, q: send_json(h, body)) as fhir:
+        resp = call(client, fhir.base)
+    assert_generic_412(resp, fhir_log, "invalid JSON")

@@ -10,6 +10,7 @@ exception.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import hashlib
 import math
 import os
@@ -140,6 +141,34 @@ def _check_r4(resource: dict) -> tuple[str, str] | None:
 
 
 # -- dates ------------------------------------------------------------------
+
+class NumberOutOfRange(ValueError):
+    """A JSON number beyond what a float can hold (``1e999``)."""
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        shown = literal if len(literal) <= 40 else literal[:37] + "..."
+        raise NumberOutOfRange(f"a number out of range: {shown} is beyond "
+                               "the largest value a 64-bit float can hold (about 1.8e308)")
+    return value
+
+
+def strict_json_loads(text: str | bytes) -> Any:
+    """``json.loads`` as JSON (RFC 8259) reads it: no NaN or Infinity, no number beyond a float.
+
+    Python's parser accepts ``NaN``, ``Infinity`` and reads ``1e999`` as infinity, which
+    no FHIR reader expects (and orjson writes as null, so such a record would share the
+    history memo's key with a null).  The one parse of untrusted JSON: request bodies and
+    FHIR servers' answers.  Raises ``ValueError`` (``NumberOutOfRange`` for the last case).
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
 
 def entry_resources(bundle: dict) -> Iterable[Any]:
     """What each entry of a Bundle holds as its ``resource``, in order, object or not.

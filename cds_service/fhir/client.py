@@ -23,7 +23,6 @@ the token.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -38,7 +37,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..core.criteria import Finding
-from ..core.parse import bundle_resources
+from ..core.parse import bundle_resources, strict_json_loads
 from . import capped_read
 from .egress import EgressAdapter, EgressPolicy, EgressRefused, ResponseTooLarge
 
@@ -223,18 +222,13 @@ class FhirClient:
                 raise FhirError(_status_message(resp.status_code, path), status=resp.status_code)
             raw = _read_body(resp, deadline, path)
         try:
-            # NaN / Infinity are not JSON (RFC 8259) and not FHIR: refused, as in request bodies, so a
-            # server's malformed number never reaches the criteria (or the history memo's key) as a float
-            body = json.loads(raw, parse_constant=_not_json)
+            # NaN, Infinity and 1e999 are not JSON numbers: refused, as in request bodies
+            body = strict_json_loads(raw)
         except ValueError:
             raise FhirError(f"{path} returned invalid JSON") from None
         if not isinstance(body, dict):
             raise FhirError(f"{path} returned JSON that is not a FHIR resource")
         return body
-
-
-def _not_json(name: str):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _read_body(resp: requests.Response, deadline: float, path: str) -> bytes:

@@ -8,7 +8,6 @@ with a JSON pointer per problem, so a caller sees *what* is wrong and *where*
 from __future__ import annotations
 
 import json
-import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +19,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..core import parse as fp
 from ..errors import ApiError, Issue
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -334,11 +334,11 @@ def read_json(request: Request, max_depth: int):
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"Request body is not UTF-8 (byte {exc.start})", "body", "invalid") from None
     try:
-        body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        body = fp.strict_json_loads(text)
     except RecursionError:
         raise ApiError(400, f"JSON nesting deeper than {max_depth} levels", "body", "too-costly") from None
-    except NumberOutOfRange as exc:
-        raise ApiError(400, str(exc), "body", "value") from None
+    except fp.NumberOutOfRange as exc:
+        raise ApiError(400, f"Request body has {exc}", "body", "value") from None
     except ValueError as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}", "body", "invalid") from None
     if json_depth_exceeds(body, max_depth):
@@ -378,25 +378,6 @@ def _fast_loads(raw: bytes):
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-
-
-def _reject_constant(name: str):
-    """JSON has no NaN or Infinity; Python's parser would accept them."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
-class NumberOutOfRange(ValueError):
-    """A JSON number beyond what a float can hold (``1e999``)."""
-
-
-def _finite_float(literal: str) -> float:
-    """Python reads ``1e999`` as infinity, which JSON does not have and no check downstream expects."""
-    value = float(literal)
-    if math.isinf(value):
-        shown = literal if len(literal) <= 40 else literal[:37] + "..."
-        raise NumberOutOfRange(f"Request body has a number out of range: {shown} is beyond "
-                               "the largest value a 64-bit float can hold (about 1.8e308)")
-    return value
 
 
 # A \uD800-\uDFFF escape in the raw text: only then can the parsed body hold a lone surrogate
