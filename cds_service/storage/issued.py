@@ -6,9 +6,9 @@ import datetime as dt
 import json
 from typing import Iterable
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 
-from .tables import feedback, issued_cards, _utcnow
+from .tables import feedback, issued_cards
 
 
 def _earlier(keys: int):
@@ -45,19 +45,6 @@ class IssuedCards:
         except ValueError:
             out["suggestion_ids"] = []
         return out
-
-    def record_issued_cards(self, service_id: str, hook: str, cards: list[tuple[str, str, str]]) -> None:
-        """cards: (card_uuid, rule_id, rulebook_version) for each card sent."""
-        if not cards:
-            return
-        now = _utcnow()
-        rows = [
-            {"card_uuid": u, "service_id": service_id, "hook": hook, "rule_id": r,
-             "rulebook_version": v, "issued_at": now}
-            for u, r, v in cards
-        ]
-        with self.write() as conn:
-            conn.execute(insert(issued_cards), rows)
 
     def earlier_cards(self, keys: Iterable[str], hook: str, since: dt.datetime) -> list[dict]:
         """Cards issued at ``hook`` since ``since`` with one of the repeat ``keys`` (any worker/instance),

@@ -103,8 +103,6 @@ class _History:
     findings: tuple[Finding, ...]
     notices: tuple[Finding, ...]
     progression: tuple
-    conditions: Derived
-    ild_conditions: Any
     episodes: tuple[MedEpisode, ...]
     records: Mapping[str, dict]  # PatientProfile.records: what the domains accepted and could read
     size: int  # records held, for the memo's bound
@@ -144,7 +142,7 @@ def _history(resources: list[Any], context: dict, t: Terminology, params: Criter
     lines, line_of = therapy.history.lines, therapy.history.line_of
     course_list = tuple(courses(episodes, list(lines), line_of, today, params, t.standard_schedules))
     return _History(intake, tuple(derived.facts.items()), tuple(derived.findings), tuple(derived.notices),
-                    tuple(progression), conditions, ild_conditions, tuple(episodes), records, len(records) + 1,
+                    tuple(progression), tuple(episodes), records, len(records) + 1,
                     ild_on_tdxd=ild_on_tdxd(ild_conditions, episodes, t), therapy=therapy,
                     progression_facts=progression_facts(progression, lines, intake, t, params),
                     courses=course_list, lines=with_regimens(lines, course_list, t.anticancer_classes))
