@@ -26,7 +26,6 @@ by profile key.  The full explanation lives in the SMART app.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from dataclasses import dataclass, field
 import json
@@ -321,24 +320,9 @@ def _service_request(sr: dict, patient_id: str) -> dict:
     }
 
 
-def _json_copy(value: Any) -> Any:
-    """A deep copy of parsed JSON (dicts, lists, immutable scalars); anything else by ``copy.deepcopy``.
-
-    A fifth of an order-select's card rendering was ``copy.deepcopy`` of the resource a stop
-    action sends back, most of it deepcopy's memo bookkeeping, which JSON does not need.
-    """
-    if isinstance(value, dict):
-        return {k: _json_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_copy(v) for v in value]
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    return copy.deepcopy(value)
-
-
 def _stop_action(episode: Any, resource: dict) -> dict:
     """CDS Hooks ``update``: the whole active resource with status ``stopped``."""
-    stopped = _json_copy(resource)
+    stopped = fp.json_copy(resource)
     stopped["status"] = "stopped"
     name = _concept_name(resource.get("medicationCodeableConcept")) or ", ".join(episode.ingredients)
     if resource["resourceType"] == "MedicationRequest":

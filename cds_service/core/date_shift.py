@@ -36,6 +36,8 @@ from functools import lru_cache
 
 from fhir.resources.R4B import get_fhir_model_class
 
+from .parse import json_copy
+
 __all__ = ["shift_date_string", "shift_resource", "days_between"]
 
 #: The fhir_core annotation markers of the three date-bearing primitive types.
@@ -84,7 +86,7 @@ def shift_resource(resource: dict, days: int) -> dict:
         return resource
     klass = _resource_class(resource.get("resourceType"))
     if klass is None:
-        return _copy(resource)
+        return json_copy(resource)
     return _shift(resource, klass, days)
 
 
@@ -98,7 +100,7 @@ def _shift(node, klass, days: int):
     for key, value in node.items():
         kind = fields.get(key)
         if kind is None:
-            out[key] = _copy(value)
+            out[key] = json_copy(value)
         elif kind[0] == "date":
             out[key] = _shift_value(value, days)
         elif kind[0] == "resource":
@@ -112,14 +114,6 @@ def _shift_value(value, days: int):
     if isinstance(value, list):  # a repeating date element (Timing.event); nulls keep their place
         return [_shift_value(v, days) for v in value]
     return shift_date_string(value, days) if isinstance(value, str) else value
-
-
-def _copy(value):
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def _resource_class(resource_type):

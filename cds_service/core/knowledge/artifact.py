@@ -17,15 +17,23 @@ def fail(path: Path, where: str, message: str) -> KnowledgeError:
     return KnowledgeError(f"{path}: {where}: {message}")
 
 
-def read_json(path: Path, resource_types: tuple[str, ...]) -> dict:
-    """The file's JSON object; its ``resourceType`` must be one of ``resource_types``."""
+def read_object(path: Path) -> dict:
+    """The file's JSON object, or a KnowledgeError naming the file and where it is wrong."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise fail(path, f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}") from None
     except OSError as exc:
         raise fail(path, "$", f"cannot read: {exc}") from None
-    if not isinstance(data, dict) or data.get("resourceType") not in resource_types:
+    if not isinstance(data, dict):
+        raise fail(path, "$", "must be a JSON object")
+    return data
+
+
+def read_json(path: Path, resource_types: tuple[str, ...]) -> dict:
+    """The file's JSON object (``read_object``); its ``resourceType`` must be one of ``resource_types``."""
+    data = read_object(path)
+    if data.get("resourceType") not in resource_types:
         raise fail(path, "$.resourceType", f"must be {_either(resource_types)}")
     return data
 

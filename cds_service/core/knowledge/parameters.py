@@ -96,7 +96,7 @@ def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
         key = next((k for k in keys if k in p), None)
         if key is None:
             raise KnowledgeError(f"{path}: {where}: {name} needs {' or '.join(keys)}")
-        value = p[key]
+        value, unit = p[key], None
         if key == "valueQuantity":
             unit = value.get("code") if isinstance(value, dict) else None
             if not isinstance(unit, str) or not unit.strip():
@@ -104,12 +104,10 @@ def load_criteria_parameters(profiles_dir) -> CriteriaParameters:
             value = value.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise KnowledgeError(f"{path}: {where}.{key}: {name} must be a number from {low} to {high}")
-        if key == "valueQuantity":
-            value = DefaultLimit(float(value), unit)
         if not any(isinstance(e, dict) and e.get("url") == WHY_URL and e.get("valueString")
                    for e in p.get("extension") or ()):
             raise KnowledgeError(f"{path}: {where}.extension: {name} needs its why ({WHY_URL})")
-        values[name] = value
+        values[name] = DefaultLimit(float(value), unit) if unit is not None else value
     missing = [n for n in _SPEC if n not in values]
     if missing:
         raise KnowledgeError(f"{path}: $.parameter: missing {', '.join(missing)}")

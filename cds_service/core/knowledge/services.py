@@ -17,13 +17,13 @@ the codes a query asks for are exactly the codes the criteria classify.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
 from ..errors import KnowledgeError
+from .artifact import read_object
 from .terminology import Terminology
 
 SERVICES_DIR = "services"
@@ -81,16 +81,6 @@ def _codes(query: PrefetchQuery, terminology: Terminology) -> list[tuple[str, st
     return out
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise _fail(path, "$", "must be a JSON object")
-    return data
-
-
 def _fail(path: Path, where: str, why: str) -> KnowledgeError:
     return KnowledgeError(f"fhir_profiles/{SERVICES_DIR}/{path.name}: {where}: {why}")
 
@@ -139,7 +129,7 @@ def load_services(profiles_dir, terminology: Terminology) -> Services:
     path = folder / PREFETCH_FILE
     if not path.is_file():
         raise KnowledgeError(f"fhir_profiles/{SERVICES_DIR}/{PREFETCH_FILE} is required (the prefetch queries)")
-    doc = _read(path)
+    doc = read_object(path)
     queries: dict[str, PrefetchQuery] = {}
     for i, q in enumerate(doc.get("queries") or ()):
         query = _query(path, i, q, terminology)
@@ -150,7 +140,7 @@ def load_services(profiles_dir, terminology: Terminology) -> Services:
     for spath in sorted(folder.glob("*.json")):
         if spath.name == PREFETCH_FILE:
             continue
-        s = _read(spath)
+        s = read_object(spath)
         if not isinstance(s, dict) or not all(isinstance(s.get(k), str) and s[k] for k in
                                                ("id", "hook", "title", "description")):
             raise _fail(spath, "$", "a service needs id, hook, title and description")

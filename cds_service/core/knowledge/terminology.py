@@ -323,6 +323,15 @@ class Terminology:
 # loading
 
 
+def _short_name(concept: dict) -> str | None:
+    """A ValueSet or CodeSystem concept's clinical short name (designation use clinical-short-name)."""
+    for d in concept.get("designation") or ():
+        use = (d or {}).get("use") or {}
+        if (use.get("system"), use.get("code")) == SHORT_NAME_USE and d.get("value"):
+            return d["value"]
+    return None
+
+
 def _walk_concepts(concepts: Iterable[dict], parents: tuple[str, ...] = ()):
     for c in concepts or ():
         yield c, parents
@@ -440,18 +449,14 @@ def load_terminology(profiles_dir) -> Terminology:
                 for c in inc.get("concept") or ():
                     if c.get("display"):
                         displays.setdefault((canonical_system(inc.get("system")), c["code"]), c["display"])
-                    for d in c.get("designation") or ():
-                        use = (d or {}).get("use") or {}
-                        if (use.get("system"), use.get("code")) == SHORT_NAME_USE and d.get("value"):
-                            short_names.setdefault((canonical_system(inc.get("system")), c["code"]), d["value"])
+                    if name := _short_name(c):
+                        short_names.setdefault((canonical_system(inc.get("system")), c["code"]), name)
         elif data["resourceType"] == "CodeSystem":
             for c, parents in _walk_concepts(data.get("concept") or ()):
                 if c.get("display"):
                     displays.setdefault((data["url"], c["code"]), c["display"])
-                for d in c.get("designation") or ():
-                    use = (d or {}).get("use") or {}
-                    if (use.get("system"), use.get("code")) == SHORT_NAME_USE and d.get("value"):
-                        short_names.setdefault((data["url"], c["code"]), d["value"])
+                if name := _short_name(c):
+                    short_names.setdefault((data["url"], c["code"]), name)
                 if parents:
                     broader.setdefault(data["url"], {})[c["code"]] = parents
                 if any(x.get("code") == "anticancer" and x.get("valueBoolean") for x in c.get("property") or ()):
