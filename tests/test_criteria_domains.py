@@ -10,7 +10,7 @@ from cds_service.core.criteria import build_profile
 from cds_service.core.criteria.conditions import condition_facts
 from cds_service.core.criteria.her2 import her2_facts
 from cds_service.core.criteria.intake import draft_ids, read_resources
-from cds_service.core.criteria.lines import therapy_facts
+from cds_service.core.criteria.lines import therapy_line, therapy_record
 from cds_service.core.criteria.medications import count_cycles, courses, medication_history
 from cds_service.core.criteria.observations import observation_facts
 from cds_service.core.criteria.profile import Derived, MedEpisode
@@ -74,7 +74,8 @@ def test_lines_step_takes_its_inputs_explicitly():
     metastatic = Derived()
     metastatic.set("metastatic", True)
     metastatic.set("metastatic.date", "2024-06-01")
-    out, history = therapy_facts(episodes, [], [], metastatic, TODAY, terminology(), parameters())
+    record = therapy_record(episodes, [], metastatic, TODAY, terminology(), parameters())
+    out, history = therapy_line(record, []), record.history
     assert out.value("therapy.line") == 2
     assert [(ln.number, ln.start, ln.end) for ln in history.lines] == [
         (1, dt.date(2024, 7, 1), dt.date(2025, 2, 1)), (2, dt.date(2025, 2, 1), None)]

@@ -58,20 +58,6 @@ class TherapyRecord:
     switched: bool  # the current line is switched as of today: a new drafted regimen starts the next line
 
 
-def therapy_facts(episodes: list[MedEpisode], chosen_drafts: list[DraftOrder], progression: list[dt.date],
-                  metastatic: Derived, today: dt.date, t: Terminology,
-                  params: CriteriaParameters) -> tuple[Derived, TherapyHistory]:
-    """therapy.regimen.ingredients, therapy.prior_metastatic_*, therapy.line and taxane.*.
-
-    ``metastatic`` holds the ``metastatic`` and ``metastatic.date`` facts of
-    the conditions step; ``progression`` the dates of "worsened" results;
-    ``t`` gives the anticancer drug classes a regimen is made of
-    (CodeSystem-drug-class) and the trastuzumab-based ValueSet; ``params`` the windows.
-    """
-    record = therapy_record(episodes, progression, metastatic, today, t, params)
-    return therapy_line(record, chosen_drafts), record.history
-
-
 def therapy_line(record: TherapyRecord, chosen_drafts: list[DraftOrder]) -> Derived:
     """The therapy facts of one call: the record's, with ``therapy.line`` decided for these drafts."""
     out = Derived().merge(record.before)
@@ -86,7 +72,15 @@ def therapy_line(record: TherapyRecord, chosen_drafts: list[DraftOrder]) -> Deri
 
 def therapy_record(episodes: list[MedEpisode], progression: list[dt.date], metastatic: Derived, today: dt.date,
                    t: Terminology, params: CriteriaParameters) -> TherapyRecord:
-    """What ``therapy_facts`` reads from the record alone (see ``TherapyRecord``)."""
+    """therapy.regimen.ingredients, therapy.prior_metastatic_*, therapy.line and taxane.*, from the record alone.
+
+    ``metastatic`` holds the ``metastatic`` and ``metastatic.date`` facts of
+    the conditions step; ``progression`` the dates of "worsened" results;
+    ``t`` gives the anticancer drug classes a regimen is made of
+    (CodeSystem-drug-class) and the trastuzumab-based ValueSet; ``params`` the windows.
+    ``therapy_line`` then decides, per call, whether the drafted regimen starts a new line
+    (see ``TherapyRecord``).
+    """
     anticancer = t.anticancer_classes
     out = Derived()
     window = params.line_of_therapy_window_days
