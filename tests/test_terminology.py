@@ -135,3 +135,16 @@ def test_invalid_fhir_shape_names_json_path(tmp_path):
 def test_missing_folder_fails(tmp_path):
     with pytest.raises(KnowledgeError, match="no terminology artifacts"):
         load_terminology(tmp_path)
+
+
+def test_an_exclude_applies_to_a_prefix_system_other_than_icd(tmp_path):
+    """A ValueSet's exclude holds in every system: an ATC is-a include (L01) less one excluded code."""
+    dest = _copy_profiles(tmp_path)
+    path = dest / "terminology" / "ValueSet-antineoplastic-atc.json"
+    data = json.loads(path.read_text())
+    data["compose"]["exclude"] = [{"system": ATC, "concept": [{"code": "L01CD02"}]}]
+    path.write_text(json.dumps(data))
+    t = load_terminology(dest)
+    assert "antineoplastic-atc" in t.valuesets_of(ATC, "L01CD01")
+    assert "antineoplastic-atc" not in t.valuesets_of(ATC, "L01CD02")
+    assert "antineoplastic-atc" in terminology().valuesets_of(ATC, "L01CD02")

@@ -177,23 +177,18 @@ class Terminology:
 
     # -- value sets -----------------------------------------------------------
     def valuesets_of(self, system: str | None, code: str | None) -> frozenset[str]:
-        """The ids of every ValueSet that contains system|code (ICD-10-CM by prefix)."""
+        """The ids of every ValueSet that contains system|code: its concepts, its is-a prefixes (ICD-10-CM,
+        ATC), less its excluded concepts (in every system, as the loader stores them)."""
         if not code:
             return frozenset()
         system = canonical_system(system)
-        if system in _PREFIX_SYSTEMS:
-            key = _icd_key(code)
-            found: set[str] = set()
-            for n in range(len(key), 0, -1):
-                found |= self._vs_prefixes.get((system, key[:n]), frozenset())
-            found |= self._valuesets.get((system, key), frozenset())
-            found -= self._vs_excludes.get((system, key), frozenset())
-            return frozenset(found)
-        exact = self._valuesets.get((system, code), frozenset())
+        exact_key = _icd_key(code) if system in _PREFIX_SYSTEMS else code  # ICD concepts match normalized
+        found = self._valuesets.get((system, exact_key), frozenset())
         if system in _VS_PREFIX_SYSTEMS:
             key = _icd_key(code)
-            return exact.union(*(self._vs_prefixes.get((system, key[:n]), frozenset()) for n in range(len(key), 0, -1)))
-        return exact
+            found = found.union(*(self._vs_prefixes.get((system, key[:n]), frozenset()) for n in range(len(key), 0, -1)))
+        excluded = self._vs_excludes.get((system, exact_key))
+        return found - excluded if excluded else found
 
     def valueset_codes(self, valueset_id: str) -> tuple[tuple[str, str], ...]:
         """The ``(system, code)`` concepts a ValueSet includes, in artifact order (filters not expanded).
