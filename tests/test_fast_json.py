@@ -74,3 +74,45 @@ def test_any_json_document_reads_the_same_or_steps_aside(value):
     got = _fast_loads(raw)
     if got is not None:
         assert repr(got) == repr(_stdlib(raw))
+
+
+# The answer side: ``hooks.cards_answer`` writes the hook's JSON with orjson, or leaves it to jsonify.
+
+@pytest.fixture()
+def answer_app(tmp_path):
+    from cds_service import create_app
+    app = create_app(auth="disabled", database_url=f"sqlite:///{tmp_path / 'a.db'}")
+    with app.app_context():
+        yield app
+
+
+def _answer(value):
+    from cds_service.protocol.hooks import cards_answer
+    return cards_answer(value)
+
+
+@pytest.mark.parametrize("value", [
+    {"cards": []},
+    {"cards": [{"summary": "Trastuzumab deruxtecan: LVEF ≥ 50 % – ILD/pneumonitis, µmol/L", "n": 2, "x": 0.5,
+                "small": 1e-05, "big": 1e16, "neg": -0.0, "flag": True, "none": None}]},
+    {"cards": [{"detail": "quote \" backslash \\ newline \n tab \t bell \u0007 del \u007f nul \u0000"}]},
+])
+def test_the_answer_holds_what_jsonify_would_write(answer_app, value):
+    resp = _answer(value)
+    assert resp.mimetype == "application/json"
+    assert resp.get_data().endswith(b"\n")
+    assert repr(json.loads(resp.get_data())) == repr(json.loads(answer_app.json.response(value).get_data()))
+
+
+def test_non_ascii_text_is_written_as_utf8(answer_app):
+    assert "≥ 50 %".encode() in _answer({"cards": [{"summary": "LVEF ≥ 50 %"}]}).get_data()
+
+
+@pytest.mark.parametrize("value", [
+    {"cards": [{"resource": {"dose": 2 ** 70}}]},          # an integer beyond 64 bits, copied from a draft
+    {"cards": [{"summary": "lone \ud800 surrogate"}]},
+    {"cards": [{"at": __import__("datetime").date(2026, 6, 1)}]},
+    {"cards": [{1: "a key that is not a string"}]},
+])
+def test_what_orjson_would_write_otherwise_is_left_to_jsonify(answer_app, value):
+    assert _answer(value).get_data() == answer_app.json.response(value).get_data()
