@@ -14,12 +14,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
-from cds_service.core import criteria
+from cds_service.core import cards as cards_mod, criteria
 from cds_service.core.advice import advise
 from cds_service.core.criteria import build_profile, clear_history_memo
 from criteria_builders import parameters as PARAMS
@@ -27,6 +28,7 @@ from criteria_builders import parameters as PARAMS
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = sorted((ROOT / "fixtures" / "requests").glob("*.json"))
 ANCHOR = dt.date(2026, 6, 1)  # the fixtures' anchor date (fixtures/build_fixtures.py)
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _load(name_or_path) -> dict:
@@ -201,3 +203,69 @@ def test_the_line_a_draft_starts_is_decided_per_call_with_one_history(knowledge)
         seen.append(got.facts["therapy.line"].value)
     assert len(criteria._memo) == 1
     assert seen[0] != seen[1] and seen[:2] == seen[2:], seen
+
+
+def test_a_new_selection_over_the_same_prefetch_finds_the_history_remembered(knowledge):
+    """The order composer's next selection: the same prefetch, a draft with a new id. No draft id names a
+    prefetched record, so the history does not depend on it and is served from the memo."""
+    t = knowledge.terminology
+    req = _order_select()
+    build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
+    changed = copy.deepcopy(req)
+    changed["context"]["draftOrders"]["entry"][0]["resource"]["id"] = "the-next-selection"
+    changed["context"]["selections"] = ["MedicationRequest/the-next-selection"]
+    expected = _fresh(changed, t)
+    with mock.patch.object(criteria, "_history", side_effect=AssertionError("read again, not remembered")):
+        got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
+    assert got == expected
+    assert "MedicationRequest/the-next-selection" in [d.resource_ref for d in got.draft_orders]
+    assert len(criteria._memo) == 1
+
+
+def test_a_draft_that_names_a_prefetched_order_keys_its_own_history(knowledge):
+    """A prefetched MedicationRequest that is one of this call's drafts is read as the draft, not as a record:
+    that history differs, and is never served for (or from) the call whose draft is another."""
+    t = knowledge.terminology
+    req = _load("p51-line-switch-order-select.json")
+    prefetched = next(r for v in _resources(req) for r in _entries(v) if r.get("resourceType") == "MedicationRequest")
+    ref = f"MedicationRequest/{prefetched['id']}"
+    first = build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
+    assert ref in first.records
+    changed = copy.deepcopy(req)
+    changed["context"]["draftOrders"]["entry"][0]["resource"]["id"] = prefetched["id"]
+    got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
+    assert ref not in got.records
+    assert got == _fresh(changed, t)
+    assert len(criteria._memo) == 2
+    assert build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR) == first
+
+
+@pytest.mark.parametrize("path", REQUESTS, ids=[p.stem for p in REQUESTS])
+def test_cards_through_the_remembered_descriptions_are_the_cards_without_them(path, knowledge):
+    """"Why this card" describes the records once per remembered history (``cards.Descriptions``): the
+    cards of a later call with the same history, read from that cache, equal the cards made without it."""
+    req = _load(path)
+
+    def cards(**kw) -> str:
+        got = advise(req["hook"], "svc", req["context"], _resources(copy.deepcopy(req)), [], knowledge,
+                     today=ANCHOR, base_url="https://cds.example.org", **kw)
+        return UUID.sub("<uuid>", json.dumps(got.cards, sort_keys=True))
+
+    with mock.patch.object(criteria, "_memo_key", lambda *a: None):
+        expected = cards()  # no memo: a fresh history and an empty description cache
+    assert cards() == cards() == expected  # the first fills the cache, the second reads it
+
+
+def test_a_later_call_reads_the_records_descriptions_from_the_remembered_history(knowledge):
+    req = _load("p06-low-tdxd-order-select.json")  # T-DXd for HER2-low: its card names the HER2 results
+    first = advise(req["hook"], "svc", req["context"], _resources(req), [], knowledge, today=ANCHOR)
+    shared = next(iter(criteria._memo.values()))[2].descriptions
+    assert shared and all(not r.startswith("context.draftOrders/") for key in shared for r in key)
+    assert "(" in first.cards[0]["detail"].split("**Why this card**")[1], "the card names its records"
+    real = cards_mod._describe_refs
+    asked = []
+    with mock.patch.object(cards_mod, "_describe_refs", lambda refs, *a: asked.append(refs) or real(refs, *a)):
+        again = advise(req["hook"], "svc", req["context"], _resources(req), [], knowledge, today=ANCHOR)
+    assert all(any(r.startswith("context.draftOrders/") for r in refs) for refs in asked), \
+        "only references naming a draft are described again"
+    assert [UUID.sub("", json.dumps(c)) for c in again.cards] == [UUID.sub("", json.dumps(c)) for c in first.cards]

@@ -35,6 +35,7 @@ from typing import AbstractSet, Any, Iterable, Mapping
 from urllib.parse import urlencode
 
 from . import parse as fp
+from .criteria.profile import DRAFT_REF
 from .rules.conditions import fact_value
 from .rules.model import Recommendation, RuleFacts, Rulebook, Suggestion
 from .rules.wording import format_value, human_date, human_dates_in
@@ -138,7 +139,7 @@ def _result_value(obs: dict) -> str | None:
 
 def _describe_ref(ref: str, index: Mapping[str, dict], drafts: Mapping[str, Any]) -> str | None:
     """A FHIR reference as a clinician reads it: display text, value and date; None if unknown."""
-    if ref.startswith("context.draftOrders/"):
+    if ref.startswith(DRAFT_REF):
         d = drafts.get("MedicationRequest/" + ref.split("/", 1)[1])
         return f"ordering {_draft_label(d)}" if d is not None else None
     res = index.get(ref)
@@ -199,20 +200,40 @@ def _describe_refs(refs: Iterable[str], index: Mapping[str, dict], drafts: Mappi
     return out
 
 
-def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict] | None = None,
-               drafts: Mapping[str, Any] | None = None, described: dict | None = None) -> list[str]:
+class Descriptions:
+    """References → the lines "Why this card" describes them with, for the cards of one call.
+
+    Several facts rest on the same records (five of eleven at the bench patient's
+    order-select), so each set of references is described once.  A set naming only
+    records is kept in ``shared``: the profile's ``descriptions``, which lives as long
+    as its remembered history, so the chart's later hooks (every order-select
+    selection, order-sign) describe the same records without reading them again.  A
+    set naming a draft order is described for this call only: the drafts change.
+    """
+
+    def __init__(self, index: Mapping[str, dict], drafts: Mapping[str, Any], shared: dict | None = None):
+        self.index, self.drafts = index, drafts
+        self.shared = {} if shared is None else shared
+        self.call: dict = {}
+
+    def lines(self, refs: Iterable[str]) -> tuple[str, ...]:
+        key = tuple(refs)
+        memo = self.call if any(r.startswith(DRAFT_REF) for r in key) else self.shared
+        texts = memo.get(key)
+        if texts is None:
+            texts = memo[key] = tuple(_describe_refs(key, self.index, self.drafts))
+        return texts
+
+
+def _why_lines(rec: Recommendation, rulebook: Rulebook, describe: Descriptions) -> list[str]:
     """Each fact the rule read, by its clinical label, with the results behind it.
 
     Facts the rule tests itself come first and are shown even when empty ("LVEF:
     not recorded" is why S2-DUE fired) unless the rule only asks them not to be
     true (no conflicting results); facts read through a named scope are shown
-    only when they hold a value, to keep the list short.
-
-    ``described``: refs → their description, shared by the cards of one call (same
-    ``index`` and ``drafts``): several facts rest on the same records (five of eleven
-    at the bench patient's order-select), which are described once.
+    only when they hold a value, to keep the list short.  ``describe`` names the
+    records behind each fact (``Descriptions``).
     """
-    described = {} if described is None else described
     direct = rec.rule.direct_tests
     own = {name for name, ops in direct.items() if ops - {"ne"}}
     items = sorted(rec.facts, key=lambda f: f[0] not in own)
@@ -233,10 +254,7 @@ def _why_lines(rec: Recommendation, rulebook: Rulebook, index: Mapping[str, dict
         label = rulebook.fact_labels.get(name)
         if not label:  # every contract fact has a label (rulebook check); never show a key
             continue
-        key = tuple(refs)
-        texts = described.get(key)
-        if texts is None:
-            texts = described[key] = _describe_refs(refs, index or {}, drafts or {})
+        texts = describe.lines(refs)
         where = ""
         if texts and texts == previous:
             where = " (same records)"  # taxane cycles, schedule, dates: one course, named once
@@ -259,8 +277,7 @@ def _finding_lines(findings: Iterable[Any]) -> list[str]:
 
 
 def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[Any] = (),
-                  index: Mapping[str, dict] | None = None, drafts: Mapping[str, Any] | None = None,
-                  described: dict | None = None) -> str:
+                  describe: Descriptions | None = None) -> str:
     rule = rec.rule
     out = [rule.card["detail"].strip()]
     if rec.notes:
@@ -270,7 +287,7 @@ def render_detail(rec: Recommendation, rulebook: Rulebook, findings: Iterable[An
         if lines:
             out.append("**Results and findings involved**\n" + "\n".join(lines))
     out.append("**Evidence**\n" + _evidence_block(rulebook, rule.evidence)[0])
-    why = _why_lines(rec, rulebook, index, drafts, described)
+    why = _why_lines(rec, rulebook, describe if describe is not None else Descriptions({}, {}))
     # The rule in words; its version and the rulebook's travel in the card's source and extension.
     why.append(f"- Rule {rule.id}: {rule.title}")
     out.append("**Why this card**\n" + "\n".join(why))
@@ -292,7 +309,7 @@ def _draft_label(draft: Any) -> str:
 def _delete_ref(draft: Any) -> str:
     """A relative reference for ``resourceId`` (the draft's ``Type/id``)."""
     ref = draft.resource_ref
-    if ref.startswith("context.draftOrders/"):
+    if ref.startswith(DRAFT_REF):
         return "MedicationRequest/" + ref.split("/", 1)[1]
     return ref
 
@@ -412,8 +429,8 @@ class CardInputs:
     active: tuple[tuple[Any, dict], ...]
     base_url: str | None = None
     fhir_server: str | None = None
-    # the call's memo of record descriptions (see ``_why_lines``): the same index and drafts for every card
-    described: dict = field(default_factory=dict, compare=False, repr=False)
+    # the references' descriptions for "Why this card" (``Descriptions``): the records' from the profile's cache
+    describe: Descriptions | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, profile: Any, basis: RuleFacts, base_url: str | None = None,
@@ -422,9 +439,10 @@ class CardInputs:
         drafts = tuple(profile.draft_orders)
         taken = frozenset(fact_value(basis.facts, "meds.active.ingredients") or ()) | frozenset(
             fact_value(basis.facts, "draft.all.ingredients") or ())
-        return cls(profile.patient_id or "unknown", drafts, {_delete_ref(d): d for d in drafts}, taken,
+        by_ref = {_delete_ref(d): d for d in drafts}
+        return cls(profile.patient_id or "unknown", drafts, by_ref, taken,
                    tuple(basis.findings), index, tuple(active_medications(profile.medications, index=index)),
-                   base_url, fhir_server)
+                   base_url, fhir_server, Descriptions(index, by_ref, getattr(profile, "descriptions", None)))
 
 
 def render_card(rec: Recommendation, rulebook: Rulebook, inputs: CardInputs) -> dict:
@@ -436,7 +454,7 @@ def render_card(rec: Recommendation, rulebook: Rulebook, inputs: CardInputs) -> 
         "uuid": _new_uuid(),
         "summary": (rec.summary or rule.card["summary"])[:SUMMARY_LIMIT],
         "indicator": rule.card["indicator"],
-        "detail": render_detail(rec, rulebook, inputs.findings, inputs.index, inputs.drafts, inputs.described),
+        "detail": render_detail(rec, rulebook, inputs.findings, inputs.describe),
         "source": {
             "label": f"HER2 MBC rulebook {rule.id}: {labels}"[:200],
             "topic": {"system": rulebook.topic_system, "code": rule.id, "display": rule.title},

@@ -34,7 +34,7 @@ from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .conditions import condition_facts, ild_on_tdxd
 from .her2 import her2_facts
-from .intake import Intake, draft_ids, read_resources
+from .intake import Intake, draft_ids, drafts_on_record, read_resources
 from .lines import TherapyRecord, therapy_line, therapy_record, with_regimens
 from .medications import courses, draft_orders, medication_history
 from .observations import observation_facts
@@ -86,12 +86,13 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         progression=h.progression,
         notices=tuple(derived.notices),
         records=h.records,
+        descriptions=h.descriptions,
     )
 
 
 @dataclass(frozen=True)
 class _History:
-    """What the record says before the drafts are read: a function of (resources, draft ids, today, knowledge).
+    """What the record says before the drafts are read: a function of (resources, the draft ids on record, today, knowledge).
 
     Its facts, findings and notices are a snapshot; ``build_profile`` copies
     them into a fresh ``Derived`` before adding the draft-dependent steps, so
@@ -118,6 +119,8 @@ class _History:
     progression_facts: Derived = field(default_factory=Derived)
     courses: tuple[Course, ...] = ()
     lines: tuple[Line, ...] = ()
+    # PatientProfile.descriptions: the cards' cache of these records' descriptions
+    descriptions: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def _history(resources: list[Any], context: dict, t: Terminology, params: CriteriaParameters,
@@ -152,7 +155,8 @@ def _history(resources: list[Any], context: dict, t: Terminology, params: Criter
 # composer with the same prefetch and new drafts, and a chart's later hooks repeat the prefetch:
 # reading the record again gives the same answer.  The key is the content of every resource
 # (orjson bytes, so 1, 1.0 and true differ, hashed with blake2b), the ids of this call's drafts
-# (the intake leaves them out of the history), today (ages, "current" medications) and the
+# that name a prefetched record (the intake leaves those out of the history; any other draft id
+# changes nothing it reads, so a new selection finds the history remembered), today (ages, "current" medications) and the
 # loaded terminology and parameters (the entry keeps them and is used only for those same objects,
 # so a reloaded knowledge folder never meets an old entry).  The drafts themselves, and all that
 # depends on them (the draft facts, therapy.line's decision whether a drafted regimen starts a new
@@ -179,7 +183,7 @@ def _memo_key(resources: list[Any], context: dict, t: Terminology, params: Crite
               today: dt.date) -> tuple | None:
     try:
         content = hashlib.blake2b(orjson.dumps(resources), digest_size=20).digest()
-        drafts = tuple(sorted(draft_ids(context)))
+        drafts = tuple(sorted(drafts_on_record(resources, draft_ids(context))))
     except (TypeError, ValueError, orjson.JSONEncodeError, KeyError, AttributeError):
         return None  # not plain JSON (an integer beyond 64 bits, an odd draft id): read without the memo
     return content, drafts, today.toordinal(), id(t), id(params)

@@ -73,6 +73,34 @@ def draft_ids(context: dict) -> set[str]:
     return {f"{r.get('resourceType')}/{r['id']}" for r in draft_entries(context) if r.get("id")}
 
 
+def drafts_on_record(resources: Iterable[Any], drafts: set[str]) -> set[str]:
+    """The draft ids that name a record among ``resources``: the only drafts the history depends on.
+
+    ``read_resources`` leaves out a prefetched MedicationRequest that is one of
+    this call's drafts (``_relevance``); any other draft id changes nothing it
+    reads.  So the history memo keys on these alone, and the next selection in
+    the order composer (a new draft over the same prefetch) finds the history
+    remembered.  A superset is safe (a narrower key); this walk opens Bundles as
+    ``_flatten`` does and names every MedicationRequest as ``_relevance`` does.
+    """
+    if not drafts:
+        return set()
+    found: set[str] = set()
+    stack = list(resources or ())
+    while stack:
+        r = stack.pop()
+        if not isinstance(r, dict):
+            continue
+        rtype = r.get("resourceType")
+        if rtype == "Bundle":
+            stack.extend(fp.entry_resources(r))
+        elif rtype == "MedicationRequest":
+            ref = fp.reference_of(r)
+            if ref in drafts:
+                found.add(ref)
+    return found
+
+
 def read_resources(resources: Iterable[Any], context: dict, t: Terminology) -> Intake:
     """Filter by type and code on the raw dicts, dedupe, then validate each kept resource."""
     intake = Intake()

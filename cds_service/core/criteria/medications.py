@@ -26,7 +26,7 @@ from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Drug, Terminology
 from .intake import Intake, draft_entries
-from .profile import Course, Derived, DraftOrder, Line, MedEpisode
+from .profile import DRAFT_REF, Course, Derived, DraftOrder, Line, MedEpisode
 
 
 COMPLETED_CYCLES_URL = "http://her2-cds.example.org/fhir/StructureDefinition/completed-cycles"
@@ -264,7 +264,7 @@ def draft_ref(d: DraftOrder) -> str:
 
 
 def draft_ref_of(resource_ref: str) -> str:
-    return f"context.draftOrders/{resource_ref.split('/', 1)[-1]}"
+    return DRAFT_REF + resource_ref.split("/", 1)[-1]
 
 
 def _unchecked_antineoplastic(res: dict, medications: dict[str, dict], t: Terminology) -> str | None:

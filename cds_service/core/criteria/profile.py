@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 
+# How a fact cites a draft order: it is in the hook context, not on the FHIR server
+# (``medications.draft_ref_of`` writes it; cards read a reference so named as a draft).
+DRAFT_REF = "context.draftOrders/"
+
 @dataclass(frozen=True)
 class Fact:
     """One derived fact: the value, the FHIR references behind it, and an optional why."""
@@ -133,6 +137,10 @@ class PatientProfile:
     # when their reader reaches them, so an older one behind a usable newer one is kept unvalidated;
     # no fact names it.  Cards, presenter and timeline read resources here, never the raw prefetch.
     records: Mapping[str, dict] = field(default_factory=dict)
+    # The descriptions cards gave these records ("Why this card", ``cards.Descriptions``): a cache,
+    # shared by every profile of one remembered history, so the chart's later hooks do not
+    # describe the same records again.  A description depends on the records alone.
+    descriptions: dict = field(default_factory=dict, compare=False, repr=False)
 
     def value(self, name: str, default: Any = None) -> Any:
         fact = self.facts.get(name)
