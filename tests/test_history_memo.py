@@ -236,7 +236,9 @@ def test_a_draft_that_names_a_prefetched_order_keys_its_own_history(knowledge):
     got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
     assert ref not in got.records
     assert got == _fresh(changed, t)
-    assert len(criteria._memo) == 2
+    (entry,) = criteria._memo.values()  # one record, two histories: with and without that order
+    assert sorted(entry.by_drafts) == [(), (ref,)]
+    assert criteria._memo_records == sum(h.size for h in entry.by_drafts.values())
     assert build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR) == first
 
 
@@ -259,7 +261,8 @@ def test_cards_through_the_remembered_descriptions_are_the_cards_without_them(pa
 def test_a_later_call_reads_the_records_descriptions_from_the_remembered_history(knowledge):
     req = _load("p06-low-tdxd-order-select.json")  # T-DXd for HER2-low: its card names the HER2 results
     first = advise(req["hook"], "svc", req["context"], _resources(req), [], knowledge, today=ANCHOR)
-    shared = next(iter(criteria._memo.values()))[2].descriptions
+    (entry,) = criteria._memo.values()
+    (shared,) = [h.descriptions for h in entry.by_drafts.values()]
     assert shared and all(not r.startswith("context.draftOrders/") for key in shared for r in key)
     assert "(" in first.cards[0]["detail"].split("**Why this card**")[1], "the card names its records"
     real = cards_mod._describe_refs

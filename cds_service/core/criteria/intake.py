@@ -53,6 +53,9 @@ class Intake:
     # resource without an id (nothing can name it).  What cards, presenter and timeline look a
     # fact's references up in, never the raw prefetch.
     records: dict[str, dict] = field(default_factory=dict)
+    # Every prefetched MedicationRequest the drafts were compared with (``_relevance``): a draft
+    # id among these takes its record out of the history; no other draft id changes what is read.
+    medication_requests: set[str] = field(default_factory=set)
 
     def of_kind(self, kind: str) -> list[dict]:
         return self.observations.get(kind, [])
@@ -71,34 +74,6 @@ def draft_entries(context: dict) -> list[dict]:
 
 def draft_ids(context: dict) -> set[str]:
     return {f"{r.get('resourceType')}/{r['id']}" for r in draft_entries(context) if r.get("id")}
-
-
-def drafts_on_record(resources: Iterable[Any], drafts: set[str]) -> set[str]:
-    """The draft ids that name a record among ``resources``: the only drafts the history depends on.
-
-    ``read_resources`` leaves out a prefetched MedicationRequest that is one of
-    this call's drafts (``_relevance``); any other draft id changes nothing it
-    reads.  So the history memo keys on these alone, and the next selection in
-    the order composer (a new draft over the same prefetch) finds the history
-    remembered.  A superset is safe (a narrower key); this walk opens Bundles as
-    ``_flatten`` does and names every MedicationRequest as ``_relevance`` does.
-    """
-    if not drafts:
-        return set()
-    found: set[str] = set()
-    stack = list(resources or ())
-    while stack:
-        r = stack.pop()
-        if not isinstance(r, dict):
-            continue
-        rtype = r.get("resourceType")
-        if rtype == "Bundle":
-            stack.extend(fp.entry_resources(r))
-        elif rtype == "MedicationRequest":
-            ref = fp.reference_of(r)
-            if ref in drafts:
-                found.add(ref)
-    return found
 
 
 def read_resources(resources: Iterable[Any], context: dict, t: Terminology) -> Intake:
@@ -121,6 +96,8 @@ def read_resources(resources: Iterable[Any], context: dict, t: Terminology) -> I
             seen.add(key)
         if rtype == "Condition" and r.get("id"):
             intake.all_conditions[r["id"]] = r  # raw, for related-primary look-ups only
+        if rtype == "MedicationRequest":
+            intake.medication_requests.add(fp.reference_of(r))
         try:
             kind = _relevance(r, t, drafts)
         except (TypeError, AttributeError, ValueError) as exc:
