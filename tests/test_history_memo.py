@@ -262,7 +262,7 @@ def test_a_later_call_reads_the_records_descriptions_from_the_remembered_history
     req = _load("p06-low-tdxd-order-select.json")  # T-DXd for HER2-low: its card names the HER2 results
     first = advise(req["hook"], "svc", req["context"], _resources(req), [], knowledge, today=ANCHOR)
     (entry,) = criteria._memo.values()
-    (shared,) = [h.descriptions for h in entry.by_drafts.values()]
+    (shared,) = [h.cache["record descriptions"] for h in entry.by_drafts.values()]
     assert shared and all(not r.startswith("context.draftOrders/") for key in shared for r in key)
     assert "(" in first.cards[0]["detail"].split("**Why this card**")[1], "the card names its records"
     real = cards_mod._describe_refs
@@ -272,3 +272,59 @@ def test_a_later_call_reads_the_records_descriptions_from_the_remembered_history
     assert all(any(r.startswith("context.draftOrders/") for r in refs) for refs in asked), \
         "only references naming a draft are described again"
     assert [UUID.sub("", json.dumps(c)) for c in again.cards] == [UUID.sub("", json.dumps(c)) for c in first.cards]
+
+
+_PREFETCHES = ("p01-de-novo-thp-order-select.json", "p51-line-switch-order-select.json",
+               "p06-low-tdxd-order-select.json", "p101-docetaxel-anc-low-order-select.json")
+_DRAFTS = [p.name for p in REQUESTS if p.name.endswith("-order-select.json")][::6]
+
+
+@pytest.mark.parametrize("prefetch_of", _PREFETCHES)
+def test_rules_the_record_rules_out_are_decided_per_record_not_per_draft(prefetch_of, knowledge):
+    """``advice`` asks only the rules the record does not rule out, once per remembered history
+    (``rules.live_rules``). One prefetch with the drafts of other fixtures in turn (each call's own
+    draft facts over one remembered history): every answer equals the answer without the memo."""
+    base = _load(prefetch_of)
+    seen = set()
+    for name in _DRAFTS * 2:
+        req = copy.deepcopy(base)
+        other = _load(name)["context"]
+        req["context"]["draftOrders"] = copy.deepcopy(other["draftOrders"])
+        req["context"]["selections"] = list(other.get("selections") or [])
+
+        def cards() -> str:
+            got = advise("order-select", "svc", req["context"], _resources(req), [], knowledge, today=ANCHOR)
+            return UUID.sub("<uuid>", json.dumps(got.cards, sort_keys=True))
+
+        with mock.patch.object(criteria, "_memo_key", lambda *a: None):
+            expected = cards()
+        assert cards() == expected, name
+        seen.add(expected)
+    assert len(criteria._memo) == 1, "one record: one remembered entry"
+    assert len(seen) > 1, "the drafts gave different answers over the one record"
+
+
+def test_a_draft_sent_again_over_the_same_record_is_read_once(knowledge, monkeypatch):
+    """Each selection in the order composer sends the earlier drafts again: with one remembered history
+    each is read once (``medications.draft_orders``' readings, keyed by its content), a changed one again."""
+    from cds_service.core.criteria import medications
+    t = knowledge.terminology
+    req = _order_select()
+    first = build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR)
+    with mock.patch.object(medications, "episode", side_effect=AssertionError("read again")):
+        assert build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR) == first
+    changed = copy.deepcopy(req)
+    draft = changed["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["status"] = "active" if draft.get("status") != "active" else "draft"
+    expected = _fresh(changed, t)
+    read = []
+    real = medications.episode
+    monkeypatch.setattr(medications, "episode", lambda r, *a, **k: read.append(r["id"]) or real(r, *a, **k))
+    assert build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR) == expected
+    assert read == [draft["id"]], "only the changed draft is read again"
+    monkeypatch.setattr(medications, "DRAFT_READINGS", 1)
+    draft["id"] = "one-more-draft"
+    build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
+    (entry,) = criteria._memo.values()
+    (h,) = entry.by_drafts.values()
+    assert len(h.cache["draft readings"]) <= 1

@@ -415,3 +415,25 @@ def test_m4_keeps_a_gnrh_agonist_and_silences_palbociclib_monitoring(rulebook):
              "draft.classes": ["endocrine", "aromatase-inhibitor", "cdk46-inhibitor"]}
     fired = _ids(rulebook, **palbo)
     assert "M4" in fired and "S8" not in fired
+
+
+def test_a_rule_is_ruled_out_only_by_a_false_part_that_reads_no_per_call_fact(rulebook):
+    from cds_service.core.rules.rulebook import live_rules
+    cond = compile_condition({"all": [{"fact": "a", "eq": 1}, {"fact": "draft.x", "eq": 2},
+                                      {"any": [{"fact": "b", "eq": 1}, {"fact": "draft.y", "eq": 1}]}]})
+    assert [c.facts for c in cond.conjuncts] == [("a",), ("draft.x",), ("b", "draft.y")]
+    assert compile_condition({"any": [{"fact": "a", "eq": 1}]}).conjuncts == ()
+    # Every shipped rule, on hand-made facts: the rules left by live_rules fire exactly as the whole book,
+    # whichever facts are taken as per call, and none is left out that the facts could make fire.
+    per_call_sets = [frozenset(), frozenset({"draft.ingredients", "draft.classes", "draft.all.ingredients",
+                                             "draft.all.classes", "therapy.line", "findings", "hook"})]
+    for hook in ("patient-view", "order-select", "order-sign"):
+        for over in ({}, {"her2.status": "negative"}, {"lvef.value": 40.0}, {"brain_mets.active": True}):
+            facts = dict(BASE, **over)
+            for per_call in per_call_sets:
+                live = live_rules(rulebook, hook, facts, per_call)
+                assert {r.id for r in live} <= {r.id for r in rulebook.rules_of(hook)}
+                assert [r.rule.id for r in evaluate(rulebook, facts, hook, live)] == \
+                    [r.rule.id for r in evaluate(rulebook, facts, hook)]
+    facts = dict(BASE, **{"her2.status": "negative"})
+    assert len(live_rules(rulebook, "order-select", facts, frozenset())) < len(rulebook.rules_of("order-select"))

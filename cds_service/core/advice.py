@@ -57,6 +57,30 @@ def _rule_facts(profile: PatientProfile, findings: Iterable[Any] | None, hook: s
     return facts
 
 
+# The facts ``_rule_facts`` adds for every call: they never count as the record's.
+_ADDED_PER_CALL = frozenset({"findings", "data.unavailable", "hook"})
+
+
+def _live_rules(rulebook, hook: str, facts: dict, profile: PatientProfile):
+    """This hook's rules less those the record rules out (``rules.live_rules``), once per remembered history.
+
+    The facts fixed for the record are the same on every call that shares its
+    history (the profile's ``history_cache``): a chart's later hooks ask only the
+    rules still open.  None (all rules) when the profile does not say which facts
+    were derived per call.
+    """
+    per_call = getattr(profile, "per_call_facts", None)
+    cache = getattr(profile, "history_cache", None)
+    if per_call is None or cache is None:
+        return None
+    per_call = per_call | _ADDED_PER_CALL
+    key = ("live rules", hook, per_call)
+    held = cache.get(key)
+    if held is None or held[0] is not rulebook:
+        held = cache[key] = (rulebook, rules_mod.live_rules(rulebook, hook, facts, per_call))
+    return held[1]
+
+
 def advise(hook: str, service_id: str, context: dict, resources: list[dict],
            findings: list | None = None, knowledge=None, base_url: str | None = None,
            today: dt.date | None = None, fhir_server: str | None = None, profile=None) -> Advice:
@@ -75,7 +99,8 @@ def advise(hook: str, service_id: str, context: dict, resources: list[dict],
                                     today=today)
     basis = RuleFacts(_rule_facts(profile, findings, hook), tuple(profile.findings) + tuple(findings or ()))
     with stage("rules"):
-        recommendations = rules_mod.evaluate(knowledge.rulebook, basis.facts, hook)
+        live = _live_rules(knowledge.rulebook, hook, basis.facts, profile)
+        recommendations = rules_mod.evaluate(knowledge.rulebook, basis.facts, hook, live)
     with stage("cards"):
         issued = cards_mod.render(recommendations, knowledge.rulebook, profile, basis,
                                   base_url=base_url, fhir_server=fhir_server)

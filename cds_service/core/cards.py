@@ -205,7 +205,7 @@ class Descriptions:
 
     Several facts rest on the same records (five of eleven at the bench patient's
     order-select), so each set of references is described once.  A set naming only
-    records is kept in ``shared``: the profile's ``descriptions``, which lives as long
+    records is kept in ``shared``: in the profile's ``history_cache``, which lives as long
     as its remembered history, so the chart's later hooks (every order-select
     selection, order-sign) describe the same records without reading them again.  A
     set naming a draft order is described for this call only: the drafts change.
@@ -442,7 +442,13 @@ class CardInputs:
         by_ref = {_delete_ref(d): d for d in drafts}
         return cls(profile.patient_id or "unknown", drafts, by_ref, taken,
                    tuple(basis.findings), index, tuple(active_medications(profile.medications, index=index)),
-                   base_url, fhir_server, Descriptions(index, by_ref, getattr(profile, "descriptions", None)))
+                   base_url, fhir_server, Descriptions(index, by_ref, _shared_descriptions(profile)))
+
+
+def _shared_descriptions(profile: Any) -> dict | None:
+    """The profile's cache of its records' descriptions (``PatientProfile.history_cache``), if it has one."""
+    cache = getattr(profile, "history_cache", None)
+    return None if cache is None else cache.setdefault("record descriptions", {})
 
 
 def render_card(rec: Recommendation, rulebook: Rulebook, inputs: CardInputs) -> dict:

@@ -66,9 +66,11 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
     h = _remembered_history(resources, context, t, params, today)
     intake = h.intake
     derived = Derived(dict(h.facts), list(h.findings), list(h.notices))
-    draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today)
+    draft_facts, drafts, chosen = draft_orders(context, intake.medications, t, today,
+                                               h.cache.setdefault("draft readings", {}))
+    line = therapy_line(h.therapy, chosen)
     derived.merge(draft_facts)
-    derived.merge(therapy_line(h.therapy, chosen))
+    derived.merge(line)
     derived.merge(h.ild_on_tdxd)
     derived.merge(h.progression_facts)
     codes = sorted({f.code for f in derived.findings})
@@ -85,7 +87,8 @@ def build_profile(resources: list[Any], context: dict | None, terminology: Termi
         progression=h.progression,
         notices=tuple(derived.notices),
         records=h.records,
-        descriptions=h.descriptions,
+        per_call_facts=frozenset(draft_facts.facts) | frozenset(line.facts) | {"findings"},
+        history_cache=h.cache,
     )
 
 
@@ -118,8 +121,8 @@ class _History:
     progression_facts: Derived = field(default_factory=Derived)
     courses: tuple[Course, ...] = ()
     lines: tuple[Line, ...] = ()
-    # PatientProfile.descriptions: the cards' cache of these records' descriptions
-    descriptions: dict = field(default_factory=dict, compare=False, repr=False)
+    # PatientProfile.history_cache: what cards and rules derive from this record alone
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def _history(resources: list[Any], context: dict, t: Terminology, params: CriteriaParameters,

@@ -22,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import orjson
+
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Drug, Terminology
@@ -197,30 +199,31 @@ def _period_days(repeat: dict) -> float | None:
 
 # -- draft orders -------------------------------------------------------------------
 
-def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
-                 today: dt.date) -> tuple[Derived, list[DraftOrder], list[DraftOrder]]:
+# A bound on the drafts remembered with one history (``draft_orders``' ``readings``): a chart's
+# order composer holds a handful; a client sending ever new drafts over one record starts it over.
+DRAFT_READINGS = 256
+
+
+def draft_orders(context: dict, medications: dict[str, dict], t: Terminology, today: dt.date,
+                 readings: dict | None = None) -> tuple[Derived, list[DraftOrder], list[DraftOrder]]:
     """draft.* (the selected drafts) and draft.all.*; returns (facts, all drafts, selected drafts).
 
     The sandbox omits ``intent``, ``status`` and ``subject`` on drafts, so a
     draft is validated leniently: its problems are findings, it is still read.
+    ``readings``: how each draft was read, kept with the remembered history
+    (its Medications, today and the knowledge are the history's): every
+    selection in the order composer sends the earlier drafts again, and
+    order-sign all of them.
     """
     out = Derived()
     drafts: list[DraftOrder] = []
     unchecked: list[tuple[str, str]] = []
+    patient = context.get("patientId") or "unknown"
     for res in draft_entries(context):
         if res.get("resourceType") not in ("MedicationRequest",):
             continue
         ref = fp.reference_of(res)
-        lenient = dict(res)
-        lenient.setdefault("intent", "order")  # the sandbox omits intent
-        lenient.setdefault("status", "draft")
-        lenient.setdefault("subject", {"reference": f"Patient/{context.get('patientId') or 'unknown'}"})
-        problem = fp.check_r4(lenient)
-        unreadable = False
-        try:
-            e = episode(res, medications, t, today, draft=True)
-        except (AttributeError, TypeError, ValueError):
-            e, unreadable = None, True
+        problem, e, unreadable, label = _draft_reading(res, patient, medications, t, today, readings)
         if problem and unreadable:
             # What it orders could not be read: it may be a drug the advice checks.
             out.finding(problem[0], problem[1].replace("; skipped", "; read leniently"), (ref,))
@@ -231,7 +234,6 @@ def draft_orders(context: dict, medications: dict[str, dict], t: Terminology,
             # business, logged by the shell; not a "could not be read" card above the clinician's advice.
             out.notice(problem[0], "draft order read leniently", (ref,))
         if e is None:
-            label = _unchecked_antineoplastic(res, medications, t)
             if label and not unreadable:
                 unchecked.append((label, draft_ref_of(ref)))
             continue
@@ -265,6 +267,43 @@ def draft_ref(d: DraftOrder) -> str:
 
 def draft_ref_of(resource_ref: str) -> str:
     return DRAFT_REF + resource_ref.split("/", 1)[-1]
+
+
+def _draft_reading(res: dict, patient: str, medications: dict[str, dict], t: Terminology, today: dt.date,
+                   readings: dict | None) -> tuple[tuple[str, str] | None, MedEpisode | None, bool, str | None]:
+    """One draft read: (its R4 problem if any, its episode, whether it was unreadable, the unchecked label).
+
+    A function of the draft's content and the patient id (the lenient subject), given
+    the record's Medications, today and the knowledge: remembered in ``readings``
+    under the draft's orjson bytes when it has plain JSON content.
+    """
+    key = None
+    if readings is not None:
+        try:
+            key = (orjson.dumps(res), patient)
+        except (TypeError, orjson.JSONEncodeError):
+            key = None  # not plain JSON (an integer beyond 64 bits): read, not remembered
+        else:
+            held = readings.get(key)
+            if held is not None:
+                return held
+    lenient = dict(res)
+    lenient.setdefault("intent", "order")  # the sandbox omits intent
+    lenient.setdefault("status", "draft")
+    lenient.setdefault("subject", {"reference": f"Patient/{patient}"})
+    problem = fp.check_r4(lenient)
+    unreadable = False
+    try:
+        e = episode(res, medications, t, today, draft=True)
+    except (AttributeError, TypeError, ValueError):
+        e, unreadable = None, True
+    label = _unchecked_antineoplastic(res, medications, t) if e is None else None
+    reading = (problem, e, unreadable, label)
+    if key is not None:
+        if len(readings) >= DRAFT_READINGS:
+            readings.clear()
+        readings[key] = reading
+    return reading
 
 
 def _unchecked_antineoplastic(res: dict, medications: dict[str, dict], t: Terminology) -> str | None:

@@ -137,10 +137,14 @@ class PatientProfile:
     # when their reader reaches them, so an older one behind a usable newer one is kept unvalidated;
     # no fact names it.  Cards, presenter and timeline read resources here, never the raw prefetch.
     records: Mapping[str, dict] = field(default_factory=dict)
-    # The descriptions cards gave these records ("Why this card", ``cards.Descriptions``): a cache,
-    # shared by every profile of one remembered history, so the chart's later hooks do not
-    # describe the same records again.  A description depends on the records alone.
-    descriptions: dict = field(default_factory=dict, compare=False, repr=False)
+    # The facts this call derived from its drafts (the rest are the record's, the same for every
+    # call with this record and date); None when unknown: then every fact counts as per call.
+    per_call_facts: frozenset[str] | None = None
+    # What is derived from the record alone, kept for every profile of one remembered history so
+    # the chart's later hooks do not derive it again: the cards' descriptions of the records
+    # (``cards.Descriptions``) and the rules the record rules out (``advice``).  A cache, keyed by
+    # its users; never compared.
+    history_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def value(self, name: str, default: Any = None) -> Any:
         fact = self.facts.get(name)

@@ -96,7 +96,8 @@ def _compile(node: Any, path: str, known: set | None, scopes: Mapping[str, Condi
             raise ValueError(path, f"'{key}' must be the only key and hold a non-empty list")
         parts = [_compile(c, f"{path}/{key}/{i}", known, scopes) for i, c in enumerate(node[key])]
         facts = tuple(dict.fromkeys(f for p in parts for f in p.facts))
-        return Condition((_all if key == "all" else _any)(tuple(p.test for p in parts)), facts, node)
+        return Condition((_all if key == "all" else _any)(tuple(p.test for p in parts)), facts, node,
+                         tuple(parts) if key == "all" else ())
     if "not" in node:
         if len(node) != 1:
             raise ValueError(path, "'not' must be the only key")

@@ -15,6 +15,9 @@ class Condition:
     test: Callable[[Mapping[str, Any]], bool]
     facts: tuple[str, ...]
     source: Any
+    # The parts of an ``all`` (each must hold for the condition to hold), else empty:
+    # ``evaluate.live_rules`` tests them one by one against the facts fixed for a record.
+    conjuncts: tuple["Condition", ...] = ()
 
     def __call__(self, facts: Mapping[str, Any]) -> bool:
         return self.test(facts)

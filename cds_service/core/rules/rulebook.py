@@ -15,7 +15,7 @@ know nothing about HER2.
 from __future__ import annotations
 
 from .conditions import COMPARATORS, compile_condition, fact_refs, fact_value
-from .evaluate import evaluate
+from .evaluate import evaluate, live_rules
 from .loading import (
     DETAIL_MAX_LINES, META_FILE, RULEBOOK_DIRNAME, SCHEMA_PATH, build_rulebook, check_rulebook_dir,
     load_rulebook, load_rulebook_document, validate_document,
@@ -26,6 +26,6 @@ from .wording import PLACEHOLDER, format_value, human_date, human_dates_in, rend
 __all__ = [
     "COMPARATORS", "DETAIL_MAX_LINES", "META_FILE", "PLACEHOLDER", "RULEBOOK_DIRNAME", "SCHEMA_PATH",
     "Condition", "Note", "Recommendation", "Rule", "Rulebook", "Suggestion",
-    "build_rulebook", "check_rulebook_dir", "compile_condition", "evaluate", "fact_refs", "fact_value",
+    "build_rulebook", "check_rulebook_dir", "compile_condition", "evaluate", "fact_refs", "fact_value", "live_rules",
     "format_value", "human_date", "human_dates_in", "load_rulebook", "load_rulebook_document", "render_text", "validate_document",
 ]
