@@ -8,7 +8,10 @@ or a bearer credential is masked, and gunicorn's messages lose their query
 strings (the SMART callback carries ``code`` and ``state`` there).
 
 The JSON itself is python-json-logger's (a maintained formatter that handles
-``extra`` fields, exceptions and non-JSON values); gunicorn's error and access
+``extra`` fields, exceptions and non-JSON values), written by its orjson
+formatter: a hook call's line took 13 µs to format with ``json`` and 5 with
+orjson, and every hook call writes one.  Lines stay ASCII as before (a line
+with other text is written again with ``\\uXXXX`` escapes); gunicorn's error and access
 logs use the same formatter through ``logconfig_dict`` (``logconfig()`` below,
 used by ``cds_service/gunicorn_conf.py``).  Access lines are rewritten by
 ``AccessFields`` into ``request_id, method, path, status, duration_ms``.
@@ -16,6 +19,7 @@ used by ``cds_service/gunicorn_conf.py``).  Access lines are rewritten by
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -23,7 +27,7 @@ import time
 import uuid
 from collections.abc import Mapping
 
-from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter as _JsonFormatter
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',]+")
@@ -59,6 +63,10 @@ class JsonFormatter(_JsonFormatter):
         log_data["ts"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                           + f".{int(record.msecs):03d}Z")
         super().add_fields(log_data, record, message_dict)
+
+    def jsonify_log_record(self, log_data) -> str:
+        line = super().jsonify_log_record(log_data)
+        return line if line.isascii() else json.dumps(json.loads(line), separators=(",", ":"))
 
     def process_log_record(self, log_data):
         from_gunicorn = str(log_data.get("logger", "")).startswith("gunicorn")

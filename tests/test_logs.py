@@ -77,3 +77,23 @@ def test_access_lines_carry_request_fields_and_no_header_or_query():
     assert {k: line[k] for k in ("request_id", "method", "path", "status", "duration_ms")} == {
         "request_id": "r-9", "method": "GET", "path": "/smart/callback", "status": 302, "duration_ms": 12.5}
     assert "SECRET" not in json.dumps(line) and JWT not in json.dumps(line)
+
+
+def test_a_line_is_ascii_whatever_text_it_holds():
+    record = logging.makeLogRecord({"name": "her2cds", "msg": "LVEF ≥ 50 % – µmol/L", "problem": "naïve \u2028"})
+    text = JsonFormatter().format(record)
+    assert text.isascii() and "\n" not in text
+    line = json.loads(text)
+    assert line["msg"] == "LVEF ≥ 50 % – µmol/L" and line["problem"] == "naïve \u2028"
+
+
+def test_an_exception_and_odd_values_are_still_written():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+        exc = sys.exc_info()
+    record = logging.makeLogRecord({"name": "her2cds", "msg": "failed", "exc_info": exc,
+                                    "took": timedelta(seconds=2), "kinds": {"a", }, "raw": b"\x00x"})
+    line = _format(record)
+    assert "ValueError: boom" in line["exc"] and line["took"] and line["kinds"] and "raw" in line
