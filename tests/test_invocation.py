@@ -214,3 +214,21 @@ def test_invalid_card_is_dropped_not_sent(client, monkeypatch):
     monkeypatch.setattr(hooks.advice, "advise", lambda *a, **k: Advice((IssuedCard(bad, "M2", "2026.11"),), None))
     resp = client.post("/cds-services/her2-mbc-patient-view", json=hook_request(prefetch=empty_prefetch()))
     assert resp.status_code == 200 and resp.get_json() == {"cards": []}
+
+
+def test_card_links_follow_the_host_each_request_came_to(client, requests_today, migrated_db_url):
+    from cds_service import create_app
+    body = requests_today["p02-no-pertuzumab-order-select"]
+
+    def launch_urls(c, **kw) -> set[str]:
+        resp = c.post("/cds-services/her2-mbc-order-select", json=body, **kw)
+        assert resp.status_code == 200 and resp.get_json()["cards"]
+        return {link["url"] for card in resp.get_json()["cards"] for link in card.get("links", ())}
+
+    assert launch_urls(client) == {"http://localhost/smart/launch"}
+    assert launch_urls(client, base_url="https://ehr-gw.example.org:8443/cds/") == {
+        "https://ehr-gw.example.org:8443/cds/smart/launch"}
+    assert launch_urls(client) == {"http://localhost/smart/launch"}
+    behind_proxy = create_app(auth="disabled", database_url=migrated_db_url,
+                              public_url="https://cds.example.org/").test_client()
+    assert launch_urls(behind_proxy, base_url="http://10.0.0.7:8080/") == {"https://cds.example.org/smart/launch"}
