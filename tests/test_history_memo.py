@@ -11,6 +11,7 @@ request.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -20,7 +21,7 @@ from unittest import mock
 
 import pytest
 
-from cds_service.core import cards as cards_mod, criteria
+from cds_service.core import advice as advice_mod, cards as cards_mod, criteria
 from cds_service.core.advice import advise
 from cds_service.core.criteria import build_profile, clear_history_memo
 from criteria_builders import parameters as PARAMS
@@ -38,6 +39,14 @@ def _load(name_or_path) -> dict:
 
 def _resources(req: dict) -> list[dict]:
     return [v for v in (req.get("prefetch") or {}).values() if isinstance(v, dict)]
+
+
+@contextlib.contextmanager
+def _nothing_remembered():
+    """The whole pipeline as without any memo: no remembered history, every rule of the book tested whole."""
+    with mock.patch.object(criteria, "_memo_key", lambda *a: None), \
+            mock.patch.object(advice_mod, "_live_rules", lambda *a: None):
+        yield
 
 
 def _fresh(req: dict, t, today=ANCHOR):
@@ -253,7 +262,7 @@ def test_cards_through_the_remembered_descriptions_are_the_cards_without_them(pa
                      today=ANCHOR, base_url="https://cds.example.org", **kw)
         return UUID.sub("<uuid>", json.dumps(got.cards, sort_keys=True))
 
-    with mock.patch.object(criteria, "_memo_key", lambda *a: None):
+    with _nothing_remembered():
         expected = cards()  # no memo: a fresh history and an empty description cache
     assert cards() == cards() == expected  # the first fills the cache, the second reads it
 
@@ -296,7 +305,7 @@ def test_rules_the_record_rules_out_are_decided_per_record_not_per_draft(prefetc
             got = advise("order-select", "svc", req["context"], _resources(req), [], knowledge, today=ANCHOR)
             return UUID.sub("<uuid>", json.dumps(got.cards, sort_keys=True))
 
-        with mock.patch.object(criteria, "_memo_key", lambda *a: None):
+        with _nothing_remembered():
             expected = cards()
         assert cards() == expected, name
         seen.add(expected)
