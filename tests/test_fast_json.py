@@ -116,3 +116,29 @@ def test_non_ascii_text_is_written_as_utf8(answer_app):
 ])
 def test_what_orjson_would_write_otherwise_is_left_to_jsonify(answer_app, value):
     assert _answer(value).get_data() == answer_app.json.response(value).get_data()
+
+
+# ``parse.json_copy``: the deep copy of a record the cards send back (an orjson round trip).
+
+@pytest.mark.parametrize("path", REQUESTS[::9], ids=[p.stem for p in REQUESTS[::9]])
+def test_a_copied_record_is_the_record_type_for_type_and_shares_nothing(path):
+    import copy
+    from cds_service.core.parse import json_copy
+    doc = json.loads(path.read_bytes())
+    got = json_copy(doc)
+    assert repr(got) == repr(copy.deepcopy(doc))
+    got["prefetch"] = None
+    assert doc["prefetch"] is not None and json_copy(doc)["prefetch"] == doc["prefetch"]
+
+
+@pytest.mark.parametrize("value", [
+    {"dose": 2 ** 70, "nested": [{"a": 1.0}]},            # beyond 64 bits: walked, exactly
+    {1: "a key that is not a string"},
+    [{"when": __import__("datetime").date(2026, 6, 1)}],
+    {"x": -0.0, "y": 1e-05, "z": 12345678901234567, "t": True, "n": None, "s": "µ ≥ \u2028"},
+])
+def test_what_orjson_cannot_copy_exactly_is_walked(value):
+    import copy
+    from cds_service.core.parse import json_copy
+    got = json_copy(value)
+    assert repr(got) == repr(copy.deepcopy(value)) and got is not value
