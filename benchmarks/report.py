@@ -337,3 +337,19 @@ def peer_table(peer: dict) -> str:
     L.append("")
     L.append("ms: median / p95.")
     return "\n".join(L)
+
+
+def next_selection_table(nxt: dict, ip: dict) -> str:
+    """The order composer's next selection beside the warm cell (the same request again)."""
+    warm = ip["service"]["warm"].get("order-select/50", {})
+    rows = ["## order-select, the next selection (in-process, 50 resources)", "",
+            "The same prefetch with a new draft id on every call (the order composer's next selection): the "
+            "history is remembered, the draft and what depends on it read fresh. Not in the baseline; beside "
+            "it, the warm cell (the same request again).", "",
+            "| case | median / p95 ms | floor ms | ratio | cards |", "|---|---|---|---|---|",
+            f"| a new selection each call | {nxt['median_ms']} / {nxt['p95_ms']} | {nxt['floor_median_ms']} | "
+            f"{nxt['ratio']}× | {', '.join(str(c) for c in nxt['cards'])} |"]
+    if warm:
+        rows.append(f"| the same request again (warm) | {warm['median_ms']} / {warm['p95_ms']} | "
+                    f"{warm['floor_median_ms']} | {round(warm['median_ms'] / warm['floor_median_ms'], 2)}× | |")
+    return "\n".join(rows)

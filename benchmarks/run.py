@@ -59,9 +59,9 @@ from pathlib import Path
 from . import patients as P
 from .harness import ROOT, Server, loadavg, log
 from . import baseline
-from .report import chart, cprofile_table, evaluate_targets, peer_table, table
+from .report import chart, cprofile_table, evaluate_targets, next_selection_table, peer_table, table
 from .scenarios import (
-    auth_overhead, bodies_for, cprofile_stages, fallback_http, fallback_inprocess, http_runs, inprocess,
+    auth_overhead, bodies_for, cprofile_stages, next_selection, fallback_http, fallback_inprocess, http_runs, inprocess,
     peer_comparison, profiles, stages, startup,
 )
 
@@ -124,6 +124,8 @@ def main(argv=None) -> int:
             log(f"in-process repeat {i + 1} of {args.repeat}")
             f2, s2, _ = inprocess(tmp, bodies, sizes, budget)
             res["ratio_runs"].append(baseline.ratios({"floor": f2, "service": s2}))
+        if 50 in sizes:
+            res["next_selection"] = next_selection(tmp, bodies, 50, budget)
         stage_sizes = sorted({n for n in (50, max(sizes)) if n in sizes})
         res["stages"] = stages(tmp, bodies, stage_sizes, 20 if quick else 100)
         res["cprofile"] = cprofile_stages(tmp, bodies, [(h, n, m) for m in ("warm", "cold") for h in P.HOOKS
@@ -188,6 +190,8 @@ def finish(res: dict, sizes, out_dir: Path, args) -> int:
     res["meta"]["load_after"] = loadavg()
     res["targets"] = evaluate_targets(res, sizes)
     text = table(res, sizes)
+    if res.get("next_selection"):
+        text += "\n\n" + next_selection_table(res["next_selection"], res["inprocess"])
     if res.get("cprofile"):
         text += "\n\n" + cprofile_table(res["cprofile"])
     if res.get("peer"):

@@ -70,6 +70,41 @@ def inprocess(tmp: Path, bodies: dict, sizes, budget: float) -> tuple[dict, dict
     return floor_res, svc_res, cards
 
 
+def next_selection(tmp: Path, bodies: dict, n: int, budget: float) -> dict:
+    """order-select as the order composer sends it: the same prefetch, a new draft on every selection.
+
+    The warm cells repeat one request, so its drafts are the same every time; here each call's
+    T-DXd draft has a new id (the selection with it), rewritten untimed before the call: the
+    history is remembered (no draft id names a record), the draft, its facts, the rules and
+    cards about it are read fresh.  Paired with the floor parsing the same body.
+    """
+    from .floor_app import create_app as floor_create
+
+    floor = floor_create().test_client()
+    (tmp / "next").mkdir(exist_ok=True)
+    client = make_service_app(tmp / "next").test_client()
+    body = bodies[("order-select", n)]
+    assert body.count(b'"draft-tdxd"') == 1 and body.count(b'MedicationRequest/draft-tdxd"') == 1
+    current = {"body": body}
+    counter = iter(range(10 ** 9))
+
+    def next_body() -> None:
+        i = next(counter)
+        current["body"] = body.replace(b'"draft-tdxd"', b'"draft-tdxd-%d"' % i).replace(
+            b'MedicationRequest/draft-tdxd"', b'MedicationRequest/draft-tdxd-%d"' % i)
+
+    path = f"/cds-services/{P.SERVICE_OF['order-select']}"
+    floor_near, samples = paired_calls(lambda: post(floor, "/cds-services/x", body),
+                                       lambda: post(client, path, current["body"]), budget, 20, 5000,
+                                       before=next_body)
+    resp = post(client, path, current["body"])
+    out = dict(summary_ms(samples), floor_median_ms=summary_ms(floor_near)["median_ms"],
+               cards=rule_ids(resp.get_json()["cards"]))
+    out["ratio"] = round(out["median_ms"] / out["floor_median_ms"], 2)
+    log(f"in-process order-select n={n}, a new selection each call: {out['median_ms']} ms = {out['ratio']}× floor")
+    return out
+
+
 def stages(tmp: Path, bodies: dict, sizes, calls: int) -> dict:
     app = make_service_app(tmp)
     client = app.test_client()
