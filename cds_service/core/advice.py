@@ -66,8 +66,10 @@ def _live_rules(rulebook, hook: str, facts: dict, profile: PatientProfile):
 
     The facts fixed for the record are the same on every call that shares its
     history (the profile's ``history_cache``): a chart's later hooks ask only the
-    rules still open.  None (all rules) when the profile does not say which facts
-    were derived per call.
+    rules still open.  Worked out at the second call with the record, not the
+    first: a chart opened once (and every cold call) tests the book once, as
+    before, rather than once to sort the rules and again to fire them.  None (all
+    rules) then, and when the profile does not say which facts were derived per call.
     """
     per_call = getattr(profile, "per_call_facts", None)
     cache = getattr(profile, "history_cache", None)
@@ -77,6 +79,9 @@ def _live_rules(rulebook, hook: str, facts: dict, profile: PatientProfile):
     key = ("live rules", hook, per_call)
     held = cache.get(key)
     if held is None or held[0] is not rulebook:
+        cache[key] = (rulebook, None)  # seen once
+        return None
+    if held[1] is None:
         held = cache[key] = (rulebook, rules_mod.live_rules(rulebook, hook, facts, per_call))
     return held[1]
 
