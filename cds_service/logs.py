@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Mapping
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter as _JsonFormatter
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -65,7 +66,10 @@ class JsonFormatter(_JsonFormatter):
         super().add_fields(log_data, record, message_dict)
 
     def jsonify_log_record(self, log_data) -> str:
-        line = super().jsonify_log_record(log_data)
+        try:
+            line = super().jsonify_log_record(log_data)
+        except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits, a lone surrogate: never a lost line
+            return json.dumps(log_data, default=str, separators=(",", ":"))
         return line if line.isascii() else json.dumps(json.loads(line), separators=(",", ":"))
 
     def process_log_record(self, log_data):

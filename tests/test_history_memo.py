@@ -164,15 +164,17 @@ def test_another_knowledge_load_is_not_served_from_the_memo(knowledge, monkeypat
     assert calls == [other], "the first terminology's entry is still there"
 
 
-def test_the_memo_is_bounded_by_the_records_it_holds(knowledge, monkeypatch):
+def test_the_memo_is_bounded_by_the_records_and_bytes_it_holds(knowledge, monkeypatch):
     t = knowledge.terminology
     req = _order_select()
     size = criteria._history(_resources(req), req["context"], t, PARAMS(), ANCHOR).size
-    monkeypatch.setattr(criteria, "HISTORY_MEMO_RECORDS", size * 2)
+    key_weight = -(-len(criteria._memo_key(_resources(req), t, PARAMS(), ANCHOR)[0]) // 4096)
+    assert key_weight >= 1
+    monkeypatch.setattr(criteria, "HISTORY_MEMO_RECORDS", (size + key_weight) * 2)
     for days in range(5):
         build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR + dt.timedelta(days=days))
     assert len(criteria._memo) == 2
-    assert criteria._memo_records == 2 * size
+    assert criteria._memo_records == 2 * (size + key_weight)
 
 
 def test_a_record_that_is_not_plain_json_is_read_without_the_memo(knowledge):
@@ -247,7 +249,7 @@ def test_a_draft_that_names_a_prefetched_order_keys_its_own_history(knowledge):
     assert got == _fresh(changed, t)
     (entry,) = criteria._memo.values()  # one record, two histories: with and without that order
     assert sorted(entry.by_drafts) == [(), (ref,)]
-    assert criteria._memo_records == sum(h.size for h in entry.by_drafts.values())
+    assert criteria._memo_records == entry.size == entry.key_weight + sum(h.size for h in entry.by_drafts.values())
     assert build_profile(_resources(req), req["context"], t, PARAMS(), today=ANCHOR) == first
 
 
@@ -337,3 +339,13 @@ def test_a_draft_sent_again_over_the_same_record_is_read_once(knowledge, monkeyp
     (entry,) = criteria._memo.values()
     (h,) = entry.by_drafts.values()
     assert len(h.cache["draft readings"]) <= 1
+
+
+def test_a_patient_id_that_is_not_text_reads_the_drafts_without_remembering_them(knowledge):
+    """The request schema keeps this off the HTTP path; ``her2-cds invoke-file`` reads a saved request as it is."""
+    t = knowledge.terminology
+    req = _order_select()
+    changed = copy.deepcopy(req)
+    changed["context"]["patientId"] = ["p01", "p02"]
+    got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
+    assert got.draft_orders and got == _fresh(changed, t)

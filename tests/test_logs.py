@@ -97,3 +97,11 @@ def test_an_exception_and_odd_values_are_still_written():
                                     "took": timedelta(seconds=2), "kinds": {"a", }, "raw": b"\x00x"})
     line = _format(record)
     assert "ValueError: boom" in line["exc"] and line["took"] and line["kinds"] and "raw" in line
+
+
+def test_a_value_orjson_cannot_write_does_not_lose_the_line():
+    record = logging.makeLogRecord({"name": "her2cds", "msg": "odd", "count": 2 ** 70, "text": "lone \ud800"})
+    text = JsonFormatter().format(record)
+    assert text.isascii()
+    line = json.loads(text)
+    assert line["msg"] == "odd" and line["count"] == 2 ** 70 and line["text"] == "lone \ud800"

@@ -205,10 +205,13 @@ class Descriptions:
 
     Several facts rest on the same records (five of eleven at the bench patient's
     order-select), so each set of references is described once.  A set naming only
-    records is kept in ``shared``: in the profile's ``history_cache``, which lives as long
-    as its remembered history, so the chart's later hooks (every order-select
-    selection, order-sign) describe the same records without reading them again.  A
-    set naming a draft order is described for this call only: the drafts change.
+    records (each in ``index``, the profile's records) is kept in ``shared``: in the
+    profile's ``history_cache``, which lives as long as its remembered history, so the
+    chart's later hooks (every order-select selection, order-sign) describe the same
+    records without reading them again; there are as many such sets as facts name.  Any
+    other set (a draft order, a finding's ``MedicationRequest/<draft id>``, a prefetch
+    key) is described for this call only: it changes with the drafts, and kept it would
+    grow with every new draft id over one chart.
     """
 
     def __init__(self, index: Mapping[str, dict], drafts: Mapping[str, Any], shared: dict | None = None):
@@ -218,7 +221,8 @@ class Descriptions:
 
     def lines(self, refs: Iterable[str]) -> tuple[str, ...]:
         key = tuple(refs)
-        memo = self.call if any(r.startswith(DRAFT_REF) for r in key) else self.shared
+        index = self.index
+        memo = self.shared if all(r in index for r in key) else self.call
         texts = memo.get(key)
         if texts is None:
             texts = memo[key] = tuple(_describe_refs(key, self.index, self.drafts))

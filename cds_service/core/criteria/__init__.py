@@ -165,12 +165,14 @@ def _history(resources: list[Any], context: dict, t: Terminology, params: Criter
 # of the history); any other draft id changes nothing the history reads, so the next selection
 # (a new draft over the same prefetch) finds it remembered.  The drafts themselves, and all that
 # depends on them (the draft facts, therapy.line's decision whether a drafted regimen starts a new
-# line), are read fresh on every call.  Bounded by the records held (a 1,000-resource patient
-# weighs 1,000), oldest out first: an entry keeps the request's parsed resources alive (about
-# 4 KB a record measured at 1,000 resources, more with what the history derives) and their bytes
-# (under 1 KB a record), so 5,000 records are 20–30 MB per worker: a hundred typical charts, or
-# five very large ones.
+# line), are read fresh on every call.  Bounded by weight, oldest out first: a history weighs the
+# records it holds (a 1,000-resource patient weighs 1,000; about 4 KB each measured at 1,000
+# resources, more with what the history derives), and an entry's key one more for every started
+# 4 KB of its bytes, which hold every resource sent, read or not (a prefetch of vital signs or a
+# DocumentReference with its attachment weighs by its size, not as one record).  5,000 is then
+# 20–40 MB per worker: about sixty typical charts, or a few very large ones.
 HISTORY_MEMO_RECORDS = 5_000
+_KEY_BYTES_PER_WEIGHT = 4096
 
 
 @dataclass
@@ -180,6 +182,7 @@ class _Remembered:
     terminology: Terminology
     parameters: CriteriaParameters
     on_record: frozenset[str]  # Intake.medication_requests: the references a draft id can take out
+    key_weight: int  # the key's bytes, one for every started 4 KB (see HISTORY_MEMO_RECORDS)
     by_drafts: dict[tuple[str, ...], _History] = field(default_factory=dict)
 
     def named(self, drafts: set[str]) -> tuple[str, ...]:
@@ -187,7 +190,7 @@ class _Remembered:
 
     @property
     def size(self) -> int:
-        return sum(h.size for h in self.by_drafts.values())
+        return self.key_weight + sum(h.size for h in self.by_drafts.values())
 
 
 _memo: OrderedDict[tuple, _Remembered] = OrderedDict()
@@ -224,13 +227,15 @@ def _remembered_history(resources: list[Any], context: dict, t: Terminology, par
                     _memo.move_to_end(key)
                     return h
     h = _history(resources, context, t, params, today)
-    if key is not None and h.size <= HISTORY_MEMO_RECORDS:
+    key_weight = 0 if key is None else -(-len(key[0]) // _KEY_BYTES_PER_WEIGHT)
+    if key is not None and h.size + key_weight <= HISTORY_MEMO_RECORDS:
         with _memo_lock:
             entry = _memo.get(key)
             if entry is None or entry.terminology is not t or entry.parameters is not params:
                 if entry is not None:
                     _memo_records -= entry.size
-                entry = _memo[key] = _Remembered(t, params, frozenset(h.intake.medication_requests))
+                entry = _memo[key] = _Remembered(t, params, frozenset(h.intake.medication_requests), key_weight)
+                _memo_records += key_weight
             named = entry.named(drafts)
             old = entry.by_drafts.get(named)
             if old is not None:

@@ -278,7 +278,7 @@ def _draft_reading(res: dict, patient: str, medications: dict[str, dict], t: Ter
     under the draft's orjson bytes when it has plain JSON content.
     """
     key = None
-    if readings is not None:
+    if readings is not None and isinstance(patient, str):  # a patientId no schema checked: read, not remembered
         try:
             key = (orjson.dumps(res), patient)
         except (TypeError, orjson.JSONEncodeError):
