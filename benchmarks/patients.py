@@ -160,7 +160,7 @@ _SUPPORTIVE = (("26225", "ondansetron"), ("3264", "dexamethasone"), ("161", "ace
 
 def core(m: _Maker) -> dict[str, list[dict]]:
     """The clinically relevant core (21 resources, 22 with a menopausal status key)."""
-    met_days = 400
+    met_days = 200  # metastatic disease diagnosed 200 days ago (400 until issue 23's third round: no patient-view card)
     out: dict[str, list[dict]] = {k: [] for k in PREFETCH_KEYS}
     out["patient"] = [{
         "resourceType": "Patient", "id": m.pid, "gender": "female", "birthDate": "1966-05-14",
@@ -213,7 +213,9 @@ def core(m: _Maker) -> dict[str, list[dict]]:
         m.med_statement("1298944", "pertuzumab", met_days - 14, None, "active"),
     ]
     # The taxane induction as EHRs record it: a completed course with dates (6 three-weekly cycles,
-    # 126 days, ended 100 days ago), no cycle count; the maintenance rules need an ended course.
+    # 126 days, ended 60 days ago), no cycle count; the maintenance rules need an ended course, and
+    # within 84 days of its end the maintenance decision is open at the chart opening too (M1 at
+    # patient-view: the warm patient-view renders a card, as order-select does).
     out["medicationStatements"].append(m.med_statement("72962", "docetaxel", met_days - 14, met_days - 140,
                                                        "completed"))
     out["medicationRequests"] = [
