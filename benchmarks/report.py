@@ -28,10 +28,12 @@ def evaluate_targets(res: dict, sizes) -> list[dict]:
     floor50 = res["inprocess"]["floor"][50]["median_ms"]
     for mode in ("cold", "warm"):
         for hook in P.HOOKS:
-            m = res["inprocess"]["service"][mode][f"{hook}/50"]["median_ms"]
+            cell = res["inprocess"]["service"][mode][f"{hook}/50"]
+            m = cell["median_ms"]
+            floor = cell.get("floor_median_ms") or floor50  # the floor measured beside the cell, as the baseline reads it
             t.append({"target": f"in-process median, {hook}, 50 resources, {mode} ≤ {TARGETS['inproc_vs_floor']:g}× floor",
-                      "value": f"{m:.2f} ms = {m / floor50:.1f}× floor ({floor50:.2f} ms)",
-                      "met": m / floor50 <= TARGETS["inproc_vs_floor"]})
+                      "value": f"{m:.2f} ms = {m / floor:.2f}× floor ({floor:.2f} ms, measured beside it)",
+                      "met": m / floor <= TARGETS["inproc_vs_floor"]})
     http = res.get("http") or {}
     for mode, key in (("cold", "service_cold"), ("warm", "service")):
         for hook in P.HOOKS:
