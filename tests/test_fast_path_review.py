@@ -10,58 +10,30 @@ differential checks that held (seeded, so a failure reproduces).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import json
 import math
 import random
-import re
 import shutil
 import struct
 from pathlib import Path
-from unittest import mock
 
 import orjson
-import pytest
 
 from cds_service import create_app
-from cds_service.core import advice as advice_mod, criteria, parse as fp
+from cds_service.core import criteria, parse as fp
 from cds_service.core.advice import _ADDED_PER_CALL, _rule_facts, advise
 from cds_service.core.criteria import build_profile, clear_history_memo
 from cds_service.core.criteria.profile import Finding
 from cds_service.core.rules import rulebook as rules_mod
+from memo_helpers import ANCHOR, UUID, empty_memo  # noqa: F401 (empty_memo: an autouse fixture)
+from memo_helpers import entries as _entries, nothing_remembered as _plain, resources as _resources
 
 ROOT = Path(__file__).resolve().parent.parent
 REQS = {p.name: json.loads(p.read_text()) for p in sorted((ROOT / "fixtures" / "requests").glob("*.json"))}
-ANCHOR = dt.date(2026, 6, 1)
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SERVICES = {"patient-view": "her2-mbc-patient-view", "order-select": "her2-mbc-order-select",
             "order-sign": "her2-mbc-order-sign"}
-
-
-@contextlib.contextmanager
-def _plain():
-    with mock.patch.object(criteria, "_memo_key", lambda *a: None), \
-            mock.patch.object(advice_mod, "_live_rules", lambda *a: None):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _empty_memo():
-    clear_history_memo()
-    yield
-    clear_history_memo()
-
-
-def _resources(req: dict) -> list[dict]:
-    return [v for v in req["prefetch"].values() if isinstance(v, dict)]
-
-
-def _entries(v: dict) -> list[dict]:
-    if v.get("resourceType") == "Bundle":
-        return [e["resource"] for e in v.get("entry") or () if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    return [v]
 
 
 def _cards(knowledge, hook, ctx, resources, findings=(), today=ANCHOR) -> str:

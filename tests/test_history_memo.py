@@ -11,25 +11,23 @@ request.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import json
-import re
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
-from cds_service.core import advice as advice_mod, cards as cards_mod, criteria
+from cds_service.core import cards as cards_mod, criteria
 from cds_service.core.advice import advise
-from cds_service.core.criteria import build_profile, clear_history_memo
+from cds_service.core.criteria import build_profile
 from criteria_builders import parameters as PARAMS
+from memo_helpers import ANCHOR, UUID, empty_memo  # noqa: F401 (empty_memo: an autouse fixture)
+from memo_helpers import entries as _entries, nothing_remembered as _nothing_remembered, resources as _resources
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = sorted((ROOT / "fixtures" / "requests").glob("*.json"))
-ANCHOR = dt.date(2026, 6, 1)  # the fixtures' anchor date (fixtures/build_fixtures.py)
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _load(name_or_path) -> dict:
@@ -37,29 +35,10 @@ def _load(name_or_path) -> dict:
     return json.loads(path.read_text())
 
 
-def _resources(req: dict) -> list[dict]:
-    return [v for v in (req.get("prefetch") or {}).values() if isinstance(v, dict)]
-
-
-@contextlib.contextmanager
-def _nothing_remembered():
-    """The whole pipeline as without any memo: no remembered history, every rule of the book tested whole."""
-    with mock.patch.object(criteria, "_memo_key", lambda *a: None), \
-            mock.patch.object(advice_mod, "_live_rules", lambda *a: None):
-        yield
-
-
 def _fresh(req: dict, t, today=ANCHOR):
     """The profile read without the memo (neither looked up nor filled)."""
     with mock.patch.object(criteria, "_memo_key", lambda *a: None):
         return build_profile(_resources(req), req["context"], t, PARAMS(), today=today)
-
-
-@pytest.fixture(autouse=True)
-def _empty_memo():
-    clear_history_memo()
-    yield
-    clear_history_memo()
 
 
 @pytest.mark.parametrize("path", REQUESTS, ids=[p.stem for p in REQUESTS])
@@ -185,12 +164,6 @@ def test_a_record_that_is_not_plain_json_is_read_without_the_memo(knowledge):
     got = build_profile(_resources(changed), changed["context"], t, PARAMS(), today=ANCHOR)
     assert got == _fresh(req, t)
     assert len(criteria._memo) == 0
-
-
-def _entries(v: dict):
-    if v.get("resourceType") == "Bundle":
-        return [e["resource"] for e in v.get("entry") or () if isinstance(e, dict) and "resource" in e]
-    return [v]
 
 
 def test_the_line_a_draft_starts_is_decided_per_call_with_one_history(knowledge):

@@ -220,12 +220,11 @@ class Descriptions:
         self.call: dict = {}
 
     def lines(self, refs: Iterable[str]) -> tuple[str, ...]:
-        key = tuple(refs)
-        index = self.index
+        key, index = tuple(refs), self.index
         memo = self.shared if all(r in index for r in key) else self.call
         texts = memo.get(key)
         if texts is None:
-            texts = memo[key] = tuple(_describe_refs(key, self.index, self.drafts))
+            texts = memo[key] = tuple(_describe_refs(key, index, self.drafts))
         return texts
 
 

@@ -161,8 +161,22 @@ def _finite_float(literal: str) -> float:
     return value
 
 
-_COPY_OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                 | orjson.OPT_PASSTHROUGH_SUBCLASS)
+_EXACT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def json_bytes(value: Any, newline: bool = False) -> bytes | None:
+    """``value`` as orjson writes it when that is the JSON of what a parse gives; None otherwise.
+
+    The one use of orjson's writer for data (the history memo's key, a draft's reading key,
+    the hook answer, ``json_copy``): strings, 64-bit integers, finite floats, booleans, null,
+    objects and arrays.  What orjson refuses or would write its own way — an integer beyond
+    64 bits, a lone surrogate, a key that is not a string, a date, a dataclass, a subclass of
+    str or dict — is None, and the caller takes the ``json`` way as before.
+    """
+    try:
+        return orjson.dumps(value, option=_EXACT | orjson.OPT_APPEND_NEWLINE if newline else _EXACT)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
 
 
 def json_copy(value: Any) -> Any:
@@ -174,14 +188,12 @@ def json_copy(value: Any) -> Any:
     copied by an orjson round trip (2–3 µs for a resource, against 25 µs walked in Python),
     exact for what a JSON parse gives: strings, 64-bit integers, finite floats, booleans,
     null, objects, arrays (it would turn a tuple into a list, which no parse makes).  What
-    orjson will not write as it came (an integer beyond 64 bits, a key that is not a string,
-    a date, a dataclass, a subclass of str or dict, any other object) is walked as before.
+    orjson will not write as it came (``json_bytes`` is None) is walked as before.
     """
     if isinstance(value, (dict, list)):
-        try:
-            return orjson.loads(orjson.dumps(value, option=_COPY_OPTIONS))
-        except (TypeError, orjson.JSONEncodeError):
-            return _walked_copy(value)
+        data = json_bytes(value)
+        if data is not None:
+            return orjson.loads(data)
     return _walked_copy(value)
 
 

@@ -14,7 +14,6 @@ import os
 import threading
 import time
 
-import orjson
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.sansio.utils import get_current_url
 
@@ -28,6 +27,7 @@ from ..errors import ApiError
 from ..fhir.client import FhirClient
 from ..logs import request_id
 from ..core.instrumentation import stage
+from ..core.parse import json_bytes
 from .validation import check, read_json, schema_issues
 
 log = logging.getLogger("her2cds.hooks")
@@ -123,10 +123,6 @@ def invoke(service_id: str):
         _record(store, audit, service, [i.row() for i in issued], repeat_keys, _suggestions(issued))
 
 
-_ANSWER_OPTIONS = (orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME
-                   | orjson.OPT_PASSTHROUGH_DATACLASS)
-
-
 def cards_answer(answer: dict) -> Response:
     """The hook's JSON answer, written by orjson when it can write it.
 
@@ -136,12 +132,11 @@ def cards_answer(answer: dict) -> Response:
     escapes (RFC 8259 §8.1; the media type is UTF-8 JSON either way) and a
     float's shortest form (``1e-5`` for ``1e-05``).  What orjson refuses —
     an integer beyond 64 bits copied from a draft, a lone surrogate, a key
-    that is not a string — and any date or dataclass (which orjson would
-    write its own way) go through ``jsonify`` as before.
+    that is not a string — and any date, dataclass or subclass (which orjson
+    would write its own way) go through ``jsonify`` as before (``parse.json_bytes``).
     """
-    try:
-        data = orjson.dumps(answer, option=_ANSWER_OPTIONS)
-    except (TypeError, orjson.JSONEncodeError):
+    data = json_bytes(answer, newline=True)
+    if data is None:
         return jsonify(answer)
     return current_app.response_class(data, mimetype="application/json")
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import orjson
-
+from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Terminology
 from .conditions import condition_facts, ild_on_tdxd
@@ -207,10 +206,10 @@ def clear_history_memo() -> None:
 
 
 def _memo_key(resources: list[Any], t: Terminology, params: CriteriaParameters, today: dt.date) -> tuple | None:
-    try:
-        return orjson.dumps(resources), today.toordinal(), id(t), id(params)
-    except (TypeError, orjson.JSONEncodeError):
+    record = fp.json_bytes(resources)
+    if record is None:
         return None  # not plain JSON (an integer beyond 64 bits): read without the memo
+    return record, today.toordinal(), id(t), id(params)
 
 
 def _remembered_history(resources: list[Any], context: dict, t: Terminology, params: CriteriaParameters,

@@ -22,8 +22,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import orjson
-
 from .. import parse as fp
 from ..knowledge.parameters import CriteriaParameters
 from ..knowledge.terminology import Drug, Terminology
@@ -279,11 +277,9 @@ def _draft_reading(res: dict, patient: str, medications: dict[str, dict], t: Ter
     """
     key = None
     if readings is not None and isinstance(patient, str):  # a patientId no schema checked: read, not remembered
-        try:
-            key = (orjson.dumps(res), patient)
-        except (TypeError, orjson.JSONEncodeError):
-            key = None  # not plain JSON (an integer beyond 64 bits): read, not remembered
-        else:
+        content = fp.json_bytes(res)  # None: not plain JSON (an integer beyond 64 bits), read, not remembered
+        if content is not None:
+            key = (content, patient)
             held = readings.get(key)
             if held is not None:
                 return held

@@ -17,10 +17,12 @@ Test = Callable[[Mapping[str, Any]], bool]
 
 @dataclass(frozen=True)
 class LiveRule:
-    """A rule the record leaves open (``live_rules``): the tests still to run on each call's facts,
-    and its suggestions, notes and summaries with theirs (those the record rules out are left out)."""
+    """A rule as ``evaluate`` runs it: the scope to ask (once per call, shared by the rules that name it;
+    None when already decided), the tests still to run, and its suggestions, notes and summaries with
+    theirs.  ``whole_book`` has every rule tested whole; ``live_rules`` what a record leaves open."""
 
     rule: Rule
+    scope: str | None
     tests: tuple[Test, ...]
     suggestions: tuple[tuple[Suggestion, tuple[Test, ...]], ...]
     notes: tuple[tuple[Note, tuple[Test, ...]], ...]
@@ -34,6 +36,26 @@ def _holds(tests: tuple[Test, ...], facts: Mapping[str, Any]) -> bool:
     return True
 
 
+def whole_book(rulebook: Rulebook, hook: str) -> tuple[LiveRule, ...]:
+    """This hook's rules, each to be tested whole (made once per rulebook and hook)."""
+    key = ("whole book", hook)
+    held = rulebook.derived.get(key)
+    if held is None:
+        def whole(condition: Condition | None) -> tuple[Test, ...]:
+            return () if condition is None else (condition.test,)
+        held = rulebook.derived[key] = tuple(_live(rule, rule.scope, whole(rule.when), whole)
+                                             for rule in rulebook.rules_of(hook))
+    return held
+
+
+def _live(rule: Rule, scope: str | None, tests: tuple[Test, ...],
+          left: Callable[[Condition | None], tuple[Test, ...] | None]) -> LiveRule:
+    """``rule`` with its suggestions, notes and summaries, each with ``left(its condition)`` (None: left out)."""
+    def kept(items) -> tuple:
+        return tuple((item, t) for item in items if (t := left(item.when)) is not None)
+    return LiveRule(rule, scope, tests, kept(rule.suggestions), kept(rule.notes), kept(rule.summaries))
+
+
 def evaluate(rulebook: Rulebook, facts: Mapping[str, Any], hook: str,
              rules: tuple[LiveRule, ...] | None = None) -> list[Recommendation]:
     """Fire every rule of this hook whose scope and condition hold, then apply suppression.
@@ -44,44 +66,35 @@ def evaluate(rulebook: Rulebook, facts: Mapping[str, Any], hook: str,
     (M4 suppresses S8).  Rules with ``enabled_by`` run only while that rulebook
     flag is on (F1's confirmation card is off by default).  ``rules``: this hook's
     rules that the record leaves open, with what is left to test (``live_rules``);
-    by default every rule, tested whole.
+    by default every rule, tested whole (``whole_book``).
     """
     fired: list[Recommendation] = []
-    if rules is None:
-        in_scope: dict[str, bool] = {}  # a scope is a pure function of the facts: asked once per call, not per rule
-        for rule in rulebook.rules_of(hook):
-            if rule.enabled_by is not None and not rulebook.enabled(rule):
-                continue
-            held = in_scope.get(rule.scope)
+    in_scope: dict[str, bool] = {}  # a scope is a pure function of the facts: asked once per call, not per rule
+    for live in whole_book(rulebook, hook) if rules is None else rules:
+        rule = live.rule
+        if rule.enabled_by is not None and not rulebook.enabled(rule):
+            continue
+        if live.scope is not None:
+            held = in_scope.get(live.scope)
             if held is None:
-                held = in_scope[rule.scope] = bool(rulebook.scopes[rule.scope].test(facts))
-            if held and rule.when.test(facts):
-                fired.append(_recommendation(rule, rulebook, facts,
-                                             [s for s in rule.suggestions if s.when is None or s.when(facts)],
-                                             [n for n in rule.notes if n.when(facts)],
-                                             next((n for n in rule.summaries if n.when(facts)), None)))
-    else:
-        for live in rules:
-            rule = live.rule
-            if rule.enabled_by is not None and not rulebook.enabled(rule):
+                held = in_scope[live.scope] = bool(rulebook.scopes[live.scope].test(facts))
+            if not held:
                 continue
-            if _holds(live.tests, facts):
-                fired.append(_recommendation(rule, rulebook, facts,
-                                             [s for s, tests in live.suggestions if _holds(tests, facts)],
-                                             [n for n, tests in live.notes if _holds(tests, facts)],
-                                             next((n for n, tests in live.summaries if _holds(tests, facts)), None)))
+        if _holds(live.tests, facts):
+            fired.append(_recommendation(live, rulebook, facts))
     suppressed = {sid for rec in fired for sid in rec.rule.suppresses}
     return [rec for rec in fired if rec.rule.id not in suppressed]
 
 
-def _recommendation(rule: Rule, rulebook: Rulebook, facts: Mapping[str, Any], suggestions: list[Suggestion],
-                    notes: list[Note], summary: Note | None) -> Recommendation:
+def _recommendation(live: LiveRule, rulebook: Rulebook, facts: Mapping[str, Any]) -> Recommendation:
     """A fired rule with the facts it read (a snapshot) and the suggestions, notes and summary that hold."""
-    scope = rulebook.scopes[rule.scope]
-    names = tuple(dict.fromkeys(scope.facts + rule.when.facts))
+    rule = live.rule
+    names = tuple(dict.fromkeys(rulebook.scopes[rule.scope].facts + rule.when.facts))
     snapshot = tuple((n, fact_value(facts, n), fact_refs(facts, n)) for n in names)
-    return Recommendation(rule, snapshot, tuple(suggestions), tuple(render_text(n.text, facts) for n in notes),
-                          summary.text if summary is not None else rule.card["summary"])
+    suggestions = tuple(s for s, tests in live.suggestions if _holds(tests, facts))
+    notes = tuple(render_text(n.text, facts) for n, tests in live.notes if _holds(tests, facts))
+    summary = next((n.text for n, tests in live.summaries if _holds(tests, facts)), rule.card["summary"])
+    return Recommendation(rule, snapshot, suggestions, notes, summary)
 
 
 def live_rules(rulebook: Rulebook, hook: str, facts: Mapping[str, Any],
@@ -112,14 +125,6 @@ def live_rules(rulebook: Rulebook, hook: str, facts: Mapping[str, Any],
                 return None
         return tuple(tests)
 
-    def open_ones(items, when) -> tuple:
-        out = []
-        for item in items:
-            tests = left(when(item))
-            if tests is not None:
-                out.append((item, tests))
-        return tuple(out)
-
     scopes: dict[str, tuple | None] = {}
     live = []
     for rule in rulebook.rules_of(hook):
@@ -131,8 +136,5 @@ def live_rules(rulebook: Rulebook, hook: str, facts: Mapping[str, Any],
         when_tests = left(rule.when)
         if when_tests is None:
             continue
-        live.append(LiveRule(rule, scope_tests + when_tests,
-                             open_ones(rule.suggestions, lambda s: s.when),
-                             open_ones(rule.notes, lambda n: n.when),
-                             open_ones(rule.summaries, lambda n: n.when)))
+        live.append(_live(rule, None, scope_tests + when_tests, left))
     return tuple(live)
